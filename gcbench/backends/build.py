@@ -1,0 +1,67 @@
+"""Build servers written in compiled languages once, cached by a hash of their sources and toolchain."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gcbench.errors import GcbenchError
+
+
+def cache_dir() -> Path:
+    """The user's gcbench cache folder (private to the user): $GCBENCH_CACHE or $XDG_CACHE_HOME/gcbench."""
+    root = os.environ.get("GCBENCH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gcbench"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def source_hash(sources: Sequence[Path], toolchain_version: str) -> str:
+    h = hashlib.sha256(toolchain_version.encode())
+    for src in sorted(sources):
+        h.update(src.name.encode())
+        h.update(src.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_build(
+    name: str,
+    sources: Sequence[Path],
+    toolchain_version: str,
+    build: Callable[[Path, Path], list[str]],
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    env: dict[str, str] | None = None,
+) -> Path:
+    """Return the path of the built executable, building it first if this source hash was never built.
+
+    ``build(workdir, out_path)`` returns the argv that compiles into ``out_path``; it runs in a fresh
+    temporary folder holding copies of the sources, and the result is moved into the cache atomically.
+    """
+    digest = source_hash(sources, toolchain_version)
+    target = cache_dir() / "build" / f"{name}-{digest}" / name
+    if target.is_file() and os.access(target, os.X_OK):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log(f"gcbench: building the {name} server ({toolchain_version}) into {target.parent} (once per source change)")
+    with tempfile.TemporaryDirectory(prefix=f"gcbench-build-{name}-") as tmp:
+        work = Path(tmp)
+        for src in sources:
+            shutil.copy2(src, work / src.name)
+        out = work / name
+        argv = build(work, out)
+        proc = subprocess.run(argv, cwd=work, capture_output=True, text=True, env={**os.environ, **(env or {})})
+        if proc.returncode != 0 or not out.is_file():
+            detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise GcbenchError(f"building the {name} server failed ({' '.join(argv[:2])}): {' | '.join(detail)}")
+        tmp_target = target.with_name(f".{name}.tmp{os.getpid()}")
+        shutil.copy2(out, tmp_target)
+        os.replace(tmp_target, target)
+    return target

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""gcbench's built-in Python MCP tool server: standard library only, contract in ../PROTOCOL.md.
+
+Run as a script (never imported with the gcbench package inside the server process, so the measured heap
+is only what the scenario asks for). The ``work`` function is also imported by the in-process backend.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+PROTOCOL_VERSION = "2025-06-18"
+WORK_ARGS = ("alloc_objects", "cyclic_fraction", "retain_objects", "retain_cap", "payload_bytes", "cpu_iters", "sleep_us")
+
+WORK_TOOL = {
+    "name": "work",
+    "description": "Simulated tool: allocates, retains, computes, sleeps and answers with a payload.",
+    "inputSchema": {
+        "type": "object",
+        "properties": {
+            name: {"type": "number" if name == "cyclic_fraction" else "integer", "minimum": 0} for name in WORK_ARGS
+        },
+        "additionalProperties": False,
+    },
+}
+
+_MASK64 = (1 << 64) - 1
+
+
+class ToolArgumentError(ValueError):
+    pass
+
+
+class WorkState:
+    """Server-global state of the work tool: the start-up heap, the long-lived cache and the CPU sink."""
+
+    def __init__(self, heap_objects: int = 0) -> None:
+        self.heap = [[i, None] for i in range(heap_objects)]
+        self.cache: list = []
+        self.cache_pos = 0
+        self.cpu_sink = 0
+
+    def retain(self, count: int, cap: int) -> None:
+        cache = self.cache
+        for i in range(count):
+            obj = [i, None]
+            if cap and len(cache) >= cap:
+                cache[self.cache_pos % cap] = obj
+                self.cache_pos += 1
+            else:
+                cache.append(obj)
+
+
+def parse_work_args(args: object) -> tuple:
+    if not isinstance(args, dict):
+        raise ToolArgumentError("arguments must be an object")
+    for name in args:
+        if name not in WORK_ARGS:
+            raise ToolArgumentError(f"unknown argument {name!r}")
+    values = []
+    for name in WORK_ARGS:
+        v = args.get(name, 0)
+        if name == "cyclic_fraction":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ToolArgumentError(f"argument {name!r} must be a number from 0 to 1")
+        elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ToolArgumentError(f"argument {name!r} must be a non-negative integer")
+        values.append(v)
+    return tuple(values)
+
+
+def work(state: WorkState, args: object) -> str:
+    """Do one call's simulated work and return the payload text (raises ToolArgumentError)."""
+    alloc, cyclic_fraction, retain, cap, payload, cpu_iters, sleep_us = parse_work_args(args)
+    garbage = []
+    n_cyclic = int(alloc * cyclic_fraction) & ~1  # pairs
+    for _ in range(n_cyclic // 2):
+        a = [None, None]
+        b = [a, None]
+        a[0] = b
+        garbage.append(a)
+        garbage.append(b)
+    for _ in range(alloc - n_cyclic):
+        garbage.append([None, None])
+    if retain:
+        state.retain(retain, cap)
+    if cpu_iters:
+        x = state.cpu_sink | 1
+        for _ in range(cpu_iters):
+            x ^= (x << 13) & _MASK64
+            x ^= x >> 7
+            x ^= (x << 17) & _MASK64
+        state.cpu_sink = x
+    if sleep_us:
+        time.sleep(sleep_us / 1e6)
+    text = "x" * payload
+    del garbage
+    return text
+
+
+class Server:
+    def __init__(self, gc_mode: str, heap_objects: int, events_path: str | None) -> None:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "probes"))
+        from python_gc import GcProbe  # noqa: E402  (found through the path above)
+
+        self.gc_mode = gc_mode
+        self.probe = GcProbe(events_path).install()
+        self.thresholds = gc.get_threshold()
+        if gc_mode.startswith("thresholds:"):
+            parts = [int(p) for p in gc_mode.split(":", 1)[1].split(",")]
+            gc.set_threshold(*parts)
+            self.thresholds = gc.get_threshold()
+        elif gc_mode in ("disabled", "oob"):
+            gc.disable()
+        elif gc_mode not in ("default", "freeze"):
+            raise SystemExit(f"gcbench python server: unknown GC mode {gc_mode!r}")
+        self.state = WorkState(heap_objects)
+
+    def collect_out_of_band(self) -> None:
+        """Run the collection CPython's automatic GC would have run by now, outside any call.
+
+        Mirrors collect_generations() in CPython's gcmodule.c without its 25% long-lived-pending rule for
+        the oldest generation (that counter is not exposed), so full collections run somewhat more often.
+        """
+        counts = gc.get_count()
+        for gen in (2, 1, 0):
+            if counts[gen] > self.thresholds[gen]:
+                gc.collect(gen)
+                return
+
+    def handle(self, msg: object) -> dict | None:
+        if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or not isinstance(msg.get("method"), str):
+            return _error(msg.get("id") if isinstance(msg, dict) else None, -32600, "Invalid Request")
+        if "id" not in msg:
+            return None  # notification
+        mid = msg["id"]
+        method = msg["method"]
+        params = msg.get("params") or {}
+        if method == "tools/call":
+            if not isinstance(params, dict) or params.get("name") != "work":
+                return _error(mid, -32602, f"Unknown tool: {params.get('name') if isinstance(params, dict) else params!r}")
+            try:
+                text = work(self.state, params.get("arguments", {}))
+            except ToolArgumentError as e:
+                return _result(mid, {"content": [{"type": "text", "text": str(e)}], "isError": True})
+            return _result(mid, {"content": [{"type": "text", "text": text}], "isError": False})
+        if method == "initialize":
+            requested = params.get("protocolVersion") if isinstance(params, dict) else None
+            return _result(
+                mid,
+                {
+                    "protocolVersion": requested if isinstance(requested, str) else PROTOCOL_VERSION,
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "gcbench-python", "version": sys.version.split()[0]},
+                },
+            )
+        if method == "ping":
+            return _result(mid, {})
+        if method == "tools/list":
+            return _result(mid, {"tools": [WORK_TOOL]})
+        if method == "gcbench/measure":
+            if self.gc_mode == "freeze":
+                gc.collect()
+                gc.freeze()
+            return _result(mid, {})
+        if method == "gcbench/flush":
+            return _result(mid, {"events": self.probe.flush()})
+        return _error(mid, -32601, f"Method not found: {method}")
+
+    def serve_stdio(self) -> None:
+        stdin = sys.stdin.buffer
+        stdout = sys.stdout.buffer
+        oob = self.gc_mode == "oob"
+        for line in stdin:
+            if not line.strip():
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                reply = _error(None, -32700, "Parse error")
+            else:
+                reply = self.handle(msg)
+            if reply is not None:
+                stdout.write(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
+                stdout.flush()
+            if oob:
+                self.collect_out_of_band()
+        self.probe.flush()
+
+
+def _result(mid: object, result: dict) -> dict:
+    return {"jsonrpc": "2.0", "id": mid, "result": result}
+
+
+def _error(mid: object, code: int, message: str) -> dict:
+    return {"jsonrpc": "2.0", "id": mid, "error": {"code": code, "message": message}}
+
+
+def main() -> None:
+    server = Server(
+        gc_mode=os.environ.get("GCBENCH_GC_MODE", "default"),
+        heap_objects=int(os.environ.get("GCBENCH_HEAP_OBJECTS", "0") or 0),
+        events_path=os.environ.get("GCBENCH_EVENTS") or None,
+    )
+    transport = os.environ.get("GCBENCH_TRANSPORT", "stdio")
+    if transport != "stdio":
+        raise SystemExit(f"gcbench python server: unsupported transport {transport!r}")
+    server.serve_stdio()
+
+
+if __name__ == "__main__":
+    main()

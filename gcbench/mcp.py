@@ -1,0 +1,167 @@
+"""Minimal MCP client side: JSON-RPC 2.0 framing and the stdio transport the chain driver talks through.
+
+The transport is the instrument: it reads with one os.read per wake-up, stamps the receive time before it
+parses, and never logs or allocates more per message than json.loads does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import time
+from collections.abc import Callable
+
+from gcbench.errors import CellError
+
+PROTOCOL_VERSION = "2025-06-18"
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+READ_CHUNK = 1 << 20
+
+
+def encode_request(msg_id: int, method: str, params: dict | None = None) -> bytes:
+    msg: dict = {"jsonrpc": "2.0", "id": msg_id, "method": method}
+    if params is not None:
+        msg["params"] = params
+    return json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+
+
+def encode_notification(method: str, params: dict | None = None) -> bytes:
+    msg: dict = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        msg["params"] = params
+    return json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+
+
+def call_template(tool: str, arguments: dict) -> bytes:
+    """A tools/call request with a %d hole for the id: the per-call path only formats an integer."""
+    params = json.dumps({"name": tool, "arguments": arguments}, separators=(",", ":")).encode()
+    return b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":' + params.replace(b"%", b"%%") + b"}\n"
+
+
+def call_outcome(msg: dict) -> str | None:
+    """None when a tools/call response is a success, else a short error text."""
+    err = msg.get("error")
+    if err is not None:
+        if isinstance(err, dict):
+            return f"JSON-RPC error {err.get('code')}: {str(err.get('message'))[:200]}"
+        return f"JSON-RPC error: {str(err)[:200]}"
+    result = msg.get("result")
+    if not isinstance(result, dict):
+        return "response has neither result nor error"
+    if result.get("isError"):
+        content = result.get("content") or [{}]
+        text = content[0].get("text", "") if isinstance(content[0], dict) else ""
+        return f"tool error: {str(text)[:200]}"
+    return None
+
+
+class StdioTransport:
+    """Newline-delimited JSON-RPC over a child's stdin/stdout pipes."""
+
+    kind = "stdio"
+
+    def __init__(self, write_fd: int, read_fd: int, describe_exit: Callable[[], str] = lambda: "") -> None:
+        self._wfd = write_fd
+        self._rfd = read_fd
+        os.set_blocking(read_fd, False)
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(read_fd, selectors.EVENT_READ)
+        self._buf = bytearray()
+        self._describe_exit = describe_exit
+        self._clock = time.monotonic_ns
+
+    def send(self, data: bytes, agent: int = 0) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self._wfd, view)
+                view = view[n:]
+        except (BrokenPipeError, OSError) as e:
+            raise CellError(f"server closed its input ({e.__class__.__name__}){self._describe_exit()}") from None
+
+    def poll(self, timeout_s: float | None) -> list[tuple[int, dict]]:
+        """Wait up to timeout_s for output; return (t_recv_ns, message) for each complete message read."""
+        if not self._sel.select(timeout_s):
+            return []
+        try:
+            chunk = os.read(self._rfd, READ_CHUNK)
+        except BlockingIOError:
+            return []
+        t_recv = self._clock()
+        if not chunk:
+            raise CellError(f"server closed its output{self._describe_exit()}")
+        buf = self._buf
+        buf += chunk
+        if b"\n" not in chunk:
+            if len(buf) > MAX_MESSAGE_BYTES:
+                raise CellError(f"server wrote more than {MAX_MESSAGE_BYTES} bytes without a newline")
+            return []
+        *lines, rest = buf.split(b"\n")
+        self._buf = bytearray(rest)
+        out = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                raise CellError(f"server wrote non-JSON on stdout: {bytes(line[:120])!r}") from None
+            if not isinstance(msg, dict):
+                raise CellError(f"server wrote a JSON value that is not a message: {bytes(line[:120])!r}")
+            out.append((t_recv, msg))
+        return out
+
+    def close(self) -> None:
+        self._sel.close()
+
+
+class Session:
+    """Request/response helpers over a transport for the phases around measurement (not the hot path)."""
+
+    def __init__(self, transport, timeout_s: float) -> None:
+        self.transport = transport
+        self.timeout_s = timeout_s
+        self._next_id = 1_000_000_000  # far from the ids the chain driver uses
+
+    def request(self, method: str, params: dict | None = None, timeout_s: float | None = None) -> dict:
+        msg_id = self._next_id
+        self._next_id += 1
+        self.transport.send(encode_request(msg_id, method, params))
+        deadline = time.monotonic() + (timeout_s or self.timeout_s)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CellError(f"no answer to {method} within {timeout_s or self.timeout_s:g} s")
+            for _, msg in self.transport.poll(left):
+                if msg.get("id") == msg_id:
+                    return msg
+                if "id" in msg and "method" not in msg:
+                    raise CellError(f"answer to {method} carries unexpected id {msg.get('id')!r}")
+
+    def notify(self, method: str, params: dict | None = None) -> None:
+        self.transport.send(encode_notification(method, params))
+
+    def handshake(self, tool: str) -> dict:
+        """initialize + initialized + tools/list; returns the server's initialize result."""
+        reply = self.request(
+            "initialize",
+            {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "gcbench", "version": "0"}},
+        )
+        if "result" not in reply:
+            raise CellError(f"initialize failed: {reply.get('error')}")
+        self.notify("notifications/initialized")
+        tools = self.request("tools/list")
+        names = [t.get("name") for t in tools.get("result", {}).get("tools", []) if isinstance(t, dict)]
+        if tool not in names:
+            raise CellError(f"server has no tool {tool!r}; it offers: {', '.join(map(str, names)) or 'none'}")
+        return reply["result"]
+
+    def control(self, method: str) -> dict | None:
+        """A gcbench/* control request; None when the server does not know it (a user's server)."""
+        reply = self.request(method)
+        if "error" in reply:
+            if isinstance(reply["error"], dict) and reply["error"].get("code") == -32601:
+                return None
+            raise CellError(f"{method} failed: {reply['error']}")
+        return reply.get("result")

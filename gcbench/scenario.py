@@ -1,0 +1,236 @@
+"""Scenario files: TOML, validated once into a frozen dataclass with messages that name file and field."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gcbench.errors import GcbenchError
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+# Caps keep a typo from exhausting the machine before anything is measured.
+MAX_CALLS = 100_000
+MAX_CHAINS = 1_000_000
+MAX_AGENTS = 256
+MAX_OBJECTS = 50_000_000
+MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+MAX_CPU_ITERS = 1_000_000_000
+MAX_SLEEP_US = 10_000_000
+MAX_THINK_MS = 600_000.0
+THINK_DISTS = ("fixed", "exponential", "uniform", "lognormal")
+
+
+@dataclass(frozen=True)
+class Think:
+    """Think time between two calls of a chain (the LLM's turn), in milliseconds."""
+
+    dist: str = "fixed"
+    ms: float = 0.0  # fixed value, or the mean (exponential, lognormal)
+    min_ms: float = 0.0  # uniform
+    max_ms: float = 0.0  # uniform
+    sigma: float = 0.5  # lognormal shape
+
+
+@dataclass(frozen=True)
+class Chain:
+    calls: int = 50
+    chains: int = 20
+    agents: int = 1
+    warmup_calls: int = 20
+    seed: int = 1
+    think: Think = field(default_factory=Think)
+
+
+@dataclass(frozen=True)
+class Work:
+    """Arguments of the simulated `work` tool, identical in every runtime (see backends/PROTOCOL.md)."""
+
+    alloc_objects: int = 0
+    cyclic_fraction: float = 0.0
+    retain_objects: int = 0
+    retain_cap: int = 0
+    payload_bytes: int = 0
+    cpu_iters: int = 0
+    sleep_us: int = 0
+
+    def as_arguments(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Server:
+    heap_objects: int = 0  # long-lived objects built at server start-up
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str = ""
+    chain: Chain = field(default_factory=Chain)
+    work: Work = field(default_factory=Work)
+    server: Server = field(default_factory=Server)
+    source: str = "<built-in>"
+
+    def with_overrides(self, *, chains: int | None = None, calls: int | None = None) -> Scenario:
+        from dataclasses import replace
+
+        ch = self.chain
+        if chains is not None:
+            ch = replace(ch, chains=_check_int(self.source, "chain.chains", chains, 1, MAX_CHAINS))
+        if calls is not None:
+            ch = replace(ch, calls=_check_int(self.source, "chain.calls", calls, 1, MAX_CALLS))
+        return replace(self, chain=ch)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("source")
+        return d
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def list_builtin() -> list[tuple[str, str]]:
+    """(name, description) of every scenario shipped in scenarios/."""
+    out = []
+    for path in sorted(BUILTIN_DIR.glob("*.toml")):
+        try:
+            out.append((path.stem, load_scenario(str(path)).description))
+        except GcbenchError as e:
+            out.append((path.stem, f"(invalid: {e})"))
+    return out
+
+
+def resolve_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or "/" in name_or_path:
+        if not p.is_file():
+            raise GcbenchError(f"scenario file not found: {name_or_path}")
+        return p
+    for candidate in (Path("scenarios") / f"{name_or_path}.toml", BUILTIN_DIR / f"{name_or_path}.toml"):
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(n for n, _ in list_builtin())
+    raise GcbenchError(f"unknown scenario {name_or_path!r}; built-in scenarios: {names} (or give a path to a .toml file)")
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    path = resolve_path(name_or_path)
+    src = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise GcbenchError(f"{src}: cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GcbenchError(f"{src}: not a UTF-8 text file") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise GcbenchError(f"{src}: invalid TOML: {e}") from None
+    return parse_scenario(data, src, default_name=path.stem)
+
+
+def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scenario:
+    _only_keys(src, "", data, {"name", "description", "chain", "work", "server"})
+    name = _check_str(src, "name", data.get("name", default_name))
+    description = _check_str(src, "description", data.get("description", ""))
+    chain_t = _table(src, "chain", data)
+    _only_keys(src, "chain.", chain_t, {"calls", "chains", "agents", "warmup_calls", "seed", "think_ms"})
+    chain = Chain(
+        calls=_check_int(src, "chain.calls", chain_t.get("calls", 50), 1, MAX_CALLS),
+        chains=_check_int(src, "chain.chains", chain_t.get("chains", 20), 1, MAX_CHAINS),
+        agents=_check_int(src, "chain.agents", chain_t.get("agents", 1), 1, MAX_AGENTS),
+        warmup_calls=_check_int(src, "chain.warmup_calls", chain_t.get("warmup_calls", 20), 0, MAX_CALLS),
+        seed=_check_int(src, "chain.seed", chain_t.get("seed", 1), 0, 2**63 - 1),
+        think=_parse_think(src, chain_t.get("think_ms", 0)),
+    )
+    work_t = _table(src, "work", data)
+    _only_keys(src, "work.", work_t, set(Work.__dataclass_fields__))
+    work = Work(
+        alloc_objects=_check_int(src, "work.alloc_objects", work_t.get("alloc_objects", 0), 0, MAX_OBJECTS),
+        cyclic_fraction=_check_float(src, "work.cyclic_fraction", work_t.get("cyclic_fraction", 0.0), 0.0, 1.0),
+        retain_objects=_check_int(src, "work.retain_objects", work_t.get("retain_objects", 0), 0, MAX_OBJECTS),
+        retain_cap=_check_int(src, "work.retain_cap", work_t.get("retain_cap", 0), 0, MAX_OBJECTS),
+        payload_bytes=_check_int(src, "work.payload_bytes", work_t.get("payload_bytes", 0), 0, MAX_PAYLOAD_BYTES),
+        cpu_iters=_check_int(src, "work.cpu_iters", work_t.get("cpu_iters", 0), 0, MAX_CPU_ITERS),
+        sleep_us=_check_int(src, "work.sleep_us", work_t.get("sleep_us", 0), 0, MAX_SLEEP_US),
+    )
+    if work.retain_objects and not work.retain_cap:
+        raise GcbenchError(f"{src}: field 'work.retain_cap': required when work.retain_objects > 0 (caps live-heap growth)")
+    server_t = _table(src, "server", data)
+    _only_keys(src, "server.", server_t, {"heap_objects"})
+    server = Server(heap_objects=_check_int(src, "server.heap_objects", server_t.get("heap_objects", 0), 0, MAX_OBJECTS))
+    return Scenario(name=name, description=description, chain=chain, work=work, server=server, source=src)
+
+
+def _parse_think(src: str, value: object) -> Think:
+    f = "chain.think_ms"
+    if not isinstance(value, dict):
+        return Think(dist="fixed", ms=_check_float(src, f, value, 0.0, MAX_THINK_MS))
+    _only_keys(src, f + ".", value, {"dist", "mean", "min", "max", "sigma", "value"})
+    dist = _check_str(src, f + ".dist", value.get("dist", "fixed"))
+    if dist not in THINK_DISTS:
+        raise GcbenchError(f"{src}: field '{f}.dist': unknown distribution {dist!r}; choose one of {', '.join(THINK_DISTS)}")
+    if dist == "fixed":
+        return Think(dist, ms=_check_float(src, f + ".value", value.get("value", 0.0), 0.0, MAX_THINK_MS))
+    if dist == "uniform":
+        lo = _check_float(src, f + ".min", value.get("min", 0.0), 0.0, MAX_THINK_MS)
+        hi = _check_float(src, f + ".max", value.get("max", lo), 0.0, MAX_THINK_MS)
+        if hi < lo:
+            raise GcbenchError(f"{src}: field '{f}.max': must be >= {f}.min ({lo})")
+        return Think(dist, ms=(lo + hi) / 2, min_ms=lo, max_ms=hi)
+    if "mean" not in value:
+        raise GcbenchError(f"{src}: field '{f}.mean': required for the {dist} distribution")
+    mean = _check_float(src, f + ".mean", value["mean"], 0.0, MAX_THINK_MS)
+    sigma = _check_float(src, f + ".sigma", value.get("sigma", 0.5), 0.0, 5.0)
+    return Think(dist, ms=mean, sigma=sigma)
+
+
+def _table(src: str, key: str, data: dict) -> dict:
+    t = data.get(key, {})
+    if not isinstance(t, dict):
+        raise GcbenchError(f"{src}: field '{key}': expected a table, got {_type_name(t)}")
+    return t
+
+
+def _only_keys(src: str, prefix: str, table: dict, allowed: set[str]) -> None:
+    for k in table:
+        if k not in allowed:
+            raise GcbenchError(
+                f"{src}: field '{prefix}{k}': unknown field; allowed here: {', '.join(sorted(allowed))}"
+            )
+
+
+def _type_name(v: object) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", dict: "a table",
+            list: "an array"}.get(type(v), type(v).__name__)
+
+
+def _check_int(src: str, f: str, v: object, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise GcbenchError(f"{src}: field '{f}': expected an integer, got {_type_name(v)}")
+    if v < lo:
+        what = "a non-negative integer" if lo == 0 else f"an integer >= {lo}"
+        raise GcbenchError(f"{src}: field '{f}': expected {what}, got {v}")
+    if v > hi:
+        raise GcbenchError(f"{src}: field '{f}': {v} is above the cap of {hi}")
+    return v
+
+
+def _check_float(src: str, f: str, v: object, lo: float, hi: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise GcbenchError(f"{src}: field '{f}': expected a number, got {_type_name(v)}")
+    if not math.isfinite(v) or v < lo or v > hi:
+        raise GcbenchError(f"{src}: field '{f}': expected a number from {lo:g} to {hi:g}, got {v}")
+    return float(v)
+
+
+def _check_str(src: str, f: str, v: object) -> str:
+    if not isinstance(v, str):
+        raise GcbenchError(f"{src}: field '{f}': expected a string, got {_type_name(v)}")
+    return v
