@@ -1,0 +1,177 @@
+"""The result store: a run folder with run.json and Parquet tables, written atomically, never overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from gcbench.errors import GcbenchError
+
+SCHEMA_VERSION = 1
+RUN_JSON = "run.json"
+CALLS = "calls.parquet"
+GC_EVENTS = "gc_events.parquet"
+
+CALL_COLUMNS = {
+    "backend": "string",
+    "gc_mode": "string",
+    "rep": "int32",
+    "agent": "int32",
+    "chain": "int32",
+    "call": "int32",
+    "t_send_ns": "int64",
+    "t_recv_ns": "int64",
+    "latency_ns": "int64",
+    "ok": "bool",
+    "error": "string",
+    "gc_overlap_ns": "int64",
+}
+EVENT_COLUMNS = {
+    "backend": "string",
+    "gc_mode": "string",
+    "rep": "int32",
+    "source": "string",  # server | client
+    "type": "string",  # gc | stall
+    "runtime": "string",
+    "kind": "string",
+    "generation": "int32",
+    "start_ns": "int64",
+    "end_ns": "int64",
+    "duration_ns": "int64",
+    "collected": "int64",
+    "measured": "bool",  # inside the cell's measurement window (not warm-up or shutdown)
+}
+
+
+def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+
+
+def conform(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """The table's declared columns, in order and with their types (extra columns are kept at the end)."""
+    out = df.copy()
+    for c, t in columns.items():
+        if c not in out:
+            out[c] = pd.Series(dtype=t) if len(out) == 0 else None
+        out[c] = out[c].astype(t)
+    return out[list(columns) + [c for c in out.columns if c not in columns]]
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def new_run_id(scenario_name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", scenario_name).strip("-.") or "run"
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + safe
+
+
+class RunWriter:
+    """Owns one new run folder; every add_cell leaves a complete, loadable folder on disk."""
+
+    def __init__(self, out_dir: Path, run_id: str, meta: dict) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            path = out_dir / (run_id if n == 1 else f"{run_id}-{n}")
+            try:
+                path.mkdir()  # fails if it exists: a run folder is never overwritten
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise GcbenchError(f"cannot create a new run folder under {out_dir}")
+        self.path = path
+        (path / "cells").mkdir()
+        self.meta = {"schema_version": SCHEMA_VERSION, "run_id": path.name, "status": "running", **meta, "cells": []}
+        self._calls: list[pd.DataFrame] = []
+        self._events: list[pd.DataFrame] = []
+        self._write()
+
+    def cell_file(self, cell_id: str, suffix: str) -> Path:
+        return self.path / "cells" / f"{cell_id}{suffix}"
+
+    def add_cell(self, cell: dict, calls: pd.DataFrame | None = None, events: pd.DataFrame | None = None) -> None:
+        self.meta["cells"].append(cell)
+        if calls is not None and len(calls):
+            self._calls.append(conform(calls, CALL_COLUMNS))
+        if events is not None and len(events):
+            self._events.append(conform(events, EVENT_COLUMNS))
+        self._write()
+
+    def finish(self, status: str, **extra) -> None:
+        self.meta["status"] = status
+        self.meta.update(extra)
+        self._write()
+
+    def _write(self) -> None:
+        calls = pd.concat(self._calls, ignore_index=True) if self._calls else empty_frame(CALL_COLUMNS)
+        events = pd.concat(self._events, ignore_index=True) if self._events else empty_frame(EVENT_COLUMNS)
+        _atomic_write_parquet(self.path / CALLS, calls)
+        _atomic_write_parquet(self.path / GC_EVENTS, events)
+        # run.json last: it names what the tables hold
+        _atomic_write_bytes(self.path / RUN_JSON, (json.dumps(self.meta, indent=2, default=str) + "\n").encode())
+
+
+@dataclass
+class RunData:
+    path: Path
+    meta: dict
+    calls: pd.DataFrame
+    gc_events: pd.DataFrame
+
+    @property
+    def scenario(self) -> dict:
+        return self.meta.get("scenario", {})
+
+
+def load_run(path: str | os.PathLike) -> RunData:
+    p = Path(path)
+    if p.is_file() and p.name == RUN_JSON:
+        p = p.parent
+    meta_path = p / RUN_JSON
+    if not p.is_dir():
+        raise GcbenchError(f"{p}: not a run folder (no such directory)")
+    if not meta_path.is_file():
+        raise GcbenchError(f"{p}: not a run folder (no {RUN_JSON})")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise GcbenchError(f"{meta_path}: corrupted ({e.__class__.__name__}: {str(e)[:80]})") from None
+    if not isinstance(meta, dict) or "schema_version" not in meta:
+        raise GcbenchError(f"{meta_path}: not a gcbench run.json (no schema_version)")
+    version = meta["schema_version"]
+    if version != SCHEMA_VERSION:
+        raise GcbenchError(
+            f"{meta_path}: schema_version {version!r} is not supported by this gcbench (it reads {SCHEMA_VERSION})"
+        )
+    tables = []
+    for name, cols in ((CALLS, CALL_COLUMNS), (GC_EVENTS, EVENT_COLUMNS)):
+        f = p / name
+        if not f.is_file():
+            raise GcbenchError(f"{f}: missing table")
+        try:
+            df = pd.read_parquet(f)
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise GcbenchError(f"{f}: corrupted table ({e.__class__.__name__})") from None
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise GcbenchError(f"{f}: missing columns {', '.join(missing)}")
+        tables.append(df)
+    return RunData(p, meta, tables[0], tables[1])
