@@ -1,0 +1,651 @@
+// gcbench's built-in Go MCP tool server: standard library only, contract in ../PROTOCOL.md.
+//
+// Go has no per-collection callback, so GC pauses are read after the fact from the runtime's circular
+// buffer of the last 256 stop-the-world pauses (runtime/debug.ReadGCStats, which does not stop the world).
+// After every response the server reads the cheap /gc/cycles/total metric and drains the buffer once
+// 128 cycles have gone by, on gcbench/flush and at exit, so no pause is lost.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	_ "unsafe" // for go:linkname
+)
+
+// nanotime is the runtime's CLOCK_MONOTONIC reading (vDSO clock_gettime on Linux), the harness's clock.
+//
+//go:linkname nanotime runtime.nanotime
+func nanotime() int64
+
+const (
+	protocolVersion   = "2025-06-18"
+	flushEveryEvents  = 10_000
+	drainEveryCycles  = 128 // half the runtime's 256-entry pause buffer
+	pauseBufferLen    = 256
+	maxHTTPBodyBytes  = 64 << 20
+	maxLineBytes      = 256 << 20
+	oobMinHeapBytes   = 4 << 20 // the runtime's minimum heap goal at GOGC=100
+	metricCycles      = "/gc/cycles/total:gc-cycles"
+	metricHeapLive    = "/gc/heap/live:bytes"
+	metricHeapObjects = "/memory/classes/heap/objects:bytes"
+	metricScanStack   = "/gc/scan/stack:bytes"
+	metricScanGlobals = "/gc/scan/globals:bytes"
+)
+
+var workArgNames = [...]string{"alloc_objects", "cyclic_fraction", "retain_objects", "retain_cap",
+	"payload_bytes", "cpu_iters", "sleep_us"}
+
+// The work tool's small heap object: two reference fields, like the other runtimes' objects.
+type node struct{ a, b *node }
+
+// Globals so that nothing the work tool makes can be kept off the heap or optimised away.
+var (
+	startupHeap []*node
+	callGarbage []*node
+	cpuSink     uint64
+)
+
+type workArgs struct {
+	allocObjects   int64
+	cyclicFraction float64
+	retainObjects  int64
+	retainCap      int64
+	payloadBytes   int64
+	cpuIters       int64
+	sleepUs        int64
+}
+
+type pauseEvent struct {
+	cycle    uint32
+	endNs    int64 // CLOCK_MONOTONIC
+	pauseNs  int64
+}
+
+type server struct {
+	mu         sync.Mutex // one request at a time, in arrival order
+	oob        bool
+	eventsPath string
+	out        []byte // the response being built, reused
+
+	cache    []*node // the long-lived cache (retain_objects)
+	cachePos int64
+
+	events       []pauseEvent
+	written      int
+	lost         uint32 // pauses that fell out of the 256-entry buffer before a drain (should stay 0)
+	seenNumGC    uint32 // cycles whose pause is already in events
+	gcStats      debug.GCStats
+	cyclesSample []metrics.Sample // read after every response (plus the heap metrics in oob mode)
+
+	measureNumGC      uint32
+	measureGCCPUs     float64
+	measureAssistCPUs float64
+}
+
+// ---- JSON-RPC ----
+
+type request struct {
+	JSONRPC json.RawMessage `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  json.RawMessage `json:"method"`
+	Params  json.RawMessage `json:"params"`
+}
+
+var toolsListResult = mustJSON(map[string]any{"tools": []any{workTool()}})
+
+func workTool() map[string]any {
+	props := map[string]any{}
+	for _, name := range workArgNames {
+		kind := "integer"
+		if name == "cyclic_fraction" {
+			kind = "number"
+		}
+		props[name] = map[string]any{"type": kind, "minimum": 0}
+	}
+	return map[string]any{
+		"name":        "work",
+		"description": "Simulated tool: allocates, retains, computes, sleeps and answers with a payload.",
+		"inputSchema": map[string]any{"type": "object", "properties": props, "additionalProperties": false},
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s)
+	return append(b, q...)
+}
+
+func (s *server) result(id json.RawMessage, result []byte) []byte {
+	b := append(s.out[:0], `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"result":`...)
+	b = append(b, result...)
+	s.out = append(b, '}')
+	return s.out
+}
+
+func (s *server) rpcError(id json.RawMessage, code int, msg string) []byte {
+	if id == nil {
+		id = json.RawMessage("null")
+	}
+	b := append(s.out[:0], `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"error":{"code":`...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, msg)
+	s.out = append(b, "}}"...)
+	return s.out
+}
+
+func (s *server) toolResult(id json.RawMessage, text []byte, isError bool) []byte {
+	b := append(s.out[:0], `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"result":{"content":[{"type":"text","text":`...)
+	if isError {
+		b = appendJSONString(b, string(text))
+		b = append(b, `}],"isError":true}}`...)
+	} else {
+		b = append(b, '"')
+		b = append(b, text...) // only ASCII 'x': nothing to escape
+		b = append(b, `"}],"isError":false}}`...)
+	}
+	s.out = b
+	return b
+}
+
+// handle answers one message; nil for a notification. bad is true for a parse error or an invalid request.
+func (s *server) handle(line []byte) (reply []byte, bad bool) {
+	var req request
+	if err := json.Unmarshal(line, &req); err != nil {
+		if json.Valid(line) {
+			return s.rpcError(nil, -32600, "Invalid Request"), true
+		}
+		return s.rpcError(nil, -32700, "Parse error"), true
+	}
+	var method string
+	if string(req.JSONRPC) != `"2.0"` || json.Unmarshal(req.Method, &method) != nil {
+		return s.rpcError(req.ID, -32600, "Invalid Request"), true
+	}
+	if req.ID == nil {
+		return nil, false // notification
+	}
+	id := req.ID
+	switch method {
+	case "tools/call":
+		var p struct {
+			Name      *string         `json:"name"`
+			Arguments json.RawMessage `json:"arguments"`
+		}
+		if json.Unmarshal(req.Params, &p) != nil || p.Name == nil || *p.Name != "work" {
+			name := string(req.Params)
+			if p.Name != nil {
+				name = *p.Name
+			}
+			return s.rpcError(id, -32602, "Unknown tool: "+name), false
+		}
+		args, problem := parseWorkArgs(p.Arguments)
+		if problem != "" {
+			return s.toolResult(id, []byte(problem), true), false
+		}
+		return s.toolResult(id, s.work(args), false), false
+	case "initialize":
+		var p struct {
+			ProtocolVersion json.RawMessage `json:"protocolVersion"`
+		}
+		version := []byte(`"` + protocolVersion + `"`)
+		if json.Unmarshal(req.Params, &p) == nil && len(p.ProtocolVersion) > 0 && p.ProtocolVersion[0] == '"' {
+			version = p.ProtocolVersion
+		}
+		res := append([]byte(`{"protocolVersion":`), version...)
+		res = append(res, `,"capabilities":{"tools":{}},"serverInfo":{"name":"gcbench-go","version":`...)
+		res = appendJSONString(res, runtime.Version())
+		res = append(res, "}}"...)
+		return s.result(id, res), false
+	case "ping":
+		return s.result(id, []byte("{}")), false
+	case "tools/list":
+		return s.result(id, toolsListResult), false
+	case "gcbench/measure":
+		s.markMeasure()
+		return s.result(id, []byte("{}")), false
+	case "gcbench/flush":
+		n := s.flush()
+		return s.result(id, []byte(`{"events":`+strconv.Itoa(n)+`}`)), false
+	}
+	return s.rpcError(id, -32601, "Method not found: "+method), false
+}
+
+// ---- the work tool ----
+
+// parseWorkArgs returns the arguments, or a message naming the bad argument.
+func parseWorkArgs(raw json.RawMessage) (workArgs, string) {
+	var a workArgs
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return a, ""
+	}
+	var m map[string]json.RawMessage
+	if raw[0] != '{' || json.Unmarshal(raw, &m) != nil {
+		return a, "arguments must be an object"
+	}
+	for name := range m {
+		known := false
+		for _, k := range workArgNames {
+			known = known || k == name
+		}
+		if !known {
+			return a, fmt.Sprintf("unknown argument %q", name)
+		}
+	}
+	ints := [...]*int64{&a.allocObjects, nil, &a.retainObjects, &a.retainCap, &a.payloadBytes, &a.cpuIters, &a.sleepUs}
+	for i, name := range workArgNames {
+		v, ok := m[name]
+		if !ok {
+			continue
+		}
+		if ints[i] == nil { // cyclic_fraction
+			f, err := strconv.ParseFloat(string(v), 64)
+			if len(v) == 0 || !(v[0] == '-' || v[0] >= '0' && v[0] <= '9') || err != nil || !(f >= 0 && f <= 1) {
+				return a, fmt.Sprintf("argument %q must be a number from 0 to 1", name)
+			}
+			a.cyclicFraction = f
+			continue
+		}
+		n, err := strconv.ParseInt(string(v), 10, 64) // rejects 1.0, 1e3, strings, booleans and null
+		if err != nil || n < 0 {
+			return a, fmt.Sprintf("argument %q must be a non-negative integer", name)
+		}
+		*ints[i] = n
+	}
+	return a, ""
+}
+
+// work does one call's simulated work and returns the payload text.
+// Order: allocate (with cycles) -> retain -> cpu -> sleep -> build payload -> drop the garbage.
+func (s *server) work(a workArgs) []byte {
+	nCyclic := int64(float64(a.allocObjects)*a.cyclicFraction) &^ 1 // pairs
+	garbage := make([]*node, 0, a.allocObjects)
+	for i := int64(0); i < nCyclic/2; i++ {
+		x := &node{}
+		y := &node{a: x}
+		x.a = y
+		garbage = append(garbage, x, y)
+	}
+	for i := nCyclic; i < a.allocObjects; i++ {
+		garbage = append(garbage, &node{})
+	}
+	callGarbage = garbage
+	if a.retainObjects > 0 {
+		s.retain(a.retainObjects, a.retainCap)
+	}
+	if a.cpuIters > 0 {
+		x := cpuSink | 1
+		for i := int64(0); i < a.cpuIters; i++ {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+		}
+		cpuSink = x
+	}
+	if a.sleepUs > 0 {
+		time.Sleep(time.Duration(a.sleepUs) * time.Microsecond)
+	}
+	text := bytes.Repeat([]byte{'x'}, int(a.payloadBytes))
+	callGarbage = nil
+	return text
+}
+
+func (s *server) retain(count, capacity int64) {
+	for i := int64(0); i < count; i++ {
+		obj := &node{}
+		if capacity > 0 && int64(len(s.cache)) >= capacity {
+			s.cache[s.cachePos%capacity] = obj
+			s.cachePos++
+		} else {
+			s.cache = append(s.cache, obj)
+		}
+	}
+}
+
+// ---- GC pauses ----
+
+// afterResponse runs in the idle gap after each response, never inside a call.
+func (s *server) afterResponse() {
+	metrics.Read(s.cyclesSample)
+	if s.oob && s.oobDue() {
+		runtime.GC()
+		metrics.Read(s.cyclesSample[:1])
+	}
+	if uint32(s.cyclesSample[0].Value.Uint64())-s.seenNumGC >= drainEveryCycles {
+		s.drainPauses()
+	}
+}
+
+// oobDue says whether GOGC=100 would have started a collection by now: the heap has grown past
+// live + (live + stacks + globals) * 100%, the runtime's heap goal (at least 4 MiB). The automatic
+// collector triggers somewhat before its goal, so out-of-band collections run a little less often.
+func (s *server) oobDue() bool {
+	v := func(i int) uint64 {
+		if s.cyclesSample[i].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return s.cyclesSample[i].Value.Uint64()
+	}
+	live, heap, stacks, globals := v(1), v(2), v(3), v(4)
+	goal := live + live + stacks + globals
+	if goal < oobMinHeapBytes {
+		goal = oobMinHeapBytes
+	}
+	return heap >= goal
+}
+
+// drainPauses appends the pauses the runtime recorded since the last drain to the event buffer.
+func (s *server) drainPauses() {
+	debug.ReadGCStats(&s.gcStats) // copies the pause buffer under the heap lock, no stop-the-world
+	monoBefore := nanotime()
+	wallNs := time.Now().UnixNano()
+	monoNs := (monoBefore + nanotime()) / 2
+	numGC := uint32(s.gcStats.NumGC)
+	fresh := numGC - s.seenNumGC
+	if fresh > pauseBufferLen {
+		s.lost += fresh - pauseBufferLen
+		fresh = pauseBufferLen
+	}
+	if fresh > uint32(len(s.gcStats.Pause)) {
+		fresh = uint32(len(s.gcStats.Pause))
+	}
+	// Pause[0] is the most recent; walk oldest first. PauseEnd is wall-clock: convert with a
+	// (wall, monotonic) pair taken now, which also follows any step of the wall clock since start-up.
+	for i := int(fresh) - 1; i >= 0; i-- {
+		end := s.gcStats.PauseEnd[i].UnixNano() - wallNs + monoNs
+		s.events = append(s.events, pauseEvent{
+			cycle:   numGC - uint32(i),
+			endNs:   end,
+			pauseNs: int64(s.gcStats.Pause[i]),
+		})
+	}
+	s.seenNumGC = numGC
+	if len(s.events) >= flushEveryEvents {
+		s.writeEvents(false)
+	}
+}
+
+func (s *server) markMeasure() {
+	st := s.runtimeStats()
+	s.measureNumGC = uint32(st["num_gc"].(uint32))
+	s.measureGCCPUs, _ = st["gc_cpu_seconds"].(float64)
+	s.measureAssistCPUs, _ = st["gc_assist_cpu_seconds"].(float64)
+}
+
+// flush writes every buffered event and a stats record; returns the number of events written in total.
+func (s *server) flush() int {
+	s.drainPauses()
+	s.writeEvents(true)
+	return s.written
+}
+
+func (s *server) writeEvents(withStats bool) {
+	events := s.events
+	s.events = s.events[:0]
+	if s.eventsPath == "" {
+		return
+	}
+	pid := os.Getpid()
+	var b []byte
+	for _, e := range events {
+		b = append(b, `{"type":"gc","runtime":"go","kind":"pause","generation":-1,"start_ns":`...)
+		b = strconv.AppendInt(b, e.endNs-e.pauseNs, 10)
+		b = append(b, `,"end_ns":`...)
+		b = strconv.AppendInt(b, e.endNs, 10)
+		b = append(b, `,"pause_ns":`...)
+		b = strconv.AppendInt(b, e.pauseNs, 10)
+		b = append(b, `,"cycle":`...)
+		b = strconv.AppendUint(b, uint64(e.cycle), 10)
+		b = append(b, `,"pid":`...)
+		b = strconv.AppendInt(b, int64(pid), 10)
+		b = append(b, "}\n"...)
+	}
+	if withStats {
+		st := s.runtimeStats()
+		st["type"] = "stats"
+		st["runtime"] = "go"
+		b = append(b, mustJSON(st)...)
+		b = append(b, '\n')
+	}
+	f, err := os.OpenFile(s.eventsPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gcbench go server: cannot write events: %v\n", err)
+		return
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		fmt.Fprintf(os.Stderr, "gcbench go server: cannot write events: %v\n", err)
+		return
+	}
+	s.written += len(events)
+}
+
+// runtimeStats reads MemStats (a short stop-the-world: only on measure and flush, outside any call)
+// and the GC CPU-time metrics, which show the cost of concurrent marking and assists, not only pauses.
+func (s *server) runtimeStats() map[string]any {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st := map[string]any{
+		"go_version":       runtime.Version(),
+		"num_gc":           ms.NumGC,
+		"num_forced_gc":    ms.NumForcedGC,
+		"num_gc_measured":  ms.NumGC - s.measureNumGC,
+		"gc_cpu_fraction":  ms.GCCPUFraction,
+		"pause_total_ns":   ms.PauseTotalNs,
+		"heap_alloc_bytes": ms.HeapAlloc,
+		"heap_sys_bytes":   ms.HeapSys,
+		"next_gc_bytes":    ms.NextGC,
+		"pauses_lost":      s.lost,
+	}
+	named := map[string]string{
+		"/cpu/classes/gc/total:cpu-seconds":          "gc_cpu_seconds",
+		"/cpu/classes/gc/mark/assist:cpu-seconds":    "gc_assist_cpu_seconds",
+		"/cpu/classes/gc/mark/dedicated:cpu-seconds": "gc_mark_dedicated_cpu_seconds",
+		"/cpu/classes/gc/mark/idle:cpu-seconds":      "gc_mark_idle_cpu_seconds",
+		"/cpu/classes/gc/pause:cpu-seconds":          "gc_pause_cpu_seconds",
+		"/cpu/classes/total:cpu-seconds":             "total_cpu_seconds",
+		"/gc/gogc:percent":                           "gogc_percent",
+		"/gc/gomemlimit:bytes":                       "gomemlimit_bytes",
+		"/gc/heap/live:bytes":                        "heap_live_bytes",
+		"/sched/pauses/total/gc:seconds":             "gc_stw_pauses", // a histogram: its count
+	}
+	samples := make([]metrics.Sample, 0, len(named))
+	for m := range named {
+		samples = append(samples, metrics.Sample{Name: m})
+	}
+	metrics.Read(samples)
+	for _, smp := range samples {
+		key := named[smp.Name]
+		switch smp.Value.Kind() {
+		case metrics.KindUint64:
+			st[key] = smp.Value.Uint64()
+		case metrics.KindFloat64:
+			st[key] = smp.Value.Float64()
+		case metrics.KindFloat64Histogram:
+			var n uint64
+			for _, c := range smp.Value.Float64Histogram().Counts {
+				n += c
+			}
+			st[key] = n
+		}
+	}
+	if v, ok := st["gc_cpu_seconds"].(float64); ok {
+		st["gc_cpu_seconds_measured"] = v - s.measureGCCPUs
+	}
+	if v, ok := st["gc_assist_cpu_seconds"].(float64); ok {
+		st["gc_assist_cpu_seconds_measured"] = v - s.measureAssistCPUs
+	}
+	return st
+}
+
+// ---- transports ----
+
+func (s *server) serveStdio() {
+	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(make([]byte, 64<<10), maxLineBytes)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		s.mu.Lock()
+		if reply, _ := s.handle(line); reply != nil {
+			s.out = append(reply, '\n')
+			if _, err := os.Stdout.Write(s.out); err != nil {
+				s.exitLocked(0) // the harness has gone
+			}
+		}
+		s.afterResponse()
+		s.mu.Unlock()
+	}
+	if err := sc.Err(); err != nil {
+		fmt.Fprintf(os.Stderr, "gcbench go server: reading stdin: %v\n", err)
+	}
+	s.mu.Lock()
+	s.exitLocked(0)
+}
+
+func (s *server) serveHTTP() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gcbench go server: cannot listen: %v\n", err)
+		os.Exit(1)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/mcp", s.handleHTTP)
+	go func() { // the harness closes stdin to stop the server
+		io.Copy(io.Discard, os.Stdin)
+		s.mu.Lock()
+		s.exitLocked(0)
+	}()
+	fmt.Fprintf(os.Stdout, "GCBENCH_LISTENING %d\n", ln.Addr().(*net.TCPAddr).Port)
+	err = (&http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}).Serve(ln)
+	fmt.Fprintf(os.Stderr, "gcbench go server: %v\n", err)
+	s.mu.Lock()
+	s.exitLocked(1)
+}
+
+func (s *server) handleHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && !loopbackOrigin(origin) {
+		http.Error(w, "forbidden origin", http.StatusForbidden)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxHTTPBodyBytes))
+	if err != nil {
+		http.Error(w, "cannot read body", http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	reply, bad := s.handle(body)
+	if reply == nil {
+		w.WriteHeader(http.StatusAccepted)
+	} else {
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Content-Length", strconv.Itoa(len(reply)))
+		if bad {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+		w.Write(reply)
+	}
+	w.(http.Flusher).Flush() // the response is on the wire before the idle-gap work
+	s.afterResponse()
+}
+
+// loopbackOrigin accepts http://127.0.0.1 and http://localhost, with any port.
+func loopbackOrigin(origin string) bool {
+	for _, host := range []string{"http://127.0.0.1", "http://localhost"} {
+		if rest, ok := strings.CutPrefix(origin, host); ok {
+			if rest == "" {
+				return true
+			}
+			if port, ok := strings.CutPrefix(rest, ":"); ok {
+				_, err := strconv.ParseUint(port, 10, 16)
+				return err == nil
+			}
+		}
+	}
+	return false
+}
+
+// exitLocked flushes the side channel and exits; the caller holds s.mu, so no request is half done.
+func (s *server) exitLocked(code int) {
+	s.flush()
+	os.Exit(code)
+}
+
+func main() {
+	mode := os.Getenv("GCBENCH_GC_MODE")
+	// GOGC and GOMEMLIMIT are set by the adapter; the server itself only acts on oob.
+	name, _, _ := strings.Cut(mode, ":")
+	switch name {
+	case "", "default", "disabled", "oob", "gogc", "memlimit":
+	default:
+		fmt.Fprintf(os.Stderr, "gcbench go server: unknown GC mode %q\n", mode)
+		os.Exit(2)
+	}
+	heapObjects, _ := strconv.Atoi(os.Getenv("GCBENCH_HEAP_OBJECTS"))
+	startupHeap = make([]*node, heapObjects)
+	for i := range startupHeap {
+		startupHeap[i] = &node{}
+	}
+	s := &server{oob: name == "oob", eventsPath: os.Getenv("GCBENCH_EVENTS")}
+	s.cyclesSample = []metrics.Sample{{Name: metricCycles}}
+	if s.oob {
+		s.cyclesSample = append(s.cyclesSample, metrics.Sample{Name: metricHeapLive},
+			metrics.Sample{Name: metricHeapObjects}, metrics.Sample{Name: metricScanStack},
+			metrics.Sample{Name: metricScanGlobals})
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigs
+		s.mu.Lock()
+		s.exitLocked(0)
+	}()
+
+	switch transport := os.Getenv("GCBENCH_TRANSPORT"); transport {
+	case "", "stdio":
+		s.serveStdio()
+	case "http":
+		s.serveHTTP()
+	default:
+		fmt.Fprintf(os.Stderr, "gcbench go server: unsupported transport %q\n", transport)
+		os.Exit(2)
+	}
+}

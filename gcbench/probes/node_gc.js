@@ -1,0 +1,202 @@
+'use strict';
+// GC probe for Node.js processes: records every V8 collection through perf_hooks and writes the
+// side-channel file of ../backends/PROTOCOL.md.
+//
+// Two ways in, one instance per process (this module is loaded once):
+//   - the built-in servers `require` it and call flush() on gcbench/flush;
+//   - any Node MCP server gets it with NODE_OPTIONS="--require /path/to/node_gc.js".
+// It does nothing unless GCBENCH_EVENTS is set, never writes to stdout, keeps events in typed arrays
+// (no I/O per event) and flushes synchronously on exit, on SIGTERM and when stdin ends.
+//
+// Timing: V8 reports each GC pause to Node's GC prologue/epilogue callbacks; perf_hooks turns them into
+// 'gc' entries whose startTime is milliseconds since performance.timeOrigin, both taken from libuv's
+// uv_hrtime() (CLOCK_MONOTONIC on Linux). One pair (process.hrtime.bigint(), performance.now()) read at
+// start-up gives timeOrigin in CLOCK_MONOTONIC ns, so an entry's start is origin + startTime * 1e6.
+//
+// Entries reach JavaScript asynchronously (a native immediate, then the observer's own immediate), so a
+// flush first takes what the observer already holds (takeRecords), and before a natural exit the probe
+// turns the loop once more. A GC in the last turn of the event loop before process.exit() or a fatal
+// signal can still be missed: its entry was never delivered.
+
+const fs = require('fs');
+const v8 = require('v8');
+const { performance, PerformanceObserver, constants } = require('perf_hooks');
+
+const FLUSH_EVERY_EVENTS = 10000;
+const KIND_NAMES = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+};
+const FORCED_FLAG = constants.NODE_PERFORMANCE_GC_FLAGS_FORCED;
+
+// performance.timeOrigin expressed in CLOCK_MONOTONIC ns; the read pair with the smallest gap wins.
+function monotonicOriginNs() {
+  let bestGapMs = Infinity;
+  let originNs = 0n;
+  for (let i = 0; i < 5; i++) {
+    const beforeMs = performance.now();
+    const hrNs = process.hrtime.bigint();
+    const afterMs = performance.now();
+    if (afterMs - beforeMs < bestGapMs) {
+      bestGapMs = afterMs - beforeMs;
+      originNs = hrNs - BigInt(Math.round(((beforeMs + afterMs) / 2) * 1e6));
+    }
+  }
+  return originNs;
+}
+
+class NodeGcProbe {
+  constructor(path) {
+    this.path = path;
+    this.originNs = monotonicOriginNs();
+    // One slot per event; written by the observer, read on flush.
+    this.kinds = new Uint8Array(FLUSH_EVERY_EVENTS);
+    this.flags = new Uint8Array(FLUSH_EVERY_EVENTS);
+    this.startMs = new Float64Array(FLUSH_EVERY_EVENTS);
+    this.durationMs = new Float64Array(FLUSH_EVERY_EVENTS);
+    this.pending = 0;
+    this.written = 0;
+    this.flushes = 0;
+    this.counts = { minor: 0, major: 0, incremental: 0, weakcb: 0 };
+    this.pauseTotalMs = 0;
+    this.observer = new PerformanceObserver((list) => this.record(list.getEntries()));
+    this.observer.observe({ entryTypes: ['gc'] });
+  }
+
+  record(entries) {
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      const detail = e.detail || e; // `detail` since Node 16; older ones put kind/flags on the entry
+      const n = this.pending;
+      this.kinds[n] = detail.kind;
+      this.flags[n] = detail.flags;
+      this.startMs[n] = e.startTime;
+      this.durationMs[n] = e.duration;
+      this.pending = n + 1;
+      const name = KIND_NAMES[detail.kind];
+      if (name !== undefined) this.counts[name]++;
+      this.pauseTotalMs += e.duration;
+      if (this.pending === FLUSH_EVERY_EVENTS) this.flush();
+    }
+  }
+
+  resetCounts() {
+    for (const k of Object.keys(this.counts)) this.counts[k] = 0;
+    this.pauseTotalMs = 0;
+  }
+
+  statsRecord() {
+    const heap = v8.getHeapStatistics();
+    const mem = process.memoryUsage();
+    const rec = {
+      type: 'stats',
+      runtime: 'node',
+      node_version: process.version,
+      v8_version: process.versions.v8,
+      pid: process.pid,
+      gc_minor: this.counts.minor,
+      gc_major: this.counts.major,
+      gc_incremental: this.counts.incremental,
+      gc_weakcb: this.counts.weakcb,
+      pause_total_ns: Math.round(this.pauseTotalMs * 1e6),
+      heap_total_bytes: heap.total_heap_size,
+      heap_used_bytes: heap.used_heap_size,
+      heap_size_limit_bytes: heap.heap_size_limit,
+      malloced_bytes: heap.malloced_memory,
+      external_bytes: mem.external,
+      rss_bytes: mem.rss,
+    };
+    for (const space of v8.getHeapSpaceStatistics()) {
+      if (space.space_name === 'new_space' || space.space_name === 'old_space') {
+        rec[`${space.space_name}_size_bytes`] = space.space_size;
+        rec[`${space.space_name}_used_bytes`] = space.space_used_size;
+      }
+    }
+    return rec;
+  }
+
+  // Write buffered events and a stats record as JSON lines (one append); return the total written.
+  flush() {
+    if (this.pending < FLUSH_EVERY_EVENTS) {
+      const taken = this.observer.takeRecords();
+      if (taken.length) this.record(taken); // may flush by itself when it fills the buffer
+    }
+    const n = this.pending;
+    const pid = process.pid;
+    const lines = [];
+    for (let i = 0; i < n; i++) {
+      const startNs = this.originNs + BigInt(Math.round(this.startMs[i] * 1e6));
+      const endNs = startNs + BigInt(Math.round(this.durationMs[i] * 1e6));
+      const kind = KIND_NAMES[this.kinds[i]] || `kind${this.kinds[i]}`;
+      const forced = this.flags[i] & FORCED_FLAG ? ',"forced":true' : '';
+      lines.push(
+        `{"type":"gc","runtime":"node","kind":"${kind}","generation":-1,` +
+          `"start_ns":${startNs},"end_ns":${endNs}${forced},"pid":${pid}}`,
+      );
+    }
+    this.pending = 0;
+    lines.push(JSON.stringify(this.statsRecord()));
+    try {
+      fs.appendFileSync(this.path, lines.join('\n') + '\n');
+    } catch (err) {
+      process.stderr.write(`gcbench node probe: cannot write ${this.path}: ${err.message}\n`);
+      return this.written;
+    }
+    this.written += n;
+    this.flushes++;
+    return this.written;
+  }
+
+  // The exit hooks may fire one after another (stdin end, then exit): write again only if there is news.
+  flushAtEnd() {
+    const taken = this.observer.takeRecords();
+    if (taken.length) this.record(taken);
+    if (this.flushes === 0 || this.pending > 0) this.flush();
+  }
+
+  // Flush at the ends of the process's life; every hook is synchronous.
+  installExitHooks() {
+    process.on('exit', () => this.flushAtEnd());
+    // GC entries wait in an unreferenced native immediate: when the loop runs dry, turn it once more
+    // so that they reach the observer before 'exit'.
+    let drained = false;
+    process.on('beforeExit', () => {
+      if (!drained) {
+        drained = true;
+        setImmediate(() => {});
+      }
+    });
+    const onTerm = () => {
+      this.flushAtEnd();
+      if (process.listenerCount('SIGTERM') === 1) {
+        // Nobody else handles SIGTERM: after one more loop turn (late GC entries), die of it as the
+        // default action would have.
+        process.removeListener('SIGTERM', onTerm);
+        setImmediate(() => {
+          this.flushAtEnd();
+          process.kill(process.pid, 'SIGTERM');
+        });
+      }
+    };
+    process.on('SIGTERM', onTerm);
+    try {
+      // An 'end' listener does not start reading: stdin stays untouched until the server reads it.
+      process.stdin.once('end', () => this.flushAtEnd());
+    } catch {
+      // no usable stdin (closed descriptor): exit and SIGTERM still flush
+    }
+    return this;
+  }
+}
+
+const eventsPath = process.env.GCBENCH_EVENTS;
+const probe = eventsPath ? new NodeGcProbe(eventsPath).installExitHooks() : null;
+
+module.exports = {
+  probe, // null when GCBENCH_EVENTS is unset
+  flush: () => (probe ? probe.flush() : 0),
+  resetCounts: () => probe && probe.resetCounts(),
+  NodeGcProbe,
+};
