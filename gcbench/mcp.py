@@ -80,19 +80,30 @@ class StdioTransport:
         except (BrokenPipeError, OSError) as e:
             raise CellError(f"server closed its input ({e.__class__.__name__}){self._describe_exit()}") from None
 
-    def poll(self, timeout_s: float | None) -> list[tuple[int, dict]]:
-        """Wait up to timeout_s for output; return (t_recv_ns, message) for each complete message read."""
+    @property
+    def buffer(self) -> bytearray:
+        return self._buf
+
+    def read_raw(self, timeout_s: float | None) -> bytes:
+        """Wait up to timeout_s and append what the server wrote to the buffer; b'' if nothing came."""
         if not self._sel.select(timeout_s):
-            return []
+            return b""
         try:
             chunk = os.read(self._rfd, READ_CHUNK)
         except BlockingIOError:
-            return []
-        t_recv = self._clock()
+            return b""
         if not chunk:
             raise CellError(f"server closed its output{self._describe_exit()}")
+        self._buf += chunk
+        return chunk
+
+    def poll(self, timeout_s: float | None) -> list[tuple[int, dict]]:
+        """Wait up to timeout_s for output; return (t_recv_ns, message) for each complete message read."""
+        chunk = self.read_raw(timeout_s)
+        t_recv = self._clock()
+        if not chunk:
+            return []
         buf = self._buf
-        buf += chunk
         if b"\n" not in chunk:
             if len(buf) > MAX_MESSAGE_BYTES:
                 raise CellError(f"server wrote more than {MAX_MESSAGE_BYTES} bytes without a newline")

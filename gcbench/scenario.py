@@ -63,6 +63,9 @@ class Work:
 @dataclass(frozen=True)
 class Server:
     heap_objects: int = 0  # long-lived objects built at server start-up
+    command: str = ""  # a user's own MCP stdio server (run without a shell); empty: the built-in servers
+    tool: str = "work"  # the tool a user's server is driven with
+    tool_args: dict | None = None  # its arguments (None: the [work] table)
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,16 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
     if work.retain_objects and not work.retain_cap:
         raise GcbenchError(f"{src}: field 'work.retain_cap': required when work.retain_objects > 0 (caps live-heap growth)")
     server_t = _table(src, "server", data)
-    _only_keys(src, "server.", server_t, {"heap_objects"})
-    server = Server(heap_objects=_check_int(src, "server.heap_objects", server_t.get("heap_objects", 0), 0, MAX_OBJECTS))
+    _only_keys(src, "server.", server_t, {"heap_objects", "command", "tool", "tool_args"})
+    tool_args = server_t.get("tool_args")
+    if tool_args is not None and not isinstance(tool_args, dict):
+        raise GcbenchError(f"{src}: field 'server.tool_args': expected a table, got {_type_name(tool_args)}")
+    server = Server(
+        heap_objects=_check_int(src, "server.heap_objects", server_t.get("heap_objects", 0), 0, MAX_OBJECTS),
+        command=_check_str(src, "server.command", server_t.get("command", "")),
+        tool=_check_str(src, "server.tool", server_t.get("tool", "work")),
+        tool_args=tool_args,
+    )
     return Scenario(name=name, description=description, chain=chain, work=work, server=server, source=src)
 
 

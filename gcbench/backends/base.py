@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from gcbench.errors import CellError
 from gcbench.gcmode import GcMode
 from gcbench.mcp import Session, StdioTransport
+from gcbench.mcp_http import HttpTransport
 from gcbench.scenario import Scenario
 
 STOP_GRACE_S = 5.0
@@ -57,6 +59,7 @@ class Backend(ABC):
     runtime: str = ""  # python, node, go, rust, ...
     description: str = ""
     in_process: bool = False
+    in_default_run: bool = True  # False: only run when named (in-process, calibration)
     tool: str = "work"
 
     @abstractmethod
@@ -126,8 +129,34 @@ class SubprocessServer(ServerHandle):
             self._stderr.close()
             raise CellError(f"cannot start server {spec.argv[0]!r}: {e.strerror or e}") from None
         self.pid = self.proc.pid
-        self.transport = StdioTransport(self.proc.stdin.fileno(), self.proc.stdout.fileno(), self.describe_exit)
+        if ctx.transport == "http":
+            try:
+                port = self._read_listening_port(ctx.timeout_s)
+            except CellError:
+                self.stop()
+                raise
+            self.transport = HttpTransport("127.0.0.1", port)
+        else:
+            self.transport = StdioTransport(self.proc.stdin.fileno(), self.proc.stdout.fileno(), self.describe_exit)
         self.session = Session(self.transport, ctx.timeout_s)
+
+    def _read_listening_port(self, timeout_s: float) -> int:
+        """HTTP mode: the server's first stdout line is `GCBENCH_LISTENING <port>`."""
+        reader = StdioTransport(-1, self.proc.stdout.fileno(), self.describe_exit)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while b"\n" not in reader.buffer:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CellError(f"server did not announce its HTTP port within {timeout_s:g} s")
+                reader.read_raw(left)
+        finally:
+            reader.close()
+        line = bytes(reader.buffer).split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+        word, _, port = line.partition(" ")
+        if word != "GCBENCH_LISTENING" or not port.isdigit():
+            raise CellError(f"expected 'GCBENCH_LISTENING <port>' from the server in HTTP mode, got {line[:80]!r}")
+        return int(port)
 
     def describe_exit(self) -> str:
         code = self.proc.poll()

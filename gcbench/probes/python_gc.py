@@ -75,6 +75,7 @@ class GcProbe:
             "gc_thresholds": list(gc.get_threshold()),
             "freeze_count": gc.get_freeze_count(),
             "collections": [s["collections"] for s in gc.get_stats()],
+            "tracked_objects": len(gc.get_objects()),
         }
 
     def flush(self, stats: bool = True) -> int:

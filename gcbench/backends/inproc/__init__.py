@@ -74,6 +74,7 @@ class InprocBackend(Backend):
     runtime = "python"
     description = "the Python server's tool called inside the harness process (no transport; labelled in-process)"
     in_process = True
+    in_default_run = False
 
     def availability(self) -> Availability:
         return Availability(True, version=f"{sys.implementation.name} {sys.version.split()[0]} (in-process)")

@@ -22,7 +22,7 @@ def python_mode_reason(mode: GcMode) -> str | None:
 class PythonBackend(SubprocessBackend):
     name = "python"
     runtime = "python"
-    description = "CPython MCP server, standard library only, over stdio"
+    description = "CPython MCP server, standard library only, over stdio or HTTP"
 
     def availability(self) -> Availability:
         return Availability(True, version=f"{sys.implementation.name} {sys.version.split()[0]}")

@@ -193,6 +193,78 @@ class Server:
         self.probe.flush()
 
 
+    def serve_http(self) -> None:
+        """Streamable HTTP (stateless, JSON responses) on 127.0.0.1; requests still handled one at a time."""
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        server = self
+        lock = threading.Lock()
+        oob = self.gc_mode == "oob"
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # small responses must not wait for a delayed ACK
+
+            def log_message(self, *args) -> None:  # no per-request logging
+                pass
+
+            def _reply(self, status: int, body: bytes = b"", ctype: str = "application/json") -> None:
+                self.send_response(status)
+                if body:
+                    self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(body)
+                self.wfile.flush()
+
+            def do_POST(self) -> None:
+                if self.path != "/mcp":
+                    return self._reply(404, b"not found", "text/plain")
+                if not _origin_allowed(self.headers.get("Origin")):
+                    return self._reply(403, b"forbidden origin", "text/plain")
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    try:
+                        msg = json.loads(body)
+                    except ValueError:
+                        err = _error(None, -32700, "Parse error")
+                        return self._reply(400, json.dumps(err, separators=(",", ":")).encode())
+                    reply = server.handle(msg)
+                    if reply is None:
+                        self._reply(202)
+                    else:
+                        self._reply(200, json.dumps(reply, separators=(",", ":")).encode())
+                    if oob:
+                        server.collect_out_of_band()
+
+            def do_GET(self) -> None:  # no server-initiated stream in stateless mode
+                self._reply(405, b"method not allowed", "text/plain")
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd.daemon_threads = True
+        sys.stdout.write(f"GCBENCH_LISTENING {httpd.server_address[1]}\n")
+        sys.stdout.flush()
+
+        def stop_on_stdin_eof() -> None:
+            sys.stdin.buffer.read()
+            httpd.shutdown()
+
+        threading.Thread(target=stop_on_stdin_eof, daemon=True).start()
+        httpd.serve_forever(poll_interval=0.2)
+        self.probe.flush()
+
+
+def _origin_allowed(origin: str | None) -> bool:
+    """DNS-rebinding guard: a browser's Origin must be this machine's loopback."""
+    if origin is None:
+        return True
+    from urllib.parse import urlsplit
+
+    return urlsplit(origin).hostname in ("127.0.0.1", "localhost", "::1")
+
+
 def _result(mid: object, result: dict) -> dict:
     return {"jsonrpc": "2.0", "id": mid, "result": result}
 
@@ -208,9 +280,12 @@ def main() -> None:
         events_path=os.environ.get("GCBENCH_EVENTS") or None,
     )
     transport = os.environ.get("GCBENCH_TRANSPORT", "stdio")
-    if transport != "stdio":
-        raise SystemExit(f"gcbench python server: unsupported transport {transport!r}")
-    server.serve_stdio()
+    if transport == "stdio":
+        server.serve_stdio()
+    elif transport == "http":
+        server.serve_http()
+    else:
+        raise SystemExit(f"gcbench python server: unknown transport {transport!r}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,11 @@ const MAX_DEPTH: usize = 512;
 pub fn parse(input: &[u8]) -> Result<Json, ()> {
     // Validated once up front, so slices cut at ASCII delimiters below are valid UTF-8 too.
     let text = std::str::from_utf8(input).map_err(|_| ())?;
-    let mut p = Parser { s: text.as_bytes(), i: 0, depth: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+        depth: 0,
+    };
     p.ws();
     let value = p.value()?;
     p.ws();
@@ -184,7 +188,9 @@ impl<'a> Parser<'a> {
             self.require_digits()?;
         }
         // ASCII only, so the slice is valid UTF-8
-        Ok(Json::Num(String::from_utf8(self.s[start..self.i].to_vec()).map_err(|_| ())?))
+        Ok(Json::Num(
+            String::from_utf8(self.s[start..self.i].to_vec()).map_err(|_| ())?,
+        ))
     }
 
     fn digits(&mut self) {

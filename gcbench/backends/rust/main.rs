@@ -1,0 +1,660 @@
+//! gcbench's built-in Rust MCP tool server: the no-GC control. Standard library only; contract in ../PROTOCOL.md.
+//!
+//! Memory is freed by ownership the moment the call's garbage goes out of scope, so every pause it
+//! shows is not a GC pause. With GCBENCH_STALLS set it is also the calibration backend: it stalls for a
+//! known time inside chosen calls and reports each stall like a GC event, as ground truth for the harness.
+//!
+//! Build: rustc -O --edition 2021 main.rs (json.rs and http.rs sit beside it).
+
+mod http;
+mod json;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::env;
+use std::fs::OpenOptions;
+use std::hint::black_box;
+use std::io::{self, BufRead, Write};
+use std::os::raw::c_long;
+use std::process;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use json::Json;
+
+const PROTOCOL_VERSION: &str = "2025-06-18";
+const FLUSH_EVERY_EVENTS: usize = 10_000;
+const WORK_ARGS: [&str; 7] = [
+    "alloc_objects",
+    "cyclic_fraction",
+    "retain_objects",
+    "retain_cap",
+    "payload_bytes",
+    "cpu_iters",
+    "sleep_us",
+];
+// Stamped in at build time by the adapter (rustc reads the environment through option_env!).
+const RUSTC_VERSION: &str = match option_env!("GCBENCH_RUSTC_VERSION") {
+    Some(v) => v,
+    None => "unknown",
+};
+
+const TOOLS_LIST: &str = concat!(
+    r#"{"tools":[{"name":"work","description":"Simulated tool: allocates, retains, computes, sleeps and answers with a payload.","#,
+    r#""inputSchema":{"type":"object","properties":{"alloc_objects":{"type":"integer","minimum":0},"#,
+    r#""cyclic_fraction":{"type":"number","minimum":0},"retain_objects":{"type":"integer","minimum":0},"#,
+    r#""retain_cap":{"type":"integer","minimum":0},"payload_bytes":{"type":"integer","minimum":0},"#,
+    r#""cpu_iters":{"type":"integer","minimum":0},"sleep_us":{"type":"integer","minimum":0}},"#,
+    r#""additionalProperties":false}}]}"#
+);
+
+// ---- clock: CLOCK_MONOTONIC through libc, which std links anyway ----
+
+#[repr(C)]
+struct Timespec {
+    tv_sec: c_long,
+    tv_nsec: c_long,
+}
+
+extern "C" {
+    fn clock_gettime(clk: i32, ts: *mut Timespec) -> i32;
+}
+
+const CLOCK_MONOTONIC: i32 = 1;
+
+fn monotonic_ns() -> u64 {
+    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { clock_gettime(CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+// ---- signals: SIGTERM/SIGINT are blocked in every thread and taken by one sigwait thread ----
+
+#[cfg(target_os = "linux")]
+mod signals {
+    #[repr(C)]
+    pub struct SigSet([u64; 16]); // glibc and musl sigset_t: 1024 bits
+
+    extern "C" {
+        fn sigemptyset(set: *mut SigSet) -> i32;
+        fn sigaddset(set: *mut SigSet, sig: i32) -> i32;
+        fn pthread_sigmask(how: i32, set: *const SigSet, old: *mut SigSet) -> i32;
+        fn sigwait(set: *const SigSet, sig: *mut i32) -> i32;
+    }
+
+    const SIG_BLOCK: i32 = 0;
+    const SIGINT: i32 = 2;
+    const SIGTERM: i32 = 15;
+
+    /// Block SIGTERM and SIGINT in this thread and every thread it starts later (call before any spawn).
+    pub fn block() -> SigSet {
+        let mut set = SigSet([0; 16]);
+        // SAFETY: set is a valid sigset_t-sized buffer; these calls only fill it and change this thread's mask.
+        unsafe {
+            sigemptyset(&mut set);
+            sigaddset(&mut set, SIGTERM);
+            sigaddset(&mut set, SIGINT);
+            pthread_sigmask(SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        set
+    }
+
+    /// Wait for one of the blocked signals, as ordinary code (so it may lock and write files).
+    pub fn wait(set: &SigSet) {
+        let mut sig = 0;
+        // SAFETY: set was filled by block(); sig is writable.
+        while unsafe { sigwait(set, &mut sig) } != 0 {}
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod signals {
+    pub struct SigSet;
+    pub fn block() -> SigSet {
+        SigSet
+    }
+    pub fn wait(_: &SigSet) {
+        loop {
+            std::thread::park(); // default signal handling elsewhere: the process just dies
+        }
+    }
+}
+
+// ---- the objects the work tool allocates: two reference fields each ----
+
+#[allow(dead_code)] // the fields exist to give the object its shape; nothing reads them
+struct Node {
+    a: Option<Box<Node>>,
+    b: Option<Box<Node>>,
+}
+
+fn node() -> Box<Node> {
+    Box::new(Node { a: None, b: None })
+}
+
+/// One half of a cyclic pair. A Box cannot form a cycle, so pairs are reference counted and the
+/// cycle is broken by hand at the end of the call (what a Rust program must do, and pays for).
+#[allow(dead_code)]
+struct PairNode {
+    a: RefCell<Option<Rc<PairNode>>>,
+    b: RefCell<Option<Rc<PairNode>>>,
+}
+
+fn pair_node() -> Rc<PairNode> {
+    Rc::new(PairNode {
+        a: RefCell::new(None),
+        b: RefCell::new(None),
+    })
+}
+
+// ---- configuration from the environment ----
+
+#[derive(Clone, Copy, PartialEq)]
+enum StallMode {
+    Busy,
+    Sleep,
+}
+
+struct Config {
+    events_path: Option<String>,
+    heap_objects: u64,
+    http: bool,
+    stalls: HashMap<u64, u64>, // call index (from gcbench/measure) -> stall microseconds
+    stall_mode: StallMode,
+}
+
+fn env_var(name: &str) -> String {
+    env::var(name).unwrap_or_default().trim().to_string()
+}
+
+impl Config {
+    fn from_env() -> Result<Config, String> {
+        let events = env_var("GCBENCH_EVENTS");
+        let heap = env_var("GCBENCH_HEAP_OBJECTS");
+        let heap_objects = if heap.is_empty() {
+            0
+        } else {
+            heap.parse()
+                .map_err(|_| format!("GCBENCH_HEAP_OBJECTS={heap:?} is not a non-negative integer"))?
+        };
+        let mode = env_var("GCBENCH_GC_MODE");
+        if !mode.is_empty() && mode != "default" {
+            return Err(format!(
+                "GC mode {mode:?}: Rust has no garbage collector: only 'default' applies (it is the no-GC control)"
+            ));
+        }
+        let http = match env_var("GCBENCH_TRANSPORT").as_str() {
+            "" | "stdio" => false,
+            "http" => true,
+            other => return Err(format!("unknown GCBENCH_TRANSPORT {other:?} (stdio or http)")),
+        };
+        let stall_mode = match env_var("GCBENCH_STALL_MODE").as_str() {
+            "" | "busy" => StallMode::Busy,
+            "sleep" => StallMode::Sleep,
+            other => return Err(format!("unknown GCBENCH_STALL_MODE {other:?} (busy or sleep)")),
+        };
+        Ok(Config {
+            events_path: if events.is_empty() { None } else { Some(events) },
+            heap_objects,
+            http,
+            stalls: parse_stalls(&env_var("GCBENCH_STALLS"))?,
+            stall_mode,
+        })
+    }
+}
+
+/// "i:us,i:us,..." -> {call index: microseconds}.
+fn parse_stalls(text: &str) -> Result<HashMap<u64, u64>, String> {
+    let mut stalls = HashMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let parsed = item
+            .split_once(':')
+            .and_then(|(i, us)| Some((i.trim().parse().ok()?, us.trim().parse().ok()?)));
+        let (index, us): (u64, u64) =
+            parsed.ok_or_else(|| format!("GCBENCH_STALLS item {item:?} is not call_index:microseconds"))?;
+        if stalls.insert(index, us).is_some() {
+            return Err(format!("GCBENCH_STALLS names call index {index} twice"));
+        }
+    }
+    Ok(stalls)
+}
+
+// ---- the side channel: JSON lines buffered in memory, appended to the file on flush ----
+
+struct SideChannel {
+    path: Option<String>,
+    buf: Vec<u8>,
+    pending: usize,
+    written: u64,
+}
+
+impl SideChannel {
+    fn push(&mut self, line: &[u8]) {
+        if self.path.is_none() {
+            return;
+        }
+        self.buf.extend_from_slice(line);
+        self.buf.push(b'\n');
+        self.pending += 1;
+        if self.pending >= FLUSH_EVERY_EVENTS {
+            self.write(None);
+        }
+    }
+
+    /// Append the buffered events (and a stats line) to the file; the total written so far.
+    fn write(&mut self, stats: Option<&[u8]>) -> u64 {
+        let Some(path) = &self.path else { return self.written };
+        if let Some(line) = stats {
+            self.buf.extend_from_slice(line);
+            self.buf.push(b'\n');
+        }
+        if !self.buf.is_empty() {
+            let result = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(&self.buf));
+            if let Err(e) = result {
+                eprintln!("gcbench rust server: cannot write {path}: {e}");
+            }
+        }
+        self.written += self.pending as u64;
+        self.pending = 0;
+        self.buf.clear();
+        self.written
+    }
+}
+
+// ---- the server state and the work tool ----
+
+struct WorkArgs {
+    alloc_objects: u64,
+    cyclic_fraction: f64,
+    retain_objects: u64,
+    retain_cap: u64,
+    payload_bytes: u64,
+    cpu_iters: u64,
+    sleep_us: u64,
+}
+
+/// What a message got: nothing (a notification), a response, or a JSON-RPC error for a message that is
+/// not a valid request (HTTP answers those with 400, as the MCP transport asks).
+#[derive(PartialEq)]
+pub enum Reply {
+    None,
+    Response,
+    Invalid,
+}
+
+#[allow(clippy::vec_box)] // one heap object per node, as in every other runtime
+pub struct Server {
+    heap: Vec<Box<Node>>, // the start-up heap (live for the whole run)
+    cache: Vec<Box<Node>>,
+    cache_pos: u64,
+    cpu_sink: u64,
+    side: SideChannel,
+    stalls: HashMap<u64, u64>,
+    stall_mode: StallMode,
+    measuring: bool,
+    calls: u64, // tools/call requests since gcbench/measure: the stall plan's index
+    stalls_done: u64,
+}
+
+impl Server {
+    fn new(config: &Config) -> Server {
+        let heap = (0..config.heap_objects).map(|_| node()).collect();
+        Server {
+            heap,
+            cache: Vec::new(),
+            cache_pos: 0,
+            cpu_sink: 0,
+            side: SideChannel {
+                path: config.events_path.clone(),
+                buf: Vec::new(),
+                pending: 0,
+                written: 0,
+            },
+            stalls: config.stalls.clone(),
+            stall_mode: config.stall_mode,
+            measuring: false,
+            calls: 0,
+            stalls_done: 0,
+        }
+    }
+
+    /// Handle one message (one line, or one HTTP body); any response goes to `out`.
+    pub fn handle(&mut self, line: &[u8], out: &mut Vec<u8>) -> Reply {
+        let msg = match json::parse(line) {
+            Ok(m) => m,
+            Err(()) => {
+                error(out, None, -32700, "Parse error");
+                return Reply::Invalid;
+            }
+        };
+        let id = msg.get("id");
+        let method = match (&msg, msg.get("jsonrpc").and_then(Json::as_str), msg.get("method")) {
+            (Json::Obj(_), Some("2.0"), Some(Json::Str(m))) => m.as_str(),
+            _ => {
+                error(out, id, -32600, "Invalid Request");
+                return Reply::Invalid;
+            }
+        };
+        let Some(id) = id else { return Reply::None }; // a notification
+        let params = msg.get("params");
+        match method {
+            "tools/call" => self.tools_call(id, params, out),
+            "initialize" => {
+                let requested = params.and_then(|p| p.get("protocolVersion")).and_then(Json::as_str);
+                begin(out, Some(id));
+                out.extend_from_slice(b",\"result\":{\"protocolVersion\":");
+                json::write_str(out, requested.unwrap_or(PROTOCOL_VERSION));
+                out.extend_from_slice(
+                    b",\"capabilities\":{\"tools\":{}},\"serverInfo\":{\"name\":\"gcbench-rust\",\"version\":",
+                );
+                json::write_str(out, RUSTC_VERSION);
+                out.extend_from_slice(b"}}}");
+            }
+            "ping" => result(out, id, b"{}"),
+            "tools/list" => result(out, id, TOOLS_LIST.as_bytes()),
+            "gcbench/measure" => {
+                self.measuring = true;
+                self.calls = 0;
+                self.stalls_done = 0;
+                result(out, id, b"{}");
+            }
+            "gcbench/flush" => {
+                let written = self.flush();
+                result(out, id, format!("{{\"events\":{written}}}").as_bytes());
+            }
+            _ => error(out, Some(id), -32601, &format!("Method not found: {method}")),
+        }
+        Reply::Response
+    }
+
+    fn tools_call(&mut self, id: &Json, params: Option<&Json>, out: &mut Vec<u8>) {
+        if self.measuring {
+            let index = self.calls;
+            self.calls += 1;
+            if let Some(&us) = self.stalls.get(&index) {
+                self.stall(index, us);
+            }
+        }
+        match params.and_then(|p| p.get("name")) {
+            Some(Json::Str(name)) if name == "work" => {}
+            other => {
+                let mut name = Vec::new();
+                match other {
+                    Some(Json::Str(s)) => name.extend_from_slice(s.as_bytes()),
+                    Some(v) => json::write(&mut name, v),
+                    None => name.extend_from_slice(b"None"),
+                }
+                let message = format!("Unknown tool: {}", String::from_utf8_lossy(&name));
+                return error(out, Some(id), -32602, &message);
+            }
+        }
+        let default_args = Json::Obj(Vec::new());
+        let outcome = parse_work_args(params.and_then(|p| p.get("arguments")).unwrap_or(&default_args))
+            .and_then(|args| self.work(&args));
+        let (text, is_error) = match &outcome {
+            Ok(text) => (text.as_str(), false),
+            Err(message) => (message.as_str(), true),
+        };
+        begin(out, Some(id));
+        out.extend_from_slice(b",\"result\":{\"content\":[{\"type\":\"text\",\"text\":");
+        json::write_str(out, text);
+        out.extend_from_slice(if is_error {
+            b"}],\"isError\":true}}"
+        } else {
+            b"}],\"isError\":false}}"
+        });
+    }
+
+    /// One call's simulated work; returns the payload text.
+    /// Order: allocate (with cycles) -> retain -> cpu -> sleep -> build payload -> drop the garbage.
+    fn work(&mut self, args: &WorkArgs) -> Result<String, String> {
+        let n_cyclic = ((args.alloc_objects as f64 * args.cyclic_fraction) as u64 & !1).min(args.alloc_objects);
+        let n_plain = args.alloc_objects - n_cyclic;
+        let mut pairs: Vec<Rc<PairNode>> = Vec::new();
+        let mut garbage: Vec<Box<Node>> = Vec::new();
+        // try_reserve: an absurd count becomes a tool error instead of an abort
+        if pairs.try_reserve_exact(n_cyclic as usize).is_err() || garbage.try_reserve_exact(n_plain as usize).is_err() {
+            return Err(format!("cannot allocate {} objects", args.alloc_objects));
+        }
+        for _ in 0..n_cyclic / 2 {
+            let a = pair_node();
+            let b = pair_node();
+            *a.a.borrow_mut() = Some(b.clone());
+            *b.a.borrow_mut() = Some(a.clone());
+            pairs.push(a);
+            pairs.push(b);
+        }
+        for _ in 0..n_plain {
+            garbage.push(node());
+        }
+        // keep the optimizer from proving the allocations unused and removing them
+        black_box(&pairs);
+        black_box(&garbage);
+        if args.retain_objects > 0 {
+            self.retain(args.retain_objects, args.retain_cap);
+        }
+        if args.cpu_iters > 0 {
+            let mut x = self.cpu_sink | 1;
+            for _ in 0..args.cpu_iters {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            self.cpu_sink = black_box(x);
+        }
+        if args.sleep_us > 0 {
+            thread::sleep(Duration::from_micros(args.sleep_us));
+        }
+        let mut bytes = Vec::new();
+        if bytes.try_reserve_exact(args.payload_bytes as usize).is_err() {
+            return Err(format!("cannot build a payload of {} bytes", args.payload_bytes));
+        }
+        bytes.resize(args.payload_bytes as usize, b'x');
+        let text = String::from_utf8(bytes).unwrap_or_default(); // all ASCII
+                                                                 // drop the garbage: break each pair's cycle so that reference counting can free it
+        for p in &pairs {
+            p.a.borrow_mut().take();
+        }
+        drop(pairs);
+        drop(garbage);
+        Ok(text)
+    }
+
+    fn retain(&mut self, count: u64, cap: u64) {
+        for _ in 0..count {
+            let obj = node();
+            if cap > 0 && self.cache.len() as u64 >= cap {
+                let slot = (self.cache_pos % cap) as usize;
+                self.cache[slot] = obj; // the old object is freed right here
+                self.cache_pos += 1;
+            } else {
+                self.cache.push(obj);
+            }
+        }
+    }
+
+    /// Calibration: stop for exactly `us` microseconds inside this call and record it as an event.
+    fn stall(&mut self, index: u64, us: u64) {
+        let start_ns = monotonic_ns();
+        let deadline_ns = start_ns + us * 1000;
+        match self.stall_mode {
+            StallMode::Busy => while monotonic_ns() < deadline_ns {},
+            StallMode::Sleep => thread::sleep(Duration::from_micros(us)),
+        }
+        let end_ns = monotonic_ns();
+        self.stalls_done += 1;
+        let line = format!(
+            "{{\"type\":\"stall\",\"runtime\":\"rust\",\"kind\":\"stall\",\"generation\":-1,\"start_ns\":{start_ns},\"end_ns\":{end_ns},\"call_index\":{index}}}"
+        );
+        self.side.push(line.as_bytes());
+    }
+
+    fn stats_record(&self) -> String {
+        let (rss_kib, hwm_kib) = proc_memory_kib();
+        format!(
+            concat!(
+                "{{\"type\":\"stats\",\"runtime\":\"rust\",\"rust_version\":{},\"gc\":false,\"num_gc\":0,",
+                "\"pause_total_ns\":0,\"heap_objects\":{},\"retained_objects\":{},\"calls\":{},\"stalls\":{},",
+                "\"rss_bytes\":{},\"max_rss_bytes\":{},\"pid\":{}}}"
+            ),
+            {
+                let mut v = Vec::new();
+                json::write_str(&mut v, RUSTC_VERSION);
+                String::from_utf8(v).unwrap_or_default()
+            },
+            self.heap.len(),
+            self.cache.len(),
+            self.calls,
+            self.stalls_done,
+            rss_kib * 1024,
+            hwm_kib * 1024,
+            process::id()
+        )
+    }
+
+    /// Write every buffered event and a stats record; the number of events written in total.
+    fn flush(&mut self) -> u64 {
+        let stats = self.stats_record();
+        self.side.write(Some(stats.as_bytes()))
+    }
+}
+
+/// Resident and peak resident set size from /proc (0 where unavailable); read only at flush time.
+fn proc_memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn parse_work_args(args: &Json) -> Result<WorkArgs, String> {
+    let Json::Obj(members) = args else {
+        return Err("arguments must be an object".to_string());
+    };
+    if let Some((name, _)) = members.iter().find(|(k, _)| !WORK_ARGS.contains(&k.as_str())) {
+        return Err(format!("unknown argument '{name}'"));
+    }
+    let int = |name: &str| -> Result<u64, String> {
+        match args.get(name) {
+            None => Ok(0),
+            Some(Json::Num(raw)) if raw.bytes().all(|c| c.is_ascii_digit()) => {
+                raw.parse().map_err(|_| format!("argument '{name}' is too large"))
+            }
+            Some(Json::Num(raw)) if raw == "-0" => Ok(0),
+            Some(_) => Err(format!("argument '{name}' must be a non-negative integer")),
+        }
+    };
+    let cyclic_fraction = match args.get("cyclic_fraction") {
+        None => 0.0,
+        Some(Json::Num(raw)) => match raw.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => v,
+            _ => return Err("argument 'cyclic_fraction' must be a number from 0 to 1".to_string()),
+        },
+        Some(_) => return Err("argument 'cyclic_fraction' must be a number from 0 to 1".to_string()),
+    };
+    Ok(WorkArgs {
+        alloc_objects: int("alloc_objects")?,
+        cyclic_fraction,
+        retain_objects: int("retain_objects")?,
+        retain_cap: int("retain_cap")?,
+        payload_bytes: int("payload_bytes")?,
+        cpu_iters: int("cpu_iters")?,
+        sleep_us: int("sleep_us")?,
+    })
+}
+
+// ---- response framing ----
+
+fn begin(out: &mut Vec<u8>, id: Option<&Json>) {
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    match id {
+        Some(v) => json::write(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn result(out: &mut Vec<u8>, id: &Json, raw: &[u8]) {
+    begin(out, Some(id));
+    out.extend_from_slice(b",\"result\":");
+    out.extend_from_slice(raw);
+    out.push(b'}');
+}
+
+fn error(out: &mut Vec<u8>, id: Option<&Json>, code: i32, message: &str) {
+    begin(out, id);
+    out.extend_from_slice(format!(",\"error\":{{\"code\":{code},\"message\":").as_bytes());
+    json::write_str(out, message);
+    out.extend_from_slice(b"}}");
+}
+
+// ---- process life ----
+
+/// The lock survives a panic in another thread: the state is still worth flushing.
+pub fn lock(server: &Mutex<Server>) -> MutexGuard<'_, Server> {
+    server.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Flush the side channel and exit; holding the lock means no request is half done.
+pub fn shutdown(server: &Mutex<Server>) -> ! {
+    let mut state = lock(server);
+    state.flush();
+    process::exit(0)
+}
+
+fn serve_stdio(server: &Mutex<Server>) {
+    let mut input = io::stdin().lock();
+    let mut output = io::stdout().lock();
+    let mut line = Vec::with_capacity(1 << 16);
+    let mut out = Vec::with_capacity(1 << 16);
+    loop {
+        line.clear();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        out.clear();
+        if lock(server).handle(&line, &mut out) != Reply::None {
+            out.push(b'\n');
+            if output.write_all(&out).and_then(|_| output.flush()).is_err() {
+                break; // the harness is gone
+            }
+        }
+    }
+}
+
+fn main() {
+    let sigset = signals::block(); // before any thread starts, so that every thread inherits the mask
+    let config = Config::from_env().unwrap_or_else(|msg| {
+        eprintln!("gcbench rust server: {msg}");
+        process::exit(2)
+    });
+    let server = Arc::new(Mutex::new(Server::new(&config)));
+    {
+        let server = server.clone();
+        thread::spawn(move || {
+            signals::wait(&sigset);
+            shutdown(&server)
+        });
+    }
+    if config.http {
+        http::serve(server)
+    } else {
+        serve_stdio(&server);
+        shutdown(&server)
+    }
+}
