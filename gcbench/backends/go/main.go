@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -71,9 +72,10 @@ type workArgs struct {
 }
 
 type pauseEvent struct {
-	cycle    uint32
-	endNs    int64 // CLOCK_MONOTONIC
-	pauseNs  int64
+	cycle   uint32
+	endNs   int64 // CLOCK_MONOTONIC
+	pauseNs int64
+	oob     bool // a whole runtime.GC() run between calls (oob mode), not a stop-the-world pause
 }
 
 type server struct {
@@ -90,11 +92,16 @@ type server struct {
 	lost         uint32 // pauses that fell out of the 256-entry buffer before a drain (should stay 0)
 	seenNumGC    uint32 // cycles whose pause is already in events
 	gcStats      debug.GCStats
+	pauseNs      [pauseBufferLen]uint64 // ReadGCStats' copy, back in the runtime's circular layout
+	pauseEnd     [pauseBufferLen]uint64
 	cyclesSample []metrics.Sample // read after every response (plus the heap metrics in oob mode)
 
-	measureNumGC      uint32
-	measureGCCPUs     float64
-	measureAssistCPUs float64
+	oobCollections uint64
+	oobCollectNs   int64 // wall time spent in runtime.GC() between calls: the server is busy meanwhile
+
+	measureNumGC            uint32
+	measureGCCPUSeconds     float64
+	measureAssistCPUSeconds float64
 }
 
 // ---- JSON-RPC ----
@@ -336,7 +343,13 @@ func (s *server) retain(count, capacity int64) {
 func (s *server) afterResponse() {
 	metrics.Read(s.cyclesSample)
 	if s.oob && s.oobDue() {
-		runtime.GC()
+		t0 := nanotime()
+		runtime.GC() // blocking: mark and sweep, not only the two stop-the-world pauses
+		t1 := nanotime()
+		s.oobCollections++
+		s.oobCollectNs += t1 - t0
+		// the server does nothing else meanwhile: a call arriving now waits, so it is an event too
+		s.events = append(s.events, pauseEvent{endNs: t1, pauseNs: t1 - t0, oob: true})
 		metrics.Read(s.cyclesSample[:1])
 	}
 	if uint32(s.cyclesSample[0].Value.Uint64())-s.seenNumGC >= drainEveryCycles {
@@ -362,52 +375,68 @@ func (s *server) oobDue() bool {
 	return heap >= goal
 }
 
-// drainPauses appends the pauses the runtime recorded since the last drain to the event buffer.
+// drainPauses appends the pauses recorded since the last drain, from ReadGCStats: it copies the
+// runtime's buffer under the heap lock without stopping the world, so it can run after any response.
 func (s *server) drainPauses() {
-	debug.ReadGCStats(&s.gcStats) // copies the pause buffer under the heap lock, no stop-the-world
+	debug.ReadGCStats(&s.gcStats)
+	numGC := uint32(s.gcStats.NumGC)
+	for i := range s.gcStats.Pause { // most recent first: back into the runtime's circular layout
+		idx := (numGC - 1 - uint32(i)) % pauseBufferLen
+		s.pauseNs[idx] = uint64(s.gcStats.Pause[i])
+		s.pauseEnd[idx] = uint64(s.gcStats.PauseEnd[i].UnixNano())
+	}
+	s.appendPauses(numGC, &s.pauseNs, &s.pauseEnd)
+}
+
+// appendPauses buffers an event for each cycle after seenNumGC up to numGC, from the runtime's circular
+// buffers (cycle c at index (c-1) % 256; pauseEnd is wall-clock Unix ns).
+func (s *server) appendPauses(numGC uint32, pauseNs, pauseEnd *[pauseBufferLen]uint64) {
+	// Convert wall clock to CLOCK_MONOTONIC with a pair read now, which also follows any step of the
+	// wall clock since start-up.
 	monoBefore := nanotime()
 	wallNs := time.Now().UnixNano()
 	monoNs := (monoBefore + nanotime()) / 2
-	numGC := uint32(s.gcStats.NumGC)
 	fresh := numGC - s.seenNumGC
 	if fresh > pauseBufferLen {
 		s.lost += fresh - pauseBufferLen
 		fresh = pauseBufferLen
 	}
-	if fresh > uint32(len(s.gcStats.Pause)) {
-		fresh = uint32(len(s.gcStats.Pause))
-	}
-	// Pause[0] is the most recent; walk oldest first. PauseEnd is wall-clock: convert with a
-	// (wall, monotonic) pair taken now, which also follows any step of the wall clock since start-up.
-	for i := int(fresh) - 1; i >= 0; i-- {
-		end := s.gcStats.PauseEnd[i].UnixNano() - wallNs + monoNs
+	for i := fresh; i > 0; i-- {
+		c := numGC - i + 1 // oldest first
+		idx := (c - 1) % pauseBufferLen
 		s.events = append(s.events, pauseEvent{
-			cycle:   numGC - uint32(i),
-			endNs:   end,
-			pauseNs: int64(s.gcStats.Pause[i]),
+			cycle:   c,
+			endNs:   int64(pauseEnd[idx]) - wallNs + monoNs,
+			pauseNs: int64(pauseNs[idx]),
 		})
 	}
 	s.seenNumGC = numGC
 	if len(s.events) >= flushEveryEvents {
-		s.writeEvents(false)
+		s.writeEvents(nil)
 	}
 }
 
+// markMeasure starts the "_measured" counters of the stats record: the warm-up is over.
 func (s *server) markMeasure() {
-	st := s.runtimeStats()
-	s.measureNumGC = uint32(st["num_gc"].(uint32))
-	s.measureGCCPUs, _ = st["gc_cpu_seconds"].(float64)
-	s.measureAssistCPUs, _ = st["gc_assist_cpu_seconds"].(float64)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st := s.runtimeStats(&ms)
+	s.measureNumGC = st["num_gc"].(uint32)
+	s.measureGCCPUSeconds, _ = st["gc_cpu_seconds"].(float64)
+	s.measureAssistCPUSeconds, _ = st["gc_assist_cpu_seconds"].(float64)
 }
 
 // flush writes every buffered event and a stats record; returns the number of events written in total.
 func (s *server) flush() int {
-	s.drainPauses()
-	s.writeEvents(true)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms) // one snapshot for events and stats, so num_gc matches the events exactly
+	s.appendPauses(ms.NumGC, &ms.PauseNs, &ms.PauseEnd)
+	s.writeEvents(&ms)
 	return s.written
 }
 
-func (s *server) writeEvents(withStats bool) {
+// writeEvents appends the buffered events, and a stats record from ms unless it is nil, to the file.
+func (s *server) writeEvents(ms *runtime.MemStats) {
 	events := s.events
 	s.events = s.events[:0]
 	if s.eventsPath == "" {
@@ -416,7 +445,11 @@ func (s *server) writeEvents(withStats bool) {
 	pid := os.Getpid()
 	var b []byte
 	for _, e := range events {
-		b = append(b, `{"type":"gc","runtime":"go","kind":"pause","generation":-1,"start_ns":`...)
+		if e.oob {
+			b = append(b, `{"type":"gc","runtime":"go","kind":"oob-collect","generation":-1,"start_ns":`...)
+		} else {
+			b = append(b, `{"type":"gc","runtime":"go","kind":"pause","generation":-1,"start_ns":`...)
+		}
 		b = strconv.AppendInt(b, e.endNs-e.pauseNs, 10)
 		b = append(b, `,"end_ns":`...)
 		b = strconv.AppendInt(b, e.endNs, 10)
@@ -428,8 +461,8 @@ func (s *server) writeEvents(withStats bool) {
 		b = strconv.AppendInt(b, int64(pid), 10)
 		b = append(b, "}\n"...)
 	}
-	if withStats {
-		st := s.runtimeStats()
+	if ms != nil {
+		st := s.runtimeStats(ms)
 		st["type"] = "stats"
 		st["runtime"] = "go"
 		b = append(b, mustJSON(st)...)
@@ -448,11 +481,10 @@ func (s *server) writeEvents(withStats bool) {
 	s.written += len(events)
 }
 
-// runtimeStats reads MemStats (a short stop-the-world: only on measure and flush, outside any call)
-// and the GC CPU-time metrics, which show the cost of concurrent marking and assists, not only pauses.
-func (s *server) runtimeStats() map[string]any {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
+// runtimeStats combines MemStats (read by the caller: a short stop-the-world, so only on measure and
+// flush, outside any call) with the GC CPU-time metrics, which show the cost of concurrent marking and
+// assists, not only pauses.
+func (s *server) runtimeStats(ms *runtime.MemStats) map[string]any {
 	st := map[string]any{
 		"go_version":       runtime.Version(),
 		"num_gc":           ms.NumGC,
@@ -464,6 +496,8 @@ func (s *server) runtimeStats() map[string]any {
 		"heap_sys_bytes":   ms.HeapSys,
 		"next_gc_bytes":    ms.NextGC,
 		"pauses_lost":      s.lost,
+		"oob_collections":  s.oobCollections,
+		"oob_collect_ns":   s.oobCollectNs,
 	}
 	named := map[string]string{
 		"/cpu/classes/gc/total:cpu-seconds":          "gc_cpu_seconds",
@@ -487,6 +521,9 @@ func (s *server) runtimeStats() map[string]any {
 		switch smp.Value.Kind() {
 		case metrics.KindUint64:
 			st[key] = smp.Value.Uint64()
+			if key == "gogc_percent" && smp.Value.Uint64() > math.MaxInt64 {
+				st[key] = -1 // GOGC=off
+			}
 		case metrics.KindFloat64:
 			st[key] = smp.Value.Float64()
 		case metrics.KindFloat64Histogram:
@@ -498,10 +535,10 @@ func (s *server) runtimeStats() map[string]any {
 		}
 	}
 	if v, ok := st["gc_cpu_seconds"].(float64); ok {
-		st["gc_cpu_seconds_measured"] = v - s.measureGCCPUs
+		st["gc_cpu_seconds_measured"] = v - s.measureGCCPUSeconds
 	}
 	if v, ok := st["gc_assist_cpu_seconds"].(float64); ok {
-		st["gc_assist_cpu_seconds_measured"] = v - s.measureAssistCPUs
+		st["gc_assist_cpu_seconds_measured"] = v - s.measureAssistCPUSeconds
 	}
 	return st
 }

@@ -25,6 +25,7 @@ builtin = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(builtin)
 
 from mcp.server.mcpserver import MCPServer  # noqa: E402
+from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 
 
 def main() -> None:
@@ -40,10 +41,13 @@ def main() -> None:
     @server.tool(name="work", description="Simulated tool: allocates, retains, computes, sleeps and answers.")
     async def work(alloc_objects: int = 0, cyclic_fraction: float = 0.0, retain_objects: int = 0,
                    retain_cap: int = 0, payload_bytes: int = 0, cpu_iters: int = 0, sleep_us: int = 0) -> str:
-        return builtin.work(state, {
-            "alloc_objects": alloc_objects, "cyclic_fraction": cyclic_fraction, "retain_objects": retain_objects,
-            "retain_cap": retain_cap, "payload_bytes": payload_bytes, "cpu_iters": cpu_iters, "sleep_us": sleep_us,
-        })
+        try:
+            return builtin.work(state, {
+                "alloc_objects": alloc_objects, "cyclic_fraction": cyclic_fraction, "retain_objects": retain_objects,
+                "retain_cap": retain_cap, "payload_bytes": payload_bytes, "cpu_iters": cpu_iters, "sleep_us": sleep_us,
+            })
+        except builtin.ToolArgumentError as e:
+            raise ToolError(str(e)) from None  # the SDK passes a ToolError's text to the client
 
     try:
         if os.environ.get("GCBENCH_TRANSPORT", "stdio") == "http":

@@ -1,0 +1,3 @@
+module gcbench/goserver
+
+go 1.22
