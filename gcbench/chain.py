@@ -6,6 +6,7 @@ two timestamps into preallocated lists; everything else (DataFrames, attribution
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class CallRecords:
     agents: int
     t_send_ns: np.ndarray
     t_recv_ns: np.ndarray
+    t_intended_ns: np.ndarray  # when the call was due: open-loop chain start, or previous reply + think
     ok: np.ndarray
     errors: dict[int, str]
 
@@ -62,92 +64,96 @@ def run_chains(
     call_timeout_s: float,
     clock: Callable[[], int] = time.monotonic_ns,
 ) -> CallRecords:
+    """Drive every chain of a cell; return one row per call.
+
+    Closed loop (chain.rate_per_s == 0): `agents` agents each run their chains back to back.
+    Open loop: chain i is due at t0 + i / rate whatever happened before (each chain its own agent), so a
+    slow server makes chains queue up instead of silently lowering the load (wrk2's lesson); every call
+    keeps its intended send time, and chain latency can be read from the intended start.
+    """
     K = chain.calls
     C = chain.chains
-    A = min(chain.agents, C)
+    open_loop = chain.rate_per_s > 0
+    A = C if open_loop else min(chain.agents, C)
     total = C * K
     template = call_template(tool, arguments)
     think_flat = think_ns.reshape(-1).tolist()
     t_send = [0] * total
     t_recv = [0] * total
+    t_intended = [0] * total
     ok = [False] * total
     errors: dict[int, str] = {}
     timeout_ns = int(call_timeout_s * 1e9)
 
-    # per agent: the row it sends next (or is waiting for), when it may send, and whether it waits for a reply
+    t0 = clock()
+    # (due time, agent) of agents waiting to send; per agent the row it sends next or waits for
+    if open_loop:
+        interval_ns = 1e9 / chain.rate_per_s
+        due = [(t0 + int(a * interval_ns), a) for a in range(A)]
+    else:
+        due = [(t0, a) for a in range(A)]
+    heapq.heapify(due)
     row_of = list(range(0, A * K, K))
-    next_ns = [clock()] * A
-    inflight = [False] * A
-    finished = [False] * A
-    n_inflight = 0
+    inflight: dict[int, int] = {}  # agent -> t_send of its outstanding call
     done = 0
     send = transport.send
     poll = transport.poll
+    heappop = heapq.heappop
+    heappush = heapq.heappush
 
     while done < total:
         now = clock()
-        wake_ns = None
-        for a in range(A):
-            if inflight[a] or finished[a]:
-                continue
-            due = next_ns[a]
-            if due <= now:
-                row = row_of[a]
-                data = template % (FIRST_CALL_ID + row)
-                t_send[row] = clock()
-                send(data, a)
-                inflight[a] = True
-                n_inflight += 1
-            elif wake_ns is None or due < wake_ns:
-                wake_ns = due
-        if n_inflight:
-            oldest = min(t_send[row_of[a]] for a in range(A) if inflight[a])
-            deadline = oldest + timeout_ns
+        while due and due[0][0] <= now:
+            intended, a = heappop(due)
+            row = row_of[a]
+            data = template % (FIRST_CALL_ID + row)
+            t_intended[row] = intended
+            t = clock()
+            t_send[row] = t
+            send(data, a)
+            inflight[a] = t
+        wake_ns = due[0][0] if due else None
+        if inflight:
+            deadline = min(inflight.values()) + timeout_ns
             if wake_ns is None or deadline < wake_ns:
                 wake_ns = deadline
         timeout_s = None if wake_ns is None else max(0.0, (wake_ns - clock()) / 1e9)
         replies = poll(timeout_s)
         if not replies:
-            if n_inflight and clock() >= deadline:
-                late = [row_of[a] for a in range(A) if inflight[a]]
-                raise CellError(
-                    f"no answer within {call_timeout_s:g} s (call {late[0] % K} of chain {late[0] // K})"
-                )
+            if inflight and clock() >= min(inflight.values()) + timeout_ns:
+                late = min(inflight, key=inflight.get)
+                row = row_of[late]
+                raise CellError(f"no answer within {call_timeout_s:g} s (call {row % K} of chain {row // K})")
             continue
         for t_r, msg in replies:
             msg_id = msg.get("id")
             row = msg_id - FIRST_CALL_ID if type(msg_id) is int else -1
             if not 0 <= row < total:
                 raise CellError(f"server answered with an id it was never sent: {msg_id!r}")
-            a = (row // K) % A
-            if not inflight[a] or row_of[a] != row:
+            a = row // K if open_loop else (row // K) % A
+            if a not in inflight or row_of[a] != row:
                 raise CellError(f"server answered id {msg_id!r} twice or out of turn")
+            del inflight[a]
             t_recv[row] = t_r
             outcome = call_outcome(msg)
             if outcome is None:
                 ok[row] = True
             else:
                 errors[row] = outcome
-            inflight[a] = False
-            n_inflight -= 1
             done += 1
-            call = row % K
-            if call + 1 < K:
+            if row % K + 1 < K:
                 row_of[a] = row + 1
-                next_ns[a] = t_r + think_flat[row + 1]
-            else:
-                nxt_chain = row // K + A
-                if nxt_chain < C:
-                    row_of[a] = nxt_chain * K
-                    next_ns[a] = t_r
-                else:
-                    finished[a] = True
+                heappush(due, (t_r + think_flat[row + 1], a))
+            elif not open_loop and row // K + A < C:
+                row_of[a] = (row // K + A) * K
+                heappush(due, (t_r, a))
 
     return CallRecords(
         calls_per_chain=K,
         agents=A,
         t_send_ns=np.array(t_send, dtype=np.int64),
         t_recv_ns=np.array(t_recv, dtype=np.int64),
+        t_intended_ns=np.array(t_intended, dtype=np.int64),
         ok=np.array(ok, dtype=bool),
         errors=errors,
     )

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import socket
+import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 
 import gcbench
+
+# Fields that must match for two runs to be compared without --force (pyperf refuses the same).
+MACHINE_KEYS = ("hostname", "cpu_model", "cpu_count", "python_version")
 
 
 def cpu_model() -> str:
@@ -23,17 +29,64 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_frequency() -> dict:
+    governors = sorted({g for g in (_read(f"/sys/devices/system/cpu/cpu{i}/cpufreq/scaling_governor")
+                                    for i in range(os.cpu_count() or 1)) if g})
+    freq = psutil.cpu_freq() if hasattr(psutil, "cpu_freq") else None
+    return {
+        "governor": ",".join(governors) or "unknown (no cpufreq in this machine or VM)",
+        "mhz_current": round(freq.current) if freq else None,
+        "mhz_max": round(freq.max) if freq and freq.max else None,
+    }
+
+
+def git_commit() -> str | None:
+    repo = Path(gcbench.__file__).resolve().parent.parent
+    if not (repo / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
 def collect_environment() -> dict:
+    vm = psutil.virtual_memory()
+    try:
+        affinity = sorted(psutil.Process().cpu_affinity())
+    except (AttributeError, psutil.Error):
+        affinity = None
     return {
         "gcbench_version": gcbench.__version__,
+        "gcbench_git_commit": git_commit(),
+        # exact patch level: CPython's GC changed in 3.12, 3.13, 3.14.0-3.14.4 and again in 3.14.5
         "python_version": sys.version.split()[0],
         "python_full_version": sys.version,
         "python_implementation": sys.implementation.name,
+        "python_executable": sys.executable,
+        "python_gc_thresholds": list(gc.get_threshold()),
+        "python_gc_freeze_count": gc.get_freeze_count(),
         "platform": platform.platform(),
+        "kernel": platform.release(),
         "machine": platform.machine(),
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "memory_total_bytes": psutil.virtual_memory().total,
+        "cpu_affinity": affinity,
+        "cpu_frequency": cpu_frequency(),
+        "memory_total_bytes": vm.total,
+        "memory_available_bytes": vm.available,
         "load_average_before": list(os.getloadavg()),
     }

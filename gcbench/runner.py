@@ -233,7 +233,8 @@ def calls_frame(rec: CallRecords, backend: str, mode: str, rep: int) -> pd.DataF
         "backend": backend, "gc_mode": mode, "rep": rep,
         "agent": (chain % rec.agents).astype(np.int32), "chain": chain.astype(np.int32),
         "call": (rows % rec.calls_per_chain).astype(np.int32),
-        "t_send_ns": rec.t_send_ns, "t_recv_ns": rec.t_recv_ns, "latency_ns": rec.t_recv_ns - rec.t_send_ns,
+        "t_send_ns": rec.t_send_ns, "t_recv_ns": rec.t_recv_ns, "t_intended_ns": rec.t_intended_ns,
+        "latency_ns": rec.t_recv_ns - rec.t_send_ns,
         "ok": rec.ok, "error": error, "gc_overlap_ns": np.zeros(n, np.int64),
     })
 

@@ -20,6 +20,7 @@ MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 MAX_CPU_ITERS = 1_000_000_000
 MAX_SLEEP_US = 10_000_000
 MAX_THINK_MS = 600_000.0
+MAX_RATE_PER_S = 100_000.0
 THINK_DISTS = ("fixed", "exponential", "uniform", "lognormal")
 
 
@@ -42,6 +43,7 @@ class Chain:
     warmup_calls: int = 20
     seed: int = 1
     think: Think = field(default_factory=Think)
+    rate_per_s: float = 0.0  # > 0: open loop, a new chain starts every 1/rate s whatever the server does
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,13 @@ class Scenario:
     server: Server = field(default_factory=Server)
     source: str = "<built-in>"
 
-    def with_overrides(self, *, chains: int | None = None, calls: int | None = None) -> Scenario:
+    def with_overrides(self, *, chains: int | None = None, calls: int | None = None,
+                       rate_per_s: float | None = None) -> Scenario:
         from dataclasses import replace
 
         ch = self.chain
+        if rate_per_s is not None:
+            ch = replace(ch, rate_per_s=_check_float(self.source, "chain.rate_per_s", rate_per_s, 0.0, MAX_RATE_PER_S))
         if chains is not None:
             ch = replace(ch, chains=_check_int(self.source, "chain.chains", chains, 1, MAX_CHAINS))
         if calls is not None:
@@ -143,7 +148,7 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
     name = _check_str(src, "name", data.get("name", default_name))
     description = _check_str(src, "description", data.get("description", ""))
     chain_t = _table(src, "chain", data)
-    _only_keys(src, "chain.", chain_t, {"calls", "chains", "agents", "warmup_calls", "seed", "think_ms"})
+    _only_keys(src, "chain.", chain_t, {"calls", "chains", "agents", "warmup_calls", "seed", "think_ms", "rate_per_s"})
     chain = Chain(
         calls=_check_int(src, "chain.calls", chain_t.get("calls", 50), 1, MAX_CALLS),
         chains=_check_int(src, "chain.chains", chain_t.get("chains", 20), 1, MAX_CHAINS),
@@ -151,6 +156,7 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
         warmup_calls=_check_int(src, "chain.warmup_calls", chain_t.get("warmup_calls", 20), 0, MAX_CALLS),
         seed=_check_int(src, "chain.seed", chain_t.get("seed", 1), 0, 2**63 - 1),
         think=_parse_think(src, chain_t.get("think_ms", 0)),
+        rate_per_s=_check_float(src, "chain.rate_per_s", chain_t.get("rate_per_s", 0.0), 0.0, MAX_RATE_PER_S),
     )
     work_t = _table(src, "work", data)
     _only_keys(src, "work.", work_t, set(Work.__dataclass_fields__))

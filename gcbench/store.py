@@ -27,6 +27,7 @@ CALL_COLUMNS = {
     "call": "int32",
     "t_send_ns": "int64",
     "t_recv_ns": "int64",
+    "t_intended_ns": "int64",  # when the call was due (open loop: from the fixed chain schedule)
     "latency_ns": "int64",
     "ok": "bool",
     "error": "string",
