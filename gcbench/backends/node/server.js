@@ -1,0 +1,196 @@
+'use strict';
+// gcbench's built-in Node.js MCP tool server: plain Node 18+, no dependencies; contract in ../PROTOCOL.md.
+//
+// Requests are handled synchronously, one at a time in arrival order: a stdin chunk holding several
+// lines is answered line by line before the event loop turns again. Responses go out with one
+// fs.writeSync on fd 1 (process.stdout is never touched, so its stream machinery is not in the path).
+
+const fs = require('fs');
+const http = require('http');
+const gcProbe = require('../../probes/node_gc.js');
+const { WORK_TOOL, ToolArgumentError, WorkState, work } = require('./work.js');
+const { OutOfBandCollector } = require('./oob.js');
+
+const PROTOCOL_VERSION = '2025-06-18';
+// Modes whose knobs are node flags set by the adapter need nothing from the server itself.
+const KNOWN_MODES = /^(default|oob|semi:\d+|old:\d+)$/;
+const ORIGIN_OK = /^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/;
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+function result(id, res) {
+  return { jsonrpc: '2.0', id, result: res };
+}
+
+function error(id, code, message) {
+  return { jsonrpc: '2.0', id, error: { code, message } };
+}
+
+class Server {
+  constructor(gcMode, heapObjects) {
+    if (!KNOWN_MODES.test(gcMode)) throw new Error(`unknown GC mode '${gcMode}'`);
+    this.gcMode = gcMode;
+    this.state = new WorkState(heapObjects);
+    this.oob = gcMode === 'oob' ? new OutOfBandCollector() : null; // after the start-up heap exists
+  }
+
+  // One parsed message -> the reply object, or null for a notification.
+  handle(msg) {
+    if (msg === null || typeof msg !== 'object' || Array.isArray(msg) || msg.jsonrpc !== '2.0' || typeof msg.method !== 'string') {
+      const id = msg !== null && typeof msg === 'object' && !Array.isArray(msg) && msg.id !== undefined ? msg.id : null;
+      return error(id, -32600, 'Invalid Request');
+    }
+    if (!('id' in msg)) return null; // notification
+    const id = msg.id;
+    const params = msg.params || {};
+    switch (msg.method) {
+      case 'tools/call': {
+        if (typeof params !== 'object' || params.name !== 'work') {
+          return error(id, -32602, `Unknown tool: ${typeof params === 'object' ? params.name : params}`);
+        }
+        try {
+          const text = work(this.state, params.arguments);
+          return result(id, { content: [{ type: 'text', text }], isError: false });
+        } catch (err) {
+          if (!(err instanceof ToolArgumentError)) throw err;
+          return result(id, { content: [{ type: 'text', text: err.message }], isError: true });
+        }
+      }
+      case 'initialize': {
+        const requested = typeof params === 'object' ? params.protocolVersion : undefined;
+        return result(id, {
+          protocolVersion: typeof requested === 'string' ? requested : PROTOCOL_VERSION,
+          capabilities: { tools: {} },
+          serverInfo: { name: 'gcbench-node', version: process.version },
+        });
+      }
+      case 'ping':
+        return result(id, {});
+      case 'tools/list':
+        return result(id, { tools: [WORK_TOOL] });
+      case 'gcbench/measure':
+        gcProbe.resetCounts();
+        return result(id, {});
+      case 'gcbench/flush':
+        return result(id, { events: gcProbe.flush() });
+      default:
+        return error(id, -32601, `Method not found: ${msg.method}`);
+    }
+  }
+
+  // One request's text -> the reply's JSON text, or null when nothing is to be answered.
+  handleText(text) {
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return JSON.stringify(error(null, -32700, 'Parse error'));
+    }
+    const reply = this.handle(msg);
+    return reply === null ? null : JSON.stringify(reply);
+  }
+}
+
+// Write all of `data` to a file descriptor, waiting out EAGAIN should someone have made it non-blocking.
+function writeAll(fd, data) {
+  const buf = Buffer.from(data, 'utf8');
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += fs.writeSync(fd, buf, off, buf.length - off);
+    } catch (err) {
+      if (err.code !== 'EAGAIN') throw err;
+      Atomics.wait(sleepCell, 0, 0, 1);
+    }
+  }
+}
+
+function serveStdio(server) {
+  let rest = null; // bytes after the last newline seen
+  process.stdin.on('data', (chunk) => {
+    const data = rest === null ? chunk : Buffer.concat([rest, chunk]);
+    let start = 0;
+    let nl;
+    while ((nl = data.indexOf(10, start)) !== -1) {
+      const text = data.toString('utf8', start, nl);
+      start = nl + 1;
+      if (text.trim() === '') continue;
+      const reply = server.handleText(text);
+      if (reply !== null) writeAll(1, reply + '\n');
+      if (server.oob) server.oob.afterResponse();
+    }
+    rest = start < data.length ? data.subarray(start) : null;
+  });
+  // One more loop turn lets late GC entries reach the probe; its exit hook writes them.
+  process.stdin.on('end', () => setImmediate(() => process.exit(0)));
+}
+
+function serveHttp(server) {
+  const httpServer = http.createServer({ noDelay: true }, (req, res) => {
+    const url = req.url || '';
+    if (url !== '/mcp' && !url.startsWith('/mcp?')) {
+      res.writeHead(404).end();
+      return;
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined && !ORIGIN_OK.test(origin)) {
+      res.writeHead(403).end();
+      return;
+    }
+    if (req.method !== 'POST') {
+      res.writeHead(405, { Allow: 'POST' }).end();
+      return;
+    }
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const text = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
+      let msg;
+      let status = 200;
+      let reply;
+      try {
+        msg = JSON.parse(text);
+      } catch {
+        status = 400;
+        reply = error(null, -32700, 'Parse error');
+      }
+      if (status === 200) {
+        reply = server.handle(msg);
+        if (reply !== null && reply.error !== undefined && reply.error.code === -32600) status = 400;
+      }
+      if (reply === null) {
+        res.writeHead(202).end();
+      } else {
+        const body = Buffer.from(JSON.stringify(reply), 'utf8');
+        res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': body.length }).end(body);
+      }
+      if (server.oob) server.oob.afterResponse();
+    });
+  });
+  httpServer.keepAliveTimeout = 0; // idle keep-alive connections stay open through any think time
+  httpServer.listen(0, '127.0.0.1', () => {
+    writeAll(1, `GCBENCH_LISTENING ${httpServer.address().port}\n`);
+  });
+  process.stdin.on('end', () => setImmediate(() => process.exit(0)));
+  process.stdin.resume(); // read (and drop) stdin only to see its EOF
+}
+
+function main() {
+  let server;
+  try {
+    server = new Server(process.env.GCBENCH_GC_MODE || 'default', parseInt(process.env.GCBENCH_HEAP_OBJECTS || '0', 10) || 0);
+  } catch (err) {
+    process.stderr.write(`gcbench node server: ${err.message}\n`);
+    process.exit(2);
+  }
+  const transport = process.env.GCBENCH_TRANSPORT || 'stdio';
+  if (transport === 'stdio') serveStdio(server);
+  else if (transport === 'http') serveHttp(server);
+  else {
+    process.stderr.write(`gcbench node server: unsupported transport '${transport}'\n`);
+    process.exit(2);
+  }
+}
+
+if (require.main === module) main();
+
+module.exports = { Server };
