@@ -43,6 +43,7 @@ class RunConfig:
     transport: str = "stdio"
     call_timeout_s: float = 30.0
     start_timeout_s: float = 60.0
+    pin: bool = False  # harness on one core, servers on the others
 
     def to_dict(self) -> dict:
         return {
@@ -52,6 +53,7 @@ class RunConfig:
             "transport": self.transport,
             "call_timeout_s": self.call_timeout_s,
             "start_timeout_s": self.start_timeout_s,
+            "pin": self.pin,
         }
 
 
@@ -70,6 +72,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log) -> RunResult:
     scenario = config.scenario
     env = collect_environment()
     env["backend_versions"] = {b.name: b.availability().version for b in config.backends}
+    env["pinning"] = pin_cores(config.pin)
     writer = RunWriter(
         config.out_dir,
         new_run_id(scenario.name),
@@ -118,6 +121,18 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log) -> RunResult:
     return RunResult(writer.path, writer.meta, failed)
 
 
+def pin_cores(pin: bool) -> dict:
+    """--pin: the harness keeps the first allowed core, servers get the rest (when there are at least two)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if not pin:
+        return {"pinned": False, "harness_cores": cores, "server_cores": cores}
+    if len(cores) < 2:
+        return {"pinned": False, "reason": f"only {len(cores)} core allowed", "harness_cores": cores,
+                "server_cores": cores}
+    os.sched_setaffinity(0, cores[:1])
+    return {"pinned": True, "harness_cores": cores[:1], "server_cores": cores[1:]}
+
+
 def _cell_meta(backend: Backend, mode: GcMode, rep: int, **kw) -> dict:
     return {"backend": backend.name, "runtime": backend.runtime, "gc_mode": str(mode), "rep": rep,
             "in_process": backend.in_process, **kw}
@@ -136,6 +151,7 @@ def measure_cell(
         stderr_path=writer.cell_file(cid, ".stderr.log"),
         transport=config.transport,
         timeout_s=config.start_timeout_s,
+        cpu_affinity=writer.meta["environment"]["pinning"]["server_cores"] if config.pin else None,
     )
     arguments = backend.tool_arguments(scenario)
     think_ns = think_schedule_ns(scenario.chain, np.random.default_rng([scenario.chain.seed, rep]))

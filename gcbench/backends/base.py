@@ -41,6 +41,7 @@ class CellContext:
     stderr_path: Path
     transport: str = "stdio"
     timeout_s: float = 30.0
+    cpu_affinity: list[int] | None = None  # --pin: the server's cores (inherited by all its threads)
 
 
 class ServerHandle(ABC):
@@ -124,6 +125,8 @@ class SubprocessServer(ServerHandle):
                 cwd=spec.cwd,
                 start_new_session=True,
                 close_fds=True,
+                # set before exec, so every thread and child the server starts inherits it
+                preexec_fn=(lambda: os.sched_setaffinity(0, ctx.cpu_affinity)) if ctx.cpu_affinity else None,
             )
         except OSError as e:
             self._stderr.close()
