@@ -44,6 +44,13 @@ class RunConfig:
     call_timeout_s: float = 30.0
     start_timeout_s: float = 60.0
     pin: bool = False  # harness on one core, servers on the others
+    modes_by_backend: dict[str, list[GcMode]] | None = None  # per-backend modes (a sweep); else gc_modes for all
+    run_id: str | None = None  # the run folder's name (a sweep's point); default: date, time and scenario
+
+    def modes_for(self, backend: Backend) -> list[GcMode]:
+        if self.modes_by_backend is not None:
+            return self.modes_by_backend.get(backend.name, [])
+        return self.gc_modes
 
     def to_dict(self) -> dict:
         return {
@@ -54,6 +61,8 @@ class RunConfig:
             "call_timeout_s": self.call_timeout_s,
             "start_timeout_s": self.start_timeout_s,
             "pin": self.pin,
+            "modes_by_backend": {b: [str(m) for m in ms] for b, ms in self.modes_by_backend.items()}
+            if self.modes_by_backend is not None else None,
         }
 
 
@@ -68,14 +77,16 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def execute(config: RunConfig, log: Callable[[str], None] = _log) -> RunResult:
+def execute(config: RunConfig, log: Callable[[str], None] = _log,
+            on_cell: Callable[[dict], None] = lambda cell: None) -> RunResult:
+    """Measure every cell of the config into a new run folder; `on_cell` sees each cell's entry as it ends."""
     scenario = config.scenario
     env = collect_environment()
     env["backend_versions"] = {b.name: b.availability().version for b in config.backends}
     env["pinning"] = pin_cores(config.pin)
     writer = RunWriter(
         config.out_dir,
-        new_run_id(scenario.name),
+        config.run_id or new_run_id(scenario.name),
         {
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": sys.argv,
@@ -86,7 +97,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log) -> RunResult:
         },
     )
     log(f"gcbench: run folder {writer.path}")
-    cells = [(rep, b, m) for rep in range(config.reps) for b in config.backends for m in config.gc_modes]
+    cells = [(rep, b, m) for rep in range(config.reps) for b in config.backends for m in config.modes_for(b)]
     failed: list[dict] = []
     try:
         for backend in config.backends:
@@ -97,6 +108,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log) -> RunResult:
             if reason:
                 writer.add_cell(_cell_meta(backend, mode, rep, status="skipped", reason=reason))
                 log(f"{label}: skipped: {reason}")
+                on_cell(writer.meta["cells"][-1])
                 continue
             t0 = time.monotonic()
             try:
@@ -106,6 +118,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log) -> RunResult:
                 failed.append(cell)
                 writer.add_cell(cell)
                 log(f"{label}: FAILED: {e}")
+                on_cell(cell)
                 continue
             writer.add_cell(cell, calls, events)
             errs = int((~calls["ok"]).sum())
@@ -114,6 +127,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log) -> RunResult:
                 f"{int((events['source'] == 'server').sum()) if len(events) else 0} GC events"
                 + (f", {errs} call errors" if errs else "")
             )
+            on_cell(cell)
     except Interrupted:
         writer.finish("interrupted", load_average_after=list(os.getloadavg()))
         raise

@@ -1,0 +1,268 @@
+"""Sweeps: a grid of scenarios (live-heap size x allocation profile) x backends x their GC modes, one run
+folder per grid point, resumable, shardable across machines and mergeable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gcbench.errors import GcbenchError
+from gcbench.gcmode import GcMode, parse_gc_mode
+from gcbench.metadata import MACHINE_KEYS, collect_environment
+from gcbench.scenario import MAX_OBJECTS, Scenario, Work, _check_int, _only_keys, _type_name, parse_scenario
+
+MANIFEST = "sweep.json"
+DONE_STATUSES = ("complete", "complete-with-failures")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    base: Scenario
+    backends: tuple[str, ...]
+    gc_modes: dict[str, tuple[GcMode, ...]]
+    heap_objects: tuple[int, ...]
+    profiles: dict[str, dict]
+    reps: int
+    source: str
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "base": self.base.to_dict(), "backends": list(self.backends),
+            "gc_modes": {b: [str(m) for m in ms] for b, ms in self.gc_modes.items()},
+            "heap_objects": list(self.heap_objects), "profiles": self.profiles, "reps": self.reps,
+        }
+
+    def grid_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int
+    id: str
+    heap_objects: int
+    profile: str
+    scenario: Scenario
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    p = Path(path)
+    if not p.is_file():
+        from gcbench.scenario import resolve_path
+
+        p = resolve_path(str(path))
+    src = str(p)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise GcbenchError(f"{src}: not a valid TOML file: {e}") from None
+    sweep = data.pop("sweep", None)
+    if not isinstance(sweep, dict):
+        raise GcbenchError(f"{src}: field 'sweep': a sweep file needs a [sweep] table (backends, gc_modes, ...)")
+    base = parse_scenario(data, src, default_name=p.stem)
+    _only_keys(src, "sweep.", sweep, {"backends", "gc_modes", "heap_objects", "profiles", "reps"})
+    backends = sweep.get("backends")
+    if not isinstance(backends, list) or not backends or not all(isinstance(b, str) for b in backends):
+        raise GcbenchError(f"{src}: field 'sweep.backends': expected a non-empty array of backend names")
+    modes_t = sweep.get("gc_modes", {})
+    if not isinstance(modes_t, dict):
+        raise GcbenchError(f"{src}: field 'sweep.gc_modes': expected a table of backend = [modes]")
+    gc_modes: dict[str, tuple[GcMode, ...]] = {}
+    for b in backends:
+        raw = modes_t.get(b, ["default"])
+        if not isinstance(raw, list) or not all(isinstance(m, str) for m in raw):
+            raise GcbenchError(f"{src}: field 'sweep.gc_modes.{b}': expected an array of mode names")
+        try:
+            gc_modes[b] = tuple(parse_gc_mode(m) for m in raw)
+        except GcbenchError as e:
+            raise GcbenchError(f"{src}: field 'sweep.gc_modes.{b}': {e}") from None
+    for b in modes_t:
+        if b not in backends:
+            raise GcbenchError(f"{src}: field 'sweep.gc_modes.{b}': {b} is not in sweep.backends")
+    heaps = sweep.get("heap_objects", [base.server.heap_objects])
+    if not isinstance(heaps, list) or not heaps:
+        raise GcbenchError(f"{src}: field 'sweep.heap_objects': expected a non-empty array of integers")
+    heaps = tuple(_check_int(src, f"sweep.heap_objects[{i}]", h, 0, MAX_OBJECTS) for i, h in enumerate(heaps))
+    profiles_t = sweep.get("profiles", {"base": {}})
+    if not isinstance(profiles_t, dict) or not profiles_t:
+        raise GcbenchError(f"{src}: field 'sweep.profiles': expected tables of [work] overrides")
+    profiles = {}
+    for name, overrides in profiles_t.items():
+        if not isinstance(overrides, dict):
+            raise GcbenchError(f"{src}: field 'sweep.profiles.{name}': expected a table, got {_type_name(overrides)}")
+        # validated by parsing the scenario it makes
+        parse_scenario({**data, "work": {**data.get("work", {}), **overrides}}, f"{src} (profile {name})")
+        profiles[name] = dict(overrides)
+    reps = _check_int(src, "sweep.reps", sweep.get("reps", 1), 1, 1000)
+    return SweepSpec(base.name, base, tuple(backends), gc_modes, heaps, profiles, reps, src)
+
+
+def expand(spec: SweepSpec) -> list[Point]:
+    """Grid points in a fixed order (shards and resume rely on it)."""
+    points = []
+    for heap in spec.heap_objects:
+        for profile, overrides in spec.profiles.items():
+            work = replace(spec.base.work, **overrides) if overrides else spec.base.work
+            sc = replace(
+                spec.base, name=f"{spec.name}-h{heap}-{profile}", work=work,
+                server=replace(spec.base.server, heap_objects=heap),
+            )
+            points.append(Point(len(points), f"h{heap}-{profile}", heap, profile, sc))
+    return points
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise GcbenchError(f"--shard {text!r}: expected i/n, e.g. 1/4") from None
+    if not (n >= 1 and 1 <= i <= n):
+        raise GcbenchError(f"--shard {text!r}: i must be from 1 to n")
+    return i - 1, n
+
+
+def _manifest(spec: SweepSpec, shard: tuple[int, int]) -> dict:
+    env = collect_environment()
+    return {
+        "kind": "gcbench-sweep", "schema_version": 1, "name": spec.name, "grid_hash": spec.grid_hash(),
+        "grid": spec.to_dict(), "source": spec.source, "shard": f"{shard[0] + 1}/{shard[1]}",
+        "gcbench_version": env["gcbench_version"], "machine": {k: env.get(k) for k in MACHINE_KEYS},
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GcbenchError(f"{folder}: not a sweep folder (no {MANIFEST})") from None
+    except ValueError:
+        raise GcbenchError(f"{path}: corrupted") from None
+    if m.get("kind") != "gcbench-sweep":
+        raise GcbenchError(f"{path}: not a gcbench sweep manifest")
+    return m
+
+
+def check_compatible(a: dict, b: dict, what: str) -> None:
+    """Refuse to mix results of different grids, gcbench versions or machines (named field in the message)."""
+    if a["grid_hash"] != b["grid_hash"]:
+        raise GcbenchError(f"{what}: a different sweep grid (grid_hash {a['grid_hash']} vs {b['grid_hash']})")
+    if a["gcbench_version"] != b["gcbench_version"]:
+        raise GcbenchError(f"{what}: gcbench_version differs ({a['gcbench_version']} vs {b['gcbench_version']})")
+    for k in MACHINE_KEYS:
+        if a["machine"].get(k) != b["machine"].get(k):
+            raise GcbenchError(f"{what}: measured on another machine ({k}: {a['machine'].get(k)!r} vs "
+                               f"{b['machine'].get(k)!r})")
+
+
+def point_status(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "run.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def run_sweep(spec: SweepSpec, out_dir: Path, shard: tuple[int, int] = (0, 1), *, transport: str = "stdio",
+              log: Callable[[str], None] = print) -> list[Path]:
+    """Run the points of this shard that are not measured yet; return every point folder of the shard."""
+    from gcbench.backends import get_backend
+    from gcbench.runner import RunConfig, execute
+
+    backends = [get_backend(b) for b in spec.backends]  # exit 2 now if one is unavailable
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = _manifest(spec, shard)
+    if (out_dir / MANIFEST).exists():
+        check_compatible(read_manifest(out_dir), manifest, f"{out_dir} holds another sweep")
+    else:
+        (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    mine = [p for p in expand(spec) if p.index % shard[1] == shard[0]]
+    todo = [p for p in mine if point_status(out_dir / p.id) not in DONE_STATUSES]
+    cells_per_point = sum(len(spec.gc_modes[b]) for b in spec.backends) * spec.reps
+    total = len(todo) * cells_per_point
+    log(f"gcbench sweep {spec.name}: {len(mine)} points in this shard, {len(mine) - len(todo)} already measured, "
+        f"{len(todo)} to run ({total} cells) into {out_dir}")
+    done = 0
+    measured_s = 0.0
+    measured = 0
+    t_start = time.monotonic()
+    t_cell = [time.monotonic()]
+
+    def on_cell(cell: dict) -> None:
+        nonlocal done, measured_s, measured
+        done += 1
+        now = time.monotonic()
+        if cell["status"] != "skipped":
+            measured += 1
+            measured_s += now - t_cell[0]
+        t_cell[0] = now
+        left = total - done
+        eta = left * (measured_s / measured) if measured else 0.0
+        width = 30
+        bar = "#" * int(width * done / max(total, 1))
+        log(f"  [{bar:<{width}}] {done}/{total} cells, {now - t_start:.0f} s elapsed, about {eta:.0f} s left")
+
+    for p in todo:
+        folder = out_dir / p.id
+        if folder.exists():  # an interrupted point: kept aside, measured again
+            aside = out_dir / f".{p.id}.incomplete-{int(time.time())}"
+            os.replace(folder, aside)
+            log(f"point {p.id}: an earlier attempt did not finish; kept as {aside.name}, measuring again")
+        log(f"point {p.index + 1}/{len(expand(spec))} {p.id}")
+        t_cell[0] = time.monotonic()
+        execute(RunConfig(scenario=p.scenario, backends=backends, gc_modes=[], out_dir=out_dir, reps=spec.reps,
+                          transport=transport, modes_by_backend={b: list(m) for b, m in spec.gc_modes.items()},
+                          run_id=p.id), log=log, on_cell=on_cell)
+    return [out_dir / p.id for p in mine]
+
+
+def merge(out_dir: Path, shards: list[Path], log: Callable[[str], None] = print) -> int:
+    """Join shard folders into one sweep folder; refuses different grids, versions or machines."""
+    manifests = [read_manifest(s) for s in shards]
+    for s, m in zip(shards[1:], manifests[1:], strict=True):
+        check_compatible(manifests[0], m, f"{s} cannot be merged with {shards[0]}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / MANIFEST).exists():
+        check_compatible(read_manifest(out_dir), manifests[0], f"{out_dir} holds another sweep")
+    else:
+        merged = {**manifests[0], "shard": "merged", "merged_from": [str(s) for s in shards]}
+        (out_dir / MANIFEST).write_text(json.dumps(merged, indent=2) + "\n")
+    copied = 0
+    for shard in shards:
+        for folder in sorted(shard.iterdir()):
+            if not folder.is_dir() or folder.name.startswith(".") or point_status(folder) not in DONE_STATUSES:
+                continue
+            target = out_dir / folder.name
+            if target.exists():
+                log(f"{folder.name}: already in {out_dir}, kept the first one")
+                continue
+            shutil.copytree(folder, target)
+            copied += 1
+    log(f"merged {copied} points into {out_dir}")
+    return copied
+
+
+def load_sweep_runs(folder: Path) -> list[tuple[dict, object]]:
+    """(point info, RunData) for every measured point of a sweep folder, in grid order."""
+    from gcbench.store import load_run
+
+    manifest = read_manifest(folder)
+    out = []
+    for sub in sorted(folder.iterdir()):
+        if sub.is_dir() and not sub.name.startswith(".") and point_status(sub) in DONE_STATUSES:
+            run = load_run(sub)
+            sc = run.meta["scenario"]
+            profile = sub.name.split("-", 1)[1] if "-" in sub.name else ""
+            out.append(({"point": sub.name, "heap_objects": sc["server"]["heap_objects"], "profile": profile,
+                         "grid_hash": manifest["grid_hash"]}, run))
+    return out
