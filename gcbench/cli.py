@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -18,7 +17,9 @@ EXIT_CELL_FAILED = 3
 
 
 def _fail(msg: str) -> None:
-    click.echo(f"ERROR: {msg}", err=True)
+    # one line whatever the message holds (a scenario key or a path can carry a newline)
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(msg))
+    click.echo(f"ERROR: {line}", err=True)
     sys.exit(EXIT_BAD_INPUT)
 
 
@@ -54,67 +55,248 @@ def main() -> None:
 @click.option("--gc-mode", "-g", "gc_modes", default="default,disabled", show_default=True, metavar="MODE,...",
               help="GC settings, each its own cell: default, disabled, freeze, oob, thresholds:T0,T1,T2, "
                    "gogc:N, memlimit:MiB, semi:MiB, old:MiB. A backend skips a mode it cannot apply, with a reason.")
+@click.option("--server-cmd", default=None, metavar="COMMAND",
+              help="Drive your own MCP stdio server, e.g. \"python my_server.py\" (split like a shell, run without "
+                   "one). Python and Node servers get the GC probe attached automatically.")
+@click.option("--tool", default=None, metavar="NAME", help="Tool to call on --server-cmd's server (default: work).")
+@click.option("--tool-args", default=None, metavar="JSON", help="Arguments of --tool as a JSON object.")
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="Chains per cell (overrides the scenario).")
 @click.option("--calls", type=click.IntRange(min=1), default=None, help="Calls per chain (overrides the scenario).")
+@click.option("--rate", "rate_per_s", type=click.FloatRange(min=0), default=None, metavar="CHAINS/S",
+              help="Open loop: start a new chain every 1/RATE s whatever the server does (wrk2-style; chain "
+                   "latency is then also reported from the intended start). 0: closed loop (the default).")
 @click.option("--reps", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="Repetitions: each is a fresh server process for every (backend, gc mode).")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
               show_default=True, help="Folder under which the new run folder is created.")
+@click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True,
+              help="MCP transport: stdio (newline-delimited JSON-RPC) or Streamable HTTP on 127.0.0.1.")
 @click.option("--call-timeout", type=click.FloatRange(min=0.001), default=30.0, show_default=True,
               help="Seconds to wait for one call's answer before the cell is failed as hung.")
+@click.option("--start-timeout", type=click.FloatRange(min=0.001), default=60.0, show_default=True,
+              help="Seconds a server may take from launch to answering initialize (start-up heap included).")
+@click.option("--max-server-memory", default="50%", show_default=True, metavar="SIZE",
+              help="Stop a server whose processes' resident memory exceeds SIZE and fail its cell: a share of "
+                   "RAM (50%), 4GiB, 512MiB, or off.")
+@click.option("--pin", is_flag=True,
+              help="Pin the harness to one core and the servers to the others (recorded in run.json).")
+@click.option("--hiccup-us", type=click.IntRange(min=0), default=0, show_default=True, metavar="US",
+              help="Hiccup meter: every server runs a thread/timer that wakes every US microseconds and records "
+                   "how late it woke, and an idle control process runs the same meter beside each cell (the "
+                   "machine's noise). 1000 is a good value; 0: off.")
+@click.option("--hiccup-floor-us", type=click.IntRange(min=0), default=200, show_default=True, metavar="US",
+              help="Only wake-ups later than this are recorded as hiccups.")
+@click.option("--meter-overhead", is_flag=True,
+              help="Run every backend twice in the same run, without and with the hiccup meter (`NAME+meter`), "
+                   "and report the meter's cost on latency. Implies --hiccup-us 1000 unless given.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout instead of a table.")
-def run(scenario, backends, gc_modes, chains, calls, reps, out_dir, call_timeout, as_json):
+def run(scenario, backends, gc_modes, server_cmd, tool, tool_args, chains, calls, rate_per_s, reps, out_dir, transport,
+        call_timeout, start_timeout, max_server_memory, pin, hiccup_us, hiccup_floor_us, meter_overhead, as_json):
     """Run a scenario against backends and GC modes; write a run folder and print the summary.
 
     Every cell (backend x gc mode x repetition) gets a fresh server process. Exit codes: 0 ok, 2 bad input,
-    3 a cell failed (the other cells are still measured and saved), 130/143 interrupted.
+    3 a cell failed or some calls were answered with an error (every other cell is still measured and saved;
+    the calls of a cell with call errors are kept, marked ok=false), 130/143 interrupted (SIGINT/SIGTERM:
+    cells measured so far are saved; a second signal stops at once).
     """
-    from gcbench.backends import default_backend_names, get_backend
+    from gcbench import procs
+    from gcbench.backends import all_backends, select_backends
     from gcbench.gcmode import parse_gc_modes
+    from gcbench.memwatch import parse_memory_cap, total_memory_bytes
+    from gcbench.report.hiccups import hiccup_records, render_hiccups
     from gcbench.report.text import render_summary
     from gcbench.runner import Interrupted, RunConfig, execute
     from gcbench.scenario import load_scenario
     from gcbench.store import load_run
     from gcbench.analysis import summarize
 
-    sc = load_scenario(scenario).with_overrides(chains=chains, calls=calls)
-    names = [n.strip() for n in backends.split(",") if n.strip()] if backends else default_backend_names()
+    sc = load_scenario(scenario).with_overrides(chains=chains, calls=calls, rate_per_s=rate_per_s)
+    names = [n.strip() for n in backends.split(",") if n.strip()] if backends else None
+    args = sc.server.tool_args
+    if tool_args is not None:
+        try:
+            args = json.loads(tool_args)
+        except ValueError as e:
+            raise GcbenchError(f"--tool-args: not valid JSON ({e})") from None
+        if not isinstance(args, dict):
+            raise GcbenchError("--tool-args: must be a JSON object")
+    try:
+        memory_cap = parse_memory_cap(max_server_memory, total_memory_bytes())
+    except ValueError as e:
+        raise GcbenchError(f"--max-server-memory: {e}") from None
+    if not names and not (server_cmd or sc.server.command):
+        for b in all_backends():  # the default set: say which ones cannot run here, and why
+            a = b.availability() if b.in_default_run else None
+            if a is not None and not a.ok:
+                click.echo(f"gcbench: not running backend {b.name}: {a.reason}", err=True)
     config = RunConfig(
         scenario=sc,
-        backends=[get_backend(n) for n in dict.fromkeys(names)],
+        backends=select_backends(names, server_cmd or sc.server.command, tool or sc.server.tool, args),
         gc_modes=parse_gc_modes(gc_modes),
         out_dir=out_dir,
         reps=reps,
+        transport=transport,
         call_timeout_s=call_timeout,
+        start_timeout_s=start_timeout,
+        max_server_memory_bytes=memory_cap,
+        pin=pin,
+        hiccup_us=hiccup_us or (1000 if meter_overhead else 0),
+        hiccup_floor_us=hiccup_floor_us,
+        meter_overhead=meter_overhead,
     )
     _install_signal_handlers(Interrupted)
     try:
         result = execute(config)
+        with procs.raising():  # the run folder is complete: a signal now only cuts the summary short
+            data = load_run(result.path)
+            summary = summarize(data.calls, data.gc_events, sc.chain.calls)
+            if as_json:
+                click.echo(json.dumps({"run": str(result.path), "summary": summary.to_dict(orient="records"),
+                                       "failed_cells": result.failed, "call_error_cells": result.call_errors,
+                                       **hiccup_records(data)},
+                                      indent=2, default=str))
+            else:
+                click.echo(render_summary(summary, sc.chain.calls), nl=False)
+                click.echo(render_hiccups(data), nl=False)
+                click.echo(f"Run folder: {result.path}")
     except Interrupted as e:
         click.echo("gcbench: interrupted; cells measured so far are saved", err=True)
         sys.exit(e.exit_code)
-    data = load_run(result.path)
-    summary = summarize(data.calls, data.gc_events, sc.chain.calls)
-    if as_json:
-        click.echo(json.dumps({"run": str(result.path), "summary": summary.to_dict(orient="records"),
-                               "failed_cells": result.failed}, indent=2, default=str))
-    else:
-        click.echo(render_summary(summary, sc.chain.calls), nl=False)
-        click.echo(f"Run folder: {result.path}")
     for cell in result.failed:
         click.echo(f"FAILED cell {cell['backend']} gc={cell['gc_mode']} rep={cell['rep']}: {cell['reason']}", err=True)
-    sys.exit(EXIT_CELL_FAILED if result.failed else EXIT_OK)
+    for cell in result.call_errors:
+        click.echo(f"CALL ERRORS in cell {cell['backend']} gc={cell['gc_mode']} rep={cell['rep']}: "
+                   f"{cell['call_errors']} calls answered with an error (first: {cell['first_call_error']}); "
+                   f"they are kept with ok=false", err=True)
+    sys.exit(EXIT_CELL_FAILED if result.failed or result.call_errors else EXIT_OK)
 
 
-def _install_signal_handlers(interrupted_cls) -> None:
-    """First SIGINT/SIGTERM: stop after cleaning up (servers ended, run folder marked); second: same, at once."""
+def _install_signal_handlers(interrupted_cls=None) -> None:
+    """First SIGINT/SIGTERM: where the run waits on a server it stops at once, else after the step under way
+    (stopping a server, saving a cell); every server is ended and the run folder marked 'interrupted'. A second
+    signal kills every server at once and exits. gcbench also adopts what a server detaches (procs.py)."""
+    from gcbench import procs
 
-    def handler(signum, frame):
-        signal.signal(signum, signal.SIG_DFL) if signum == signal.SIGTERM else None
-        raise interrupted_cls(128 + signum)
+    procs.install_signal_handlers()
+    procs.adopt_orphans()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+
+@main.command()
+@click.option("--mode", type=click.Choice(["busy", "sleep"]), default="busy", show_default=True,
+              help="How the server stalls: spin on the clock (busy) or sleep.")
+@click.option("--stalls", default="1,5,10", show_default=True, metavar="MS,...", help="Stall lengths to inject, in ms.")
+@click.option("--per-stall", type=click.IntRange(0, 1000), default=10, show_default=True,
+              help="How many stalls of each length (at random call positions; 0: a stall-free run).")
+@click.option("--chains", type=click.IntRange(min=1), default=10, show_default=True, help="Chains of 50 calls.")
+@click.option("--threshold", "threshold_ms", type=click.FloatRange(min=0.001), default=None,
+              help="Excess latency (ms) that counts as a stall. Default: half the shortest stall.")
+@click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, help="Folder under which the calibration run folder is created.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def calibrate(mode, stalls, per_stall, chains, threshold_ms, transport, out_dir, as_json):
+    """Check gcbench against ground truth: inject stalls of known length, see how many it finds.
+
+    Runs the GC-free `stall` server (Rust) with stalls of each length at random calls and prints stalls
+    found / injected, the error of the durations recovered from client-side latency (against what the
+    server recorded), and false stalls on stall-free calls: the accuracy statement to quote.
+    """
+    from gcbench.calibrate import calibrate as run_calibration
+    from gcbench.calibrate import render
+
+    try:
+        stalls_ms = tuple(float(x) for x in stalls.split(",") if x.strip())
+    except ValueError:
+        raise GcbenchError(f"--stalls: expected numbers in ms separated by commas, got {stalls!r}") from None
+    if not stalls_ms or min(stalls_ms) <= 0:
+        raise GcbenchError("--stalls: give at least one positive length in ms")
+    res = run_calibration(out_dir, chains=chains, stalls_ms=stalls_ms, per_duration=per_stall, mode=mode,
+                          threshold_ms=threshold_ms, transport=transport, log=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json.dumps({
+            "run": str(res.run_path), "threshold_ms": res.threshold_ms, "baseline_ms": res.baseline_ms,
+            "false_stalls": res.false_stalls, "stall_free_calls": res.stall_free_calls,
+            "summary": res.summary.to_dict(orient="records"), "stalls": res.per_stall.to_dict(orient="records"),
+        }, indent=2))
+    else:
+        click.echo(render(res), nl=False)
+
+
+@main.command()
+@click.argument("sweep_file", metavar="SWEEP_FILE")
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Sweep folder (default: runs/<sweep name>). Re-running into it skips points already measured.")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Run only every N-th grid point starting at I (1-based), e.g. for a CI matrix; join with `merge`.")
+@click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
+def sweep(sweep_file, out_dir, shard, transport):
+    """Run a grid: live-heap sizes x allocation profiles x backends x their GC modes, in one command.
+
+    SWEEP_FILE is a scenario TOML with a [sweep] table (see scenarios/claim-check.toml). Each grid point is
+    one run folder in the sweep folder; an interrupted sweep resumes where it stopped when run again.
+    """
+    from gcbench.runner import Interrupted
+    from gcbench.sweep import load_sweep, parse_shard, run_sweep
+
+    spec = load_sweep(sweep_file)
+    part = parse_shard(shard)
+    folder = out_dir or Path("runs") / spec.name
+    _install_signal_handlers(Interrupted)
+    try:
+        run_sweep(spec, folder, part, transport=transport, log=lambda m: click.echo(m, err=True))
+    except Interrupted as e:
+        click.echo(f"gcbench: interrupted; measured points are kept in {folder}; run the same command to resume",
+                   err=True)
+        sys.exit(e.exit_code)
+    click.echo(f"Sweep folder: {folder}")
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+def merge(out_dir, shards):
+    """Join sweep shard folders into OUT_DIR (refuses different grids, gcbench versions or machines)."""
+    from gcbench.sweep import merge as merge_shards
+
+    merge_shards(out_dir, list(shards), log=lambda m: click.echo(m, err=True))
+
+
+@main.group()
+def bench():
+    """Benchmarks of gcbench itself: its overhead and its analysis speed (not tests; numbers to quote)."""
+
+
+@bench.command("overhead")
+@click.option("--backend", default="rust", show_default=True, help="Server to measure against.")
+@click.option("--blocks", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Interleaved blocks of (gcbench driver, raw ping-pong), to cancel drift.")
+@click.option("--calls", type=click.IntRange(50, 1_000_000), default=2000, show_default=True, help="Calls per block.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_overhead(backend, blocks, calls, as_json):
+    """gcbench's per-call latency through its MCP client vs a raw blocking ping-pong on the same server.
+
+    Both talk to one server process over stdio, in interleaved blocks; prints both latencies, their ratio
+    (target <= 1.2) and calls/s (target >= 20,000 against `rust`).
+    """
+    from dataclasses import asdict
+
+    from gcbench.bench import overhead, render_overhead
+
+    r = overhead(backend, blocks, calls)
+    click.echo(json.dumps({**asdict(r), "ratio_p50": r.ratio_p50}, indent=2) if as_json else render_overhead(r))
+
+
+@bench.command("analysis")
+@click.option("--calls", type=click.IntRange(1000, 50_000_000), default=1_000_000, show_default=True)
+@click.option("--events", type=click.IntRange(1000, 50_000_000), default=1_000_000, show_default=True)
+def bench_analysis(calls, events):
+    """Attribution + summary on synthetic data: seconds and peak memory (target: 1M + 1M in <= 5 s, <= 2 GiB)."""
+    from gcbench.bench import analysis_at_scale
+
+    r = analysis_at_scale(calls, events)
+    click.echo(f"{r['calls']:,} calls, {r['gc_events']:,} GC events: attribution {r['attribution_s']:.2f} s, "
+               f"attribution + summary {r['total_s']:.2f} s, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB "
+               f"(of which {r['peak_rss_before_bytes'] / 2**30:.2f} GiB is the synthetic data)")
 
 
 @main.command()
@@ -139,3 +321,54 @@ def backends():
         a = b.availability()
         state = f"available  {a.version}" if a.ok else f"unavailable: {a.reason}"
         click.echo(f"{b.name.ljust(width)}  {state}  - {b.description}")
+
+
+@main.command()
+@click.argument("run_folder", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--out", "-o", "outs", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write the report to FILE (repeatable); figures are saved as PNG files next to it. Without "
+                   "--format the suffix picks the format (.txt .md .html .json). Default: standard output, "
+                   "except html, which goes to reports/<run id>/report.html.")
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "html", "json"]), default=None,
+              help="text = what `gcbench run` prints; md = Markdown with tables and figures; html = one "
+                   "self-contained page; json = every table plus one HdrHistogram of latency per cell.")
+def report(run_folder, outs, fmt):
+    """Report on a run folder: the claim check, latency, GC dead time, counterfactual GC cost and figures."""
+    from gcbench.report import build, export, format_for
+
+    rep = build(run_folder)
+    if not outs:
+        fmt = fmt or "text"
+        if fmt != "html":
+            click.echo(export(rep, fmt), nl=False)
+            return
+        outs = (Path("reports") / rep.run_id / "report.html",)
+    for out in outs:
+        export(rep, format_for(out, fmt), out)
+        click.echo(f"wrote {out}", err=True)
+
+
+@main.command()
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--metric", "metrics", multiple=True, metavar="NAME[,NAME]",
+              help="chain-p50, chain-p99, dead-time, gc-cost (repeatable or comma-separated). Default: all.")
+@click.option("--threshold", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="PCT",
+              help="Smallest change, in percent, that counts as slower or faster (it must also be significant).")
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True,
+              help="md suits a CI step summary.")
+@click.option("--ratio", is_flag=True,
+              help="Compare each mode's ratio to the GC-off reference of its own run instead of absolute times "
+                   "(runs from different machines can then be compared).")
+def compare(base, new, metrics, threshold, fmt, ratio):
+    """Compare the same (backend, gc mode) cells of two runs, for CI.
+
+    Exit codes: 0 no cell regressed, 1 a cell is slower beyond the threshold with significance (bootstrap over
+    chains), 2 the runs cannot be compared (the message names the differing field: scenario, machine).
+    """
+    from gcbench.compare import compare_runs, render
+    from gcbench.store import load_run
+
+    result = compare_runs(load_run(base), load_run(new), list(metrics), threshold, ratio)
+    click.echo(render(result, fmt), nl=False)
+    sys.exit(result.exit_code)

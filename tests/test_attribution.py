@@ -42,10 +42,13 @@ def test_attribute_uses_only_server_events_of_the_same_cell():
     })
     events = pd.DataFrame({
         "backend": ["a", "a", "b", "a"], "gc_mode": ["default"] * 4, "rep": [0, 0, 0, 0],
-        "source": ["server", "server", "server", "client"],
+        "source": ["server", "server", "server", "client"], "type": ["gc", "stall", "gc", "gc"],
         "start_ns": [40, 150, 0, 0], "end_ns": [45, 1000, 7, 1000],
     })
     assert attribute(calls, events).tolist() == [5, 50, 7]
+    # a hiccup (the meter woke late) is not GC: it never counts as dead time
+    hiccup = events.assign(type=["hiccup"] * 4)
+    assert attribute(calls, hiccup).tolist() == [0, 0, 0]
 
 
 def test_large_input_is_vectorised():

@@ -1,8 +1,17 @@
-"""The terminal summary: one row per (backend, gc mode), and the claim next to the measured dead time."""
+"""The terminal summary: one row per (backend, gc mode), and the claim next to the measured dead time.
+
+`render_summary(summarize(...), calls_per_chain)` is what `gcbench run` prints at its end; `gcbench report
+--format text` prints the same (TextExporter).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
+
+from gcbench.analysis import NO_REFERENCE, fmt_ms, fmt_share
+from gcbench.report.base import Exporter
 
 
 def _ms(v: float) -> str:
@@ -40,7 +49,7 @@ def render_summary(summary: pd.DataFrame, calls_per_chain: int) -> str:
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     right = set(range(2, len(headers))) - {7}
     def fmt(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=False))).rstrip()
     claim = summary["claim_ms"].iloc[0]
     lines = [
         "Times in ms. 'dead/chain' = server GC pause time overlapping the calls of one chain "
@@ -52,4 +61,46 @@ def render_summary(summary: pd.DataFrame, calls_per_chain: int) -> str:
         f"The claim: 10 ms x {calls_per_chain} calls = {claim:.0f} ms of GC dead time per chain. "
         "'p99 vs claim' = measured p99 dead time per chain / that figure.",
     ]
+    if "verdict" in summary.columns:
+        lines += ["", "Claim check (mean GC dead time per chain vs the claim):",
+                  *(f"  {v}" for v in summary["verdict"])]
+    if "gc_cost_ms" in summary.columns:
+        lines += ["", "Counterfactual GC cost (mean chain latency minus the GC-off reference; 95% bootstrap CI "
+                      "over chains):", *(f"  {line}" for line in gc_cost_lines(summary))]
     return "\n".join(lines) + "\n"
+
+
+def gc_cost_lines(summary: pd.DataFrame) -> list[str]:
+    """One line per (backend, gc mode): the counterfactual GC cost with its CI, or why there is none."""
+    out = []
+    for r in summary.itertuples():
+        name = f"{r.backend}/{r.gc_mode}"
+        if not r.gc_cost_ref:
+            out.append(f"{name}: {NO_REFERENCE}")
+        elif r.gc_cost_ref == name:
+            out.append(f"{name}: the GC-off reference")
+        else:
+            out.append(f"{name}: {_signed_ms(r.gc_cost_ms)} ms per chain (95% CI {_signed_ms(r.gc_cost_lo_ms)} .. "
+                       f"{_signed_ms(r.gc_cost_hi_ms)}) vs {r.gc_cost_ref} "
+                       f"({_signed_share(r.gc_cost_share)})")
+    return out
+
+
+def _signed_ms(v: float) -> str:
+    return ("+" if v > 0 else "") + fmt_ms(v)
+
+
+def _signed_share(v: float) -> str:
+    return ("+" if v > 0 else "") + fmt_share(v)
+
+
+class TextExporter(Exporter):
+    """The `text` report format: exactly the summary `gcbench run` prints."""
+
+    name = "text"
+    suffix = ".txt"
+
+    def render(self, report, out: Path | None = None) -> str:
+        from gcbench.report.hiccups import render_hiccups
+
+        return render_summary(report.summary, report.calls_per_chain) + render_hiccups(report.run)

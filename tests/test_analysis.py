@@ -1,0 +1,193 @@
+"""Analysis on synthetic run folders whose answers are known exactly."""
+
+import numpy as np
+import pytest
+
+import gcbench
+from gcbench.analysis import (
+    NO_REFERENCE,
+    bootstrap_stat,
+    chain_table,
+    claim_table,
+    counterfactual,
+    decode_histogram,
+    gc_event_table,
+    latency_histogram,
+    latency_histograms,
+    latency_table,
+    merge_histograms,
+    reference_cell,
+    summarize,
+)
+from gcbench.report.text import render_summary
+
+from .synthetic import Cell, Pause, constant_cell, noisy_cell, write_run
+
+MS = 1_000_000
+
+
+@pytest.fixture
+def known_run(tmp_path):
+    """python/default: 2 chains x 4 calls of 1 ms; chain 0 loses exactly 0.8 ms to GC, chain 1 none.
+    python/disabled: the same chains with 0.9 ms calls and no pauses."""
+    pauses = [
+        Pause(0, 0, 1, offset_ns=100_000, duration_ns=300_000),  # inside call 1: 0.3 ms
+        Pause(0, 0, 1, offset_ns=500_000, duration_ns=400_000, generation=2),  # inside call 1: 0.4 ms
+        Pause(0, 0, 3, offset_ns=900_000, duration_ns=100_500),  # runs into the gap after call 3: 0.1 ms
+        Pause(0, 1, 2, offset_ns=500_000, duration_ns=0),  # zero length: no dead time, still an event
+        Pause(0, 1, 3, offset_ns=2 * MS, duration_ns=5 * MS, measured=False),  # after the window: ignored
+    ]
+    cells = [constant_cell("python", "default", MS, chains=2, calls=4, pauses=pauses),
+             constant_cell("python", "disabled", 900_000, chains=2, calls=4)]
+    return gcbench.load(write_run(tmp_path, cells))
+
+
+def test_chain_dead_time_is_exact(known_run):
+    ch = chain_table(known_run.calls)
+    d = ch[ch["gc_mode"] == "default"].sort_values("chain")
+    assert d["dead_ns"].tolist() == [800_000, 0]
+    assert d["gc_calls"].tolist() == [2, 0]
+    assert d["chain_ns"].tolist() == [4 * MS + 3 * 1_000] * 2
+    assert d["calls"].tolist() == [4, 4]
+
+
+def test_summary_per_chain_statistics(known_run):
+    s = summarize(known_run.calls, known_run.gc_events, 4).set_index("gc_mode")
+    d = s.loc["default"]
+    assert d["dead_mean_ms"] == pytest.approx(0.4)
+    assert d["dead_p50_ms"] == pytest.approx(0.4)
+    assert d["dead_p99_ms"] == pytest.approx(0.792)  # linear between 0 and 0.8
+    assert d["dead_max_ms"] == pytest.approx(0.8)
+    assert d["chains_hit_share"] == pytest.approx(0.5)
+    assert d["gc_time_share"] == pytest.approx(800_000 / (2 * 4_003_000))
+    # measured server events only: three young (one of zero length) and one gen2; the late one is excluded
+    assert d["gc_events"] == 4
+    assert d["gc_events_by_kind"] == {"gen0": 3, "gen2": 1}
+    assert d["pause_max_ms"] == pytest.approx(0.4)
+    assert d["pause_total_ms"] == pytest.approx(0.8005)
+    assert s.loc["disabled", "dead_max_ms"] == 0 and s.loc["disabled", "gc_events"] == 0
+
+
+def test_summary_keeps_the_columns_the_run_command_prints(known_run):
+    s = summarize(known_run.calls, known_run.gc_events, 4)
+    old = ["backend", "gc_mode", "reps", "chains", "calls", "errors", "latency_p50_ms", "latency_p99_ms",
+           "latency_max_ms", "gc_events", "gc_events_by_kind", "pause_max_ms", "pause_total_ms", "dead_p50_ms",
+           "dead_p99_ms", "dead_max_ms", "chains_hit_share", "claim_ms", "dead_p99_vs_claim", "dead_max_vs_claim"]
+    assert set(old) <= set(s.columns)
+    text = render_summary(s, 4)
+    assert "python   default" in text and "Claim check" in text
+
+
+def test_counterfactual_is_the_exact_difference_with_a_degenerate_ci(known_run):
+    s = summarize(known_run.calls, known_run.gc_events, 4).set_index("gc_mode")
+    d = s.loc["default"]
+    assert d["gc_cost_ref"] == "python/disabled"
+    # every chain: 4 x (1.0 - 0.9) ms; constant chains, so every bootstrap replicate agrees
+    assert d["gc_cost_ms"] == pytest.approx(0.4)
+    assert d["gc_cost_lo_ms"] == pytest.approx(0.4) and d["gc_cost_hi_ms"] == pytest.approx(0.4)
+    assert d["gc_cost_share"] == pytest.approx(400_000 / 3_603_000)
+    assert s.loc["disabled", "gc_cost_ms"] == 0 and s.loc["disabled", "gc_cost_ref"] == "python/disabled"
+
+
+def test_claim_check_states_the_numbers(known_run):
+    s = summarize(known_run.calls, known_run.gc_events, 4)
+    c = claim_table(s).set_index("gc_mode")
+    assert c.loc["default", "claim_ms"] == 40.0  # 10 ms x 4 calls
+    assert c.loc["default", "dead_mean_vs_claim"] == pytest.approx(0.01)
+    assert c.loc["default", "pause_max_vs_claim"] == pytest.approx(0.04)
+    v = c.loc["default", "verdict"]
+    assert v.startswith("python/default: 0.4 ms GC dead time per 4-call chain (p99 0.792, max 0.8 ms)")
+    assert "1% of the claimed 40 ms" in v and "largest pause 0.4 ms vs 10 ms" in v and "the claim overstates the per-chain total 100x" in v
+    assert "50% of chains hit" in v
+    assert c.loc["disabled", "verdict"] == (
+        "python/disabled: 0 ms GC dead time per 4-call chain, 0% of the claimed 40 ms; no call delayed by GC in 2 chains")
+
+
+def test_latency_percentiles_are_known(tmp_path):
+    lat = (np.arange(1, 101) * MS).reshape(1, 1, 100)
+    run = gcbench.load(write_run(tmp_path, [Cell("python", "default", lat)]))
+    t = latency_table(run.calls).iloc[0]
+    assert t["calls"] == 100 and t["errors"] == 0
+    assert t["latency_p50_ms"] == pytest.approx(50.5)
+    assert t["latency_p90_ms"] == pytest.approx(90.1)
+    assert t["latency_p99_ms"] == pytest.approx(99.01)
+    assert t["latency_p999_ms"] == pytest.approx(99.901)
+    assert t["latency_max_ms"] == pytest.approx(100.0)
+
+
+def test_gc_event_table_per_generation(known_run):
+    chains = chain_table(known_run.calls)
+    t = gc_event_table(known_run.gc_events, chains).set_index("kind")
+    assert t.loc["gen0", "events"] == 3 and t.loc["gen2", "events"] == 1
+    assert t.loc["gen0", "events_per_chain"] == pytest.approx(1.5)
+    assert t.loc["gen0", "pause_p50_ms"] == pytest.approx(0.1005)
+    assert t.loc["gen0", "pause_max_ms"] == pytest.approx(0.3)
+    assert t.loc["gen0", "pause_total_ms"] == pytest.approx(0.4005)
+    assert t.loc["gen2", "pause_p99_ms"] == pytest.approx(0.4)
+
+
+def test_reference_selection():
+    present = {("python", "default"), ("python", "disabled"), ("node", "default"), ("rust", "default")}
+    assert reference_cell("python", "default", present) == ("python", "disabled")
+    assert reference_cell("node", "default", present) == ("rust", "default")
+    assert reference_cell("rust", "default", present) == ("rust", "default")
+    assert reference_cell("node", "default", {("node", "default"), ("go", "default")}) is None
+
+
+def test_runtime_without_off_switch_uses_the_control_or_says_there_is_none(tmp_path):
+    with_control = gcbench.load(write_run(tmp_path / "a", [
+        constant_cell("node", "default", 2 * MS), constant_cell("rust", "default", MS)]))
+    cf = counterfactual(chain_table(with_control.calls)).set_index("backend")
+    assert cf.loc["node", "gc_cost_ref"] == "rust/default"
+    assert cf.loc["node", "gc_cost_ms"] == pytest.approx(5.0)  # 5 calls x 1 ms
+    assert cf.loc["rust", "gc_cost_ms"] == 0.0
+
+    alone = gcbench.load(write_run(tmp_path / "b", [constant_cell("node", "default", 2 * MS)]))
+    s = summarize(alone.calls, alone.gc_events, 5)
+    assert s.loc[0, "gc_cost_ref"] == "" and np.isnan(s.loc[0, "gc_cost_ms"])
+    assert f"node/default: {NO_REFERENCE}" in render_summary(s, 5)
+
+
+def test_bootstrap_is_seeded_and_covers_the_difference(tmp_path):
+    run = gcbench.load(write_run(tmp_path, [noisy_cell("python", "default", 1.2 * MS, seed=1),
+                                            noisy_cell("python", "disabled", MS, seed=2)]))
+    a = summarize(run.calls, run.gc_events, 10)
+    b = summarize(run.calls, run.gc_events, 10)
+    assert a["gc_cost_lo_ms"].tolist() == b["gc_cost_lo_ms"].tolist()  # same seed, same interval
+    d = a.set_index("gc_mode").loc["default"]
+    assert d["gc_cost_lo_ms"] < d["gc_cost_ms"] < d["gc_cost_hi_ms"]
+    assert d["gc_cost_lo_ms"] > 0  # a 20% slower mode over 30 chains is clearly slower
+
+
+def test_two_level_bootstrap_counts_the_spread_between_repetitions():
+    x = np.repeat([10.0, 20.0, 30.0], 20)
+    reps = np.repeat([0, 1, 2], 20)
+    flat = bootstrap_stat(x, np.random.default_rng(0), 2000)
+    nested = bootstrap_stat(x, np.random.default_rng(0), 2000, groups=reps)
+    assert np.ptp(np.percentile(nested, [2.5, 97.5])) > 3 * np.ptp(np.percentile(flat, [2.5, 97.5]))
+    assert bootstrap_stat(np.full(7, 3.0), np.random.default_rng(0), 50, q=99).tolist() == [3.0] * 50
+
+
+def test_vectorised_hdr_histogram_matches_record_value():
+    from hdrh.histogram import HdrHistogram
+
+    v = np.random.default_rng(3).integers(0, 10**11, 3000)
+    v[:4] = [0, 1, 2047, 2048]
+    fast = latency_histogram(v)
+    slow = HdrHistogram(1, 3600 * 10**9, 3)
+    for x in v:
+        slow.record_value(int(x))
+    assert fast.equals(slow)
+    assert fast.get_total_count() == 3000 and fast.get_max_value() == slow.get_max_value()
+    assert fast.encode() == slow.encode()
+
+
+def test_histograms_are_encoded_per_cell_and_merge(tmp_path):
+    run = gcbench.load(write_run(tmp_path, [constant_cell("python", "default", 3 * MS, reps=2)]))
+    h = latency_histograms(run.calls)
+    assert h["rep"].tolist() == [0, 1] and (h["calls"] == 20).all()
+    one = decode_histogram(h.loc[0, "hdr_histogram"])
+    assert one.get_total_count() == 20
+    assert one.get_value_at_percentile(50) == pytest.approx(3 * MS, rel=1e-3)
+    merged = merge_histograms(list(h["hdr_histogram"]))
+    assert merged.get_total_count() == 40

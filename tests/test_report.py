@@ -1,0 +1,183 @@
+"""Reports: the HTML holds every figure and table (images decode as PNG), and everything grows with the run."""
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import pytest
+from PIL import Image
+
+import gcbench
+from gcbench.analysis import decode_histogram, summarize
+from gcbench.report import build, export
+from gcbench.report.figures import FIGURES, all_figures
+from gcbench.report.tables import all_tables
+from gcbench.report.text import render_summary
+
+from .conftest import run_cli
+from .synthetic import Pause, constant_cell, noisy_cell, write_run
+
+MS = 1_000_000
+FIGURE_NAMES = {"claim_check", "latency_cdf", "gc_timeline", "dead_time_hist", "pause_sizes"}
+TABLE_KEYS = {"claim", "latency", "chains", "gc_cost", "gc_events", "cells"}
+
+
+def _pauses(chains: int, calls: int, every: int, ns: int, generation: int = 0) -> list[Pause]:
+    return [Pause(0, ch, c, offset_ns=10_000, duration_ns=ns * (1 + ch % 3), generation=generation)
+            for ch in range(chains) for c in range(0, calls, every)]
+
+
+def _cells(backends=("python",)) -> list:
+    cells = []
+    for b in backends:
+        young = noisy_cell(b, "default", 1.2 * MS, seed=len(cells))
+        young.pauses = _pauses(30, 10, 3, 200_000) + _pauses(30, 10, 7, 2 * MS, generation=2)
+        cells.append(young)
+        cells.append(noisy_cell(b, "disabled", MS, seed=len(cells) + 10))
+    return cells
+
+
+@pytest.fixture
+def run_path(tmp_path):
+    return write_run(tmp_path / "runs", _cells())
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: list[str] = []
+        self.images: list[tuple[str, str]] = []  # (enclosing figure id, src)
+        self.verdicts = 0
+        self.external: list[str] = []
+        self._figure = None
+        self._in_verdicts = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.append(a["id"])
+        if tag == "figure":
+            self._figure = a.get("id")
+        if tag == "img":
+            self.images.append((self._figure, a["src"]))
+        if tag == "ul" and a.get("id") == "verdicts":
+            self._in_verdicts = True
+        if tag == "li" and self._in_verdicts:
+            self.verdicts += 1
+        for k in ("src", "href"):
+            if k in a and not a[k].startswith("data:"):
+                self.external.append(a[k])
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._figure = None
+        if tag == "ul":
+            self._in_verdicts = False
+
+
+def _png(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    assert img.format == "PNG" and img.width > 300 and img.height > 100
+    return img
+
+
+def test_html_report_holds_every_figure_and_table(run_path, tmp_path):
+    out = tmp_path / "rep" / "report.html"
+    proc = run_cli("report", str(run_path), "-o", str(out), "-o", str(tmp_path / "rep" / "report.md"))
+    assert proc.returncode == 0, proc.stderr
+    page = _Collect()
+    page.feed(out.read_text(encoding="utf-8"))
+    assert {f"figure-{n}" for n in FIGURE_NAMES} <= set(page.ids)
+    assert {f"table-{k}" for k in TABLE_KEYS} <= set(page.ids)
+    assert page.verdicts == 2  # one per (backend, gc mode)
+    assert page.external == []  # self-contained
+    assert {fig for fig, _ in page.images} == {f"figure-{n}" for n in FIGURE_NAMES}
+    for _, src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        _png(base64.b64decode(src.split(",", 1)[1]))
+    # the same figures as PNG files next to the page, linked from the Markdown twin
+    md = (tmp_path / "rep" / "report.md").read_text()
+    for name in FIGURE_NAMES:
+        f = tmp_path / "rep" / f"report-{name}.png"
+        _png(f.read_bytes())
+        assert f"]({f.name})" in md
+    assert "| backend | gc mode | chains | dead/chain mean |" in md
+
+
+def test_text_report_is_what_run_prints(run_path):
+    run = gcbench.load(run_path)
+    proc = run_cli("report", str(run_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == render_summary(summarize(run.calls, run.gc_events, 10), 10)
+    assert "python/default: " in proc.stdout and "of the claimed 100 ms" in proc.stdout
+    assert "python/default: +" in proc.stdout and "vs python/disabled" in proc.stdout
+
+
+def test_json_report_has_a_decodable_histogram_per_cell(run_path):
+    proc = run_cli("report", str(run_path), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    cells = doc["latency_histograms"]["cells"]
+    assert [(c["backend"], c["gc_mode"]) for c in cells] == [("python", "default"), ("python", "disabled")]
+    for c in cells:
+        assert decode_histogram(c["hdr_histogram"]).get_total_count() == c["calls"] == 300
+    assert len(doc["verdicts"]) == 2 and doc["claim_ms"] == 100.0
+    assert {r["gc_mode"] for r in doc["claim"]} == {"default", "disabled"}
+
+
+def test_html_without_output_goes_to_the_reports_folder(run_path, tmp_path):
+    proc = run_cli("report", str(run_path), "--format", "html", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "reports" / "synthetic" / "report.html").is_file()
+    assert (tmp_path / "reports" / "synthetic" / "report-latency_cdf.png").is_file()
+
+
+def test_every_figure_and_table_grows_with_backends_and_modes(tmp_path):
+    cells = _cells(("python", "go"))
+    cells.append(noisy_cell("python", "freeze", 1.1 * MS, seed=40))
+    node = noisy_cell("node", "default", 1.3 * MS, seed=41)
+    node.pauses = _pauses(30, 10, 5, 300_000)
+    cells += [node, noisy_cell("rust", "default", 0.8 * MS, seed=42)]
+    rep = build(write_run(tmp_path, cells))
+    assert rep.backends == ["python", "go", "node", "rust"]
+    figs = {f.name: f.figure for f in all_figures(rep)}
+    assert set(figs) == FIGURE_NAMES and len(FIGURES) == len(FIGURE_NAMES)
+    assert len(figs["latency_cdf"].axes) == 4 and len(figs["dead_time_hist"].axes) == 4
+    # one timeline panel per (backend, gc mode) that lost time to GC: python/default, go/default, node/default
+    assert len(figs["gc_timeline"].axes) == 3
+    labels = [t.get_text() for t in figs["pause_sizes"].axes[0].get_yticklabels()]
+    assert len(labels) == 5 and any(lbl.startswith("node/default gen0") for lbl in labels)
+    lines = figs["latency_cdf"].axes[0].get_legend().get_texts()
+    assert [t.get_text().split(":")[0] for t in lines] == ["default", "disabled", "freeze"]
+    tables = {t.key: t for t in all_tables(rep)}
+    assert len(tables["claim"].rows) == len(tables["latency"].rows) == len(tables["gc_cost"].rows) == 7
+    cost = {(r[0], r[1]): r[2] for r in tables["gc_cost"].rows}
+    assert cost[("node", "default")] == "rust/default" and cost[("go", "default")] == "go/disabled"
+
+
+def test_a_run_without_gc_pauses_still_reports(tmp_path):
+    rep = build(write_run(tmp_path, [constant_cell("python", "disabled", MS)]))
+    html = export(rep, "html", tmp_path / "r.html")
+    assert "no GC pauses measured in this run" not in html  # the message is drawn inside the PNG
+    assert "no call delayed by GC" in html
+    for name in FIGURE_NAMES:
+        _png((tmp_path / f"r-{name}.png").read_bytes())
+
+
+def test_unknown_run_folder_is_one_error_line(tmp_path):
+    proc = run_cli("report", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and proc.stderr.startswith("ERROR:") and len(proc.stderr.splitlines()) == 1
+
+
+def test_importing_the_report_package_draws_nothing():
+    code = ("import sys, gcbench.report, gcbench.report.figures, gcbench.report.html, gcbench.compare; "
+            "print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    code = "import sys, gcbench.report; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
