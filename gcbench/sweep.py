@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +16,16 @@ from pathlib import Path
 from gcbench.errors import GcbenchError
 from gcbench.gcmode import GcMode, parse_gc_mode
 from gcbench.metadata import MACHINE_KEYS, collect_environment
-from gcbench.scenario import MAX_OBJECTS, Scenario, Work, _check_int, _only_keys, _type_name, parse_scenario
+from gcbench.scenario import (
+    MAX_OBJECTS,
+    Scenario,
+    Work,
+    _check_int,
+    _only_keys,
+    _type_name,
+    parse_scenario,
+    read_toml,
+)
 
 MANIFEST = "sweep.json"
 DONE_STATUSES = ("complete", "complete-with-failures")
@@ -60,10 +69,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
 
         p = resolve_path(str(path))
     src = str(p)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise GcbenchError(f"{src}: not a valid TOML file: {e}") from None
+    data = read_toml(p)
     sweep = data.pop("sweep", None)
     if not isinstance(sweep, dict):
         raise GcbenchError(f"{src}: field 'sweep': a sweep file needs a [sweep] table (backends, gc_modes, ...)")
@@ -96,6 +102,9 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise GcbenchError(f"{src}: field 'sweep.profiles': expected tables of [work] overrides")
     profiles = {}
     for name, overrides in profiles_t.items():
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", name):  # it names a folder of the sweep
+            raise GcbenchError(f"{src}: field 'sweep.profiles': profile name {name[:40]!r} must be letters, digits, "
+                               f"'_', '.' or '-' (at most 64)")
         if not isinstance(overrides, dict):
             raise GcbenchError(f"{src}: field 'sweep.profiles.{name}': expected a table, got {_type_name(overrides)}")
         # validated by parsing the scenario it makes

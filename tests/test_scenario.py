@@ -43,7 +43,8 @@ def test_invalid_toml_and_binary_garbage(write_scenario, tmp_path):
 def test_builtin_scenarios_are_valid_and_described():
     names = dict(list_builtin())
     assert {"default", "big-heap", "no-alloc"} <= set(names)
-    for name in names:
+    assert "gcbench sweep claim-check" in names["claim-check"]
+    for name in set(names) - {"claim-check"}:
         sc = load_scenario(name)
         assert sc.description and sc.chain.calls == 50
     assert load_scenario("no-alloc").work.alloc_objects == 0
