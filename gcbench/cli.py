@@ -261,6 +261,36 @@ def merge(out_dir, shards):
     merge_shards(out_dir, list(shards), log=lambda m: click.echo(m, err=True))
 
 
+@main.command()
+@click.argument("sweep_dir", metavar="SWEEP_DIR", type=click.Path(path_type=Path))
+@click.option("--out", "-o", "outs", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write the study to FILE (repeatable); figures are saved as PNG files next to it. Without "
+                   "--format the suffix picks the format (.txt .md .html). Default: standard output, except html, "
+                   "which goes to reports/<sweep name>/study.html.")
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "html"]), default=None,
+              help="text = tables only; md = Markdown with tables and figures; html = one self-contained page.")
+def study(sweep_dir, outs, fmt):
+    """The study report of a sweep folder: the claim check across runtimes, GC settings and heap sizes.
+
+    Answers, with confidence intervals: GC dead time per chain against the claim, pause size against the
+    live heap (and where a CPython full collection reaches 10 ms), what each GC setting buys, how often a
+    chain meets a pause, the no-GC control's own tail, and GC's share of an agent's wall time.
+    """
+    from gcbench.report.study import build_study, export_study, study_format
+
+    formats = [study_format(out, fmt) for out in outs]  # a bad suffix fails before the analysis runs
+    st = build_study(sweep_dir)
+    if not outs:
+        fmt = fmt or "text"
+        if fmt != "html":
+            click.echo(export_study(st, fmt), nl=False)
+            return
+        outs, formats = (Path("reports") / st.name / "study.html",), ["html"]
+    for out, f in zip(outs, formats, strict=True):
+        export_study(st, f, out)
+        click.echo(f"wrote {out}", err=True)
+
+
 @main.group()
 def bench():
     """Benchmarks of gcbench itself: its overhead and its analysis speed (not tests; numbers to quote)."""

@@ -14,23 +14,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gcbench import procs
 from gcbench.analysis import attribute
-from gcbench.backends.base import Backend, CellContext
+from gcbench.backends.base import FAILED_STOP_GRACE_S, Backend, CellContext
 from gcbench.chain import CallRecords, run_chains, think_schedule_ns
-from gcbench.errors import CellError
+from gcbench.errors import CellError, GcbenchError
 from gcbench.gcmode import GcMode
+from gcbench.hiccup import (
+    DEFAULT_FLOOR_US,
+    ControlProcess,
+    control_binary,
+    meter_hiccup_us,
+    rep_order,
+    with_meter,
+)
 from gcbench.metadata import collect_environment
 from gcbench.probes.python_gc import GcProbe
+from gcbench.procs import Interrupted
 from gcbench.scenario import Scenario
-from gcbench.store import RunWriter, new_run_id
+from gcbench.store import RUN_JSON, RunWriter, new_run_id
 
-
-class Interrupted(Exception):
-    """The user asked the run to stop (SIGINT / SIGTERM); carries the exit code to use."""
-
-    def __init__(self, exit_code: int) -> None:
-        super().__init__(exit_code)
-        self.exit_code = exit_code
+__all__ = ["Interrupted", "RunConfig", "RunResult", "execute", "measure_cell"]
 
 
 @dataclass
@@ -43,9 +47,13 @@ class RunConfig:
     transport: str = "stdio"
     call_timeout_s: float = 30.0
     start_timeout_s: float = 60.0
+    max_server_memory_bytes: int | None = None  # RSS cap of a server's process tree; None: no cap
     pin: bool = False  # harness on one core, servers on the others
     modes_by_backend: dict[str, list[GcMode]] | None = None  # per-backend modes (a sweep); else gc_modes for all
     run_id: str | None = None  # the run folder's name (a sweep's point); default: date, time and scenario
+    hiccup_us: int = 0  # the servers' hiccup meter interval (0: off); with it, a control process beside each cell
+    hiccup_floor_us: int = DEFAULT_FLOOR_US  # only wake-ups later than this are recorded
+    meter_overhead: bool = False  # every backend twice, meter off and on (`<name>+meter`), to show its cost
 
     def modes_for(self, backend: Backend) -> list[GcMode]:
         if self.modes_by_backend is not None:
@@ -60,9 +68,13 @@ class RunConfig:
             "transport": self.transport,
             "call_timeout_s": self.call_timeout_s,
             "start_timeout_s": self.start_timeout_s,
+            "max_server_memory_bytes": self.max_server_memory_bytes,
             "pin": self.pin,
             "modes_by_backend": {b: [str(m) for m in ms] for b, ms in self.modes_by_backend.items()}
             if self.modes_by_backend is not None else None,
+            "hiccup_us": self.hiccup_us,
+            "hiccup_floor_us": self.hiccup_floor_us,
+            "meter_overhead": self.meter_overhead,
         }
 
 
@@ -71,6 +83,7 @@ class RunResult:
     path: Path
     meta: dict
     failed: list[dict] = field(default_factory=list)
+    call_errors: list[dict] = field(default_factory=list)  # cells measured whole, some calls answered an error
 
 
 def _log(msg: str) -> None:
@@ -79,7 +92,13 @@ def _log(msg: str) -> None:
 
 def execute(config: RunConfig, log: Callable[[str], None] = _log,
             on_cell: Callable[[dict], None] = lambda cell: None) -> RunResult:
-    """Measure every cell of the config into a new run folder; `on_cell` sees each cell's entry as it ends."""
+    """Measure every cell of the config into a new run folder; `on_cell` sees each cell's entry as it ends.
+
+    A cell that fails (server crash, hang, protocol violation, memory cap, a backend that cannot be prepared)
+    is recorded as failed with its reason and the run goes on; every finished cell is on disk before the next
+    starts. On Interrupted the run folder is marked 'interrupted' and the exception goes on to the caller.
+    """
+    procs.check()  # a signal before anything started: no run folder
     scenario = config.scenario
     env = collect_environment()
     env["backend_versions"] = {b.name: b.availability().version for b in config.backends}
@@ -96,13 +115,32 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
             "environment": env,
         },
     )
+    procs.set_run_json(writer.path / RUN_JSON)
     log(f"gcbench: run folder {writer.path}")
-    cells = [(rep, b, m) for rep in range(config.reps) for b in config.backends for m in config.modes_for(b)]
+    run_backends = with_meter(config.backends, config.hiccup_us, config.hiccup_floor_us, config.meter_overhead)
+    cells = [(rep, b, m) for rep in range(config.reps) for b in rep_order(run_backends, rep)
+             for m in config.modes_for(getattr(b, "inner", b))]
     failed: list[dict] = []
+    call_errors: list[dict] = []
+    unprepared: dict[str, str] = {}
     try:
-        for backend in config.backends:
-            backend.prepare(log)
+        control = (None, "")
+        if config.hiccup_us > 0:
+            with procs.raising():
+                control = control_binary(log)
+            if control[0] is None:
+                log(f"gcbench: no hiccup control process: {control[1]}")
+        for backend in run_backends:
+            procs.check()
+            try:
+                with procs.raising():
+                    backend.prepare(log)
+            except (CellError, GcbenchError) as e:  # e.g. a build that fails: this backend's cells fail
+                unprepared[backend.name] = f"backend not ready: {e}"
+                log(f"gcbench: {backend.name}: {e}; its cells will be failed")
+            _end_strays(log, backend.name)
         for i, (rep, backend, mode) in enumerate(cells, 1):
+            procs.check()  # a signal held while the last cell was stopped and saved
             label = f"[{i}/{len(cells)}] {backend.name} gc={mode} rep={rep}"
             reason = backend.unsupported_reason(mode)
             if reason:
@@ -111,28 +149,63 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
                 on_cell(writer.meta["cells"][-1])
                 continue
             t0 = time.monotonic()
+            calls = events = None
             try:
-                cell, calls, events = measure_cell(backend, mode, rep, scenario, config, writer)
-            except CellError as e:
+                if backend.name in unprepared:
+                    raise CellError(unprepared[backend.name])
+                cell, calls, events = measure_cell(backend, mode, rep, scenario, config, writer, control)
+            except (CellError, GcbenchError) as e:
                 cell = _cell_meta(backend, mode, rep, status="failed", reason=str(e))
+            except Exception as e:  # noqa: BLE001  (a fault no check foresaw fails this cell, not the run)
+                cell = _cell_meta(backend, mode, rep, status="failed",
+                                  reason=f"internal error: {e.__class__.__name__}: {e}")
+            strays = _end_strays(log, label)
+            if strays:
+                cell["stray_processes_killed"] = strays
+            if cell["status"] == "failed":
                 failed.append(cell)
                 writer.add_cell(cell)
-                log(f"{label}: FAILED: {e}")
+                log(f"{label}: FAILED: {cell['reason']}")
                 on_cell(cell)
                 continue
-            writer.add_cell(cell, calls, events)
             errs = int((~calls["ok"]).sum())
+            if errs:
+                cell["call_errors"] = errs
+                cell["first_call_error"] = str(calls.loc[~calls["ok"], "error"].iloc[0])
+                call_errors.append(cell)
+            writer.add_cell(cell, calls, events)
             log(
                 f"{label}: {len(calls)} calls in {time.monotonic() - t0:.1f} s, "
-                f"{int((events['source'] == 'server').sum()) if len(events) else 0} GC events"
-                + (f", {errs} call errors" if errs else "")
+                f"{int(((events['source'] == 'server') & (events['type'] != 'hiccup')).sum()) if len(events) else 0}"
+                " GC events"
+                + (f", {int(((events['type'] == 'hiccup') & (events['source'] == 'server')).sum())} hiccups"
+                   if cell.get("hiccup_us") else "")
+                + (f", {int((events['source'] == 'control').sum())} control hiccups" if cell.get("control") else "")
+                + (f", {errs} call errors (first: {cell['first_call_error']})" if errs else "")
             )
             on_cell(cell)
-    except Interrupted:
+    except (Interrupted, KeyboardInterrupt):
+        _end_strays(log, "interrupted run")
         writer.finish("interrupted", load_average_after=list(os.getloadavg()))
+        procs.set_run_json(None)
         raise
-    writer.finish("complete" if not failed else "complete-with-failures", load_average_after=list(os.getloadavg()))
-    return RunResult(writer.path, writer.meta, failed)
+    except BaseException as e:
+        _end_strays(log, "aborted run")
+        writer.finish("aborted", error=f"{e.__class__.__name__}: {e}", load_average_after=list(os.getloadavg()))
+        procs.set_run_json(None)
+        raise
+    status = "complete" if not (failed or call_errors) else "complete-with-failures"
+    writer.finish(status, load_average_after=list(os.getloadavg()))
+    procs.set_run_json(None)
+    return RunResult(writer.path, writer.meta, failed, call_errors)
+
+
+def _end_strays(log: Callable[[str], None], label: str) -> int:
+    """Kill what a server or build left running after it was stopped (only under the CLI); say so."""
+    n = procs.kill_strays()
+    if n:
+        log(f"{label}: ended {n} process(es) left running after the server was stopped")
+    return n
 
 
 def pin_cores(pin: bool) -> dict:
@@ -157,34 +230,63 @@ def cell_id(backend: Backend, mode: GcMode, rep: int) -> str:
 
 
 def measure_cell(
-    backend: Backend, mode: GcMode, rep: int, scenario: Scenario, config: RunConfig, writer: RunWriter
+    backend: Backend, mode: GcMode, rep: int, scenario: Scenario, config: RunConfig, writer: RunWriter,
+    control: tuple[Path | None, str] = (None, ""),
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """One cell; `control` is (the control process binary, or None and why not) when the run meters hiccups."""
     cid = cell_id(backend, mode, rep)
     ctx = CellContext(
         events_path=writer.cell_file(cid, ".events.jsonl"),
         stderr_path=writer.cell_file(cid, ".stderr.log"),
         transport=config.transport,
         timeout_s=config.start_timeout_s,
+        max_memory_bytes=config.max_server_memory_bytes,
         cpu_affinity=writer.meta["environment"]["pinning"]["server_cores"] if config.pin else None,
     )
     arguments = backend.tool_arguments(scenario)
     think_ns = think_schedule_ns(scenario.chain, np.random.default_rng([scenario.chain.seed, rep]))
-    handle = backend.start(mode, scenario, ctx)
-    exit_code = None
+    control_proc = None
+    if config.hiccup_us > 0 and control[0] is not None:  # started first, stopped last: it spans the cell
+        control_proc = ControlProcess(control[0], writer.cell_file(cid, ".control.jsonl"),
+                                      writer.cell_file(cid, ".control.stderr.log"), config.hiccup_us,
+                                      config.hiccup_floor_us)
     try:
-        session = handle.session
-        init = session.handshake(backend.tool)
-        session.timeout_s = config.call_timeout_s
-        for _ in range(scenario.chain.warmup_calls):
-            session.request("tools/call", {"name": backend.tool, "arguments": arguments})
-        session.control("gcbench/measure")
-        records, client_events, window = _measure(handle, scenario, backend, arguments, think_ns, config)
-        session.control("gcbench/flush")
+        with procs.raising():  # waits on the server: a first signal interrupts at once (the server is stopped)
+            handle = backend.start(mode, scenario, ctx)
+    except BaseException:
+        if control_proc is not None:
+            control_proc.stop()
+        raise
+    exit_code = None
+    ok = False
+    try:
+        with procs.raising():
+            session = handle.session
+            init = session.handshake(backend.tool)
+            session.timeout_s = config.call_timeout_s
+            for _ in range(scenario.chain.warmup_calls):
+                session.request("tools/call", {"name": backend.tool, "arguments": arguments})
+            session.control("gcbench/measure")
+            records, client_events, window = _measure(handle, scenario, backend, arguments, think_ns, config)
+            session.control("gcbench/flush")
+        ok = True
     finally:
-        exit_code = handle.stop()
+        # a failed or interrupted cell's data is not kept: no long wait for an unresponsive server
+        try:
+            exit_code = handle.stop() if ok else handle.stop(FAILED_STOP_GRACE_S)
+        finally:
+            control_exit = control_proc.stop() if control_proc is not None else None
     server_events, stats, bad_lines = read_side_channel(ctx.events_path)
+    control_events: list[dict] = []
+    control_meta: dict | None = None
+    if control_proc is not None:
+        control_events, control_stats, control_bad = read_side_channel(control_proc.events_path)
+        control_meta = {"pid": control_proc.pid, "exit_code": control_exit, "stats": control_stats,
+                        "side_channel_bad_lines": control_bad}
+    elif config.hiccup_us > 0:
+        control_meta = {"status": "unavailable", "reason": control[1]}
     calls = calls_frame(records, backend.name, str(mode), rep)
-    events = events_frame(server_events, client_events, backend.name, str(mode), rep, window)
+    events = events_frame(server_events, client_events, backend.name, str(mode), rep, window, control_events)
     calls["gc_overlap_ns"] = attribute(calls, events)
     cell = _cell_meta(
         backend, mode, rep, status="ok",
@@ -192,6 +294,7 @@ def measure_cell(
         t_measure_start_ns=window[0], t_measure_end_ns=window[1],
         client_gc_events_in_window=int(sum(1 for e in client_events if e["end_ns"] >= window[0] and e["start_ns"] <= window[1])),
         stats=stats, side_channel_bad_lines=bad_lines,
+        hiccup_us=meter_hiccup_us(backend), control=control_meta,
     )
     return cell, calls, events
 
@@ -225,7 +328,7 @@ def _measure(handle, scenario, backend, arguments, think_ns, config) -> tuple[Ca
 
 
 def read_side_channel(path: Path) -> tuple[list[dict], dict, int]:
-    """Events (type gc/stall), the last stats record, and how many lines could not be read."""
+    """Events (type gc/stall/hiccup), the last stats record, and how many lines could not be read."""
     events: list[dict] = []
     stats: dict = {}
     bad = 0
@@ -241,8 +344,9 @@ def read_side_channel(path: Path) -> tuple[list[dict], dict, int]:
             except (ValueError, AttributeError):
                 bad += 1
                 continue
-            if kind in ("gc", "stall"):
-                if not isinstance(rec.get("start_ns"), int) or not isinstance(rec.get("end_ns"), int):
+            if kind in ("gc", "stall", "hiccup"):
+                if not all(type(rec.get(k, 0)) is int for k in ("start_ns", "end_ns", "generation", "collected")) \
+                        or "start_ns" not in rec or "end_ns" not in rec:
                     bad += 1
                     continue
                 events.append(rec)
@@ -270,12 +374,15 @@ def calls_frame(rec: CallRecords, backend: str, mode: str, rep: int) -> pd.DataF
 
 
 def events_frame(server: list[dict], client: list[dict], backend: str, mode: str, rep: int,
-                 window: tuple[int, int]) -> pd.DataFrame:
+                 window: tuple[int, int], control: list[dict] = ()) -> pd.DataFrame:
+    """One row per event: the server's (gc, stall, hiccup), the harness's own GC, the control process's hiccups."""
     rows = []
-    for e in server:
-        rows.append({"source": "server", "type": e["type"], "runtime": e.get("runtime", ""),
-                     "kind": str(e.get("kind", e["type"])), "generation": int(e.get("generation", -1)),
-                     "start_ns": e["start_ns"], "end_ns": e["end_ns"], "collected": int(e.get("collected", -1))})
+    for source, evs in (("server", server), ("control", control)):
+        for e in evs:
+            rows.append({"source": source, "type": e["type"], "runtime": e.get("runtime", ""),
+                         "kind": str(e.get("kind", e["type"])), "generation": int(e.get("generation", -1)),
+                         "start_ns": e["start_ns"], "end_ns": e["end_ns"],
+                         "collected": int(e.get("collected", -1))})
     for e in client:
         rows.append({"source": "client", "type": "gc", "runtime": "python", "kind": f"gen{e['generation']}",
                      "generation": e["generation"], "start_ns": e["start_ns"], "end_ns": e["end_ns"],

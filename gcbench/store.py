@@ -37,8 +37,8 @@ EVENT_COLUMNS = {
     "backend": "string",
     "gc_mode": "string",
     "rep": "int32",
-    "source": "string",  # server | client
-    "type": "string",  # gc | stall
+    "source": "string",  # server | client | control (the idle hiccup-meter process beside the cell)
+    "type": "string",  # gc | stall | hiccup (the meter's late wake-ups: never counted as GC)
     "runtime": "string",
     "kind": "string",
     "generation": "int32",
@@ -79,16 +79,24 @@ def _atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
     os.replace(tmp, path)
 
 
+def safe_run_id(text: str) -> str:
+    """One harmless path component (no separator, no '..', no leading dot, bounded length)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:100].strip("-.") or "run"
+
+
 def new_run_id(scenario_name: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", scenario_name).strip("-.") or "run"
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + safe
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + safe_run_id(scenario_name)
 
 
 class RunWriter:
     """Owns one new run folder; every add_cell leaves a complete, loadable folder on disk."""
 
     def __init__(self, out_dir: Path, run_id: str, meta: dict) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        run_id = safe_run_id(run_id)  # the folder is always created directly inside out_dir
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise GcbenchError(f"--out {out_dir}: cannot create the folder ({e.strerror})") from None
         for n in range(1, 1000):
             path = out_dir / (run_id if n == 1 else f"{run_id}-{n}")
             try:
@@ -96,6 +104,8 @@ class RunWriter:
                 break
             except FileExistsError:
                 continue
+            except OSError as e:
+                raise GcbenchError(f"--out {out_dir}: cannot create a run folder in it ({e.strerror})") from None
         else:
             raise GcbenchError(f"cannot create a new run folder under {out_dir}")
         self.path = path
@@ -118,6 +128,7 @@ class RunWriter:
 
     def finish(self, status: str, **extra) -> None:
         self.meta["status"] = status
+        self.meta["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # a sweep's wall time
         self.meta.update(extra)
         self._write()
 
@@ -153,15 +164,19 @@ def load_run(path: str | os.PathLike) -> RunData:
         raise GcbenchError(f"{p}: not a run folder (no {RUN_JSON})")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
+    except OSError as e:
+        raise GcbenchError(f"{meta_path}: cannot read: {e.strerror}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise GcbenchError(f"{meta_path}: corrupted ({e.__class__.__name__}: {str(e)[:80]})") from None
     if not isinstance(meta, dict) or "schema_version" not in meta:
         raise GcbenchError(f"{meta_path}: not a gcbench run.json (no schema_version)")
     version = meta["schema_version"]
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise GcbenchError(
-            f"{meta_path}: schema_version {version!r} is not supported by this gcbench (it reads {SCHEMA_VERSION})"
+            f"{meta_path}: schema_version {str(version)[:40]!r} is not supported by this gcbench "
+            f"(it reads {SCHEMA_VERSION})"
         )
+    _check_meta(meta_path, meta)
     tables = []
     for name, cols in ((CALLS, CALL_COLUMNS), (GC_EVENTS, EVENT_COLUMNS)):
         f = p / name
@@ -174,5 +189,29 @@ def load_run(path: str | os.PathLike) -> RunData:
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise GcbenchError(f"{f}: missing columns {', '.join(missing)}")
+        for c, t in cols.items():
+            if not _KIND_OK[t](df[c].dtype):
+                raise GcbenchError(f"{f}: column {c!r} holds {df[c].dtype}, expected {t}")
         tables.append(df)
     return RunData(p, meta, tables[0], tables[1])
+
+
+_KIND_OK = {
+    "int32": pd.api.types.is_integer_dtype,
+    "int64": pd.api.types.is_integer_dtype,
+    "bool": pd.api.types.is_bool_dtype,
+    "string": lambda d: pd.api.types.is_string_dtype(d) or pd.api.types.is_object_dtype(d),
+}
+_META_TYPES = {"run_id": str, "status": str, "cells": list, "scenario": dict, "config": dict, "environment": dict}
+
+
+def _check_meta(meta_path: Path, meta: dict) -> None:
+    """The fields every reader relies on have their types, so a damaged run.json is one clear line."""
+    for key, typ in _META_TYPES.items():
+        if key in meta and not isinstance(meta[key], typ):
+            raise GcbenchError(f"{meta_path}: field {key!r} should be {typ.__name__}, not {type(meta[key]).__name__}")
+    if "run_id" in meta and meta["run_id"] != safe_run_id(meta["run_id"]):
+        raise GcbenchError(f"{meta_path}: field 'run_id' {meta['run_id'][:40]!r} is not a run folder name")
+    for i, cell in enumerate(meta.get("cells", [])):
+        if not isinstance(cell, dict) or not all(isinstance(cell.get(k), str) for k in ("backend", "gc_mode", "status")):
+            raise GcbenchError(f"{meta_path}: cells[{i}] is damaged (needs backend, gc_mode and status)")

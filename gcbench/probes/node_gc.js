@@ -17,12 +17,18 @@
 // flush first takes what the observer already holds (takeRecords), and before a natural exit the probe
 // turns the loop once more. A GC in the last turn of the event loop before process.exit() or a fatal
 // signal can still be missed: its entry was never delivered.
+//
+// With GCBENCH_HICCUP_US set the probe also runs the hiccup meter of PROTOCOL.md: a timer on the main
+// thread that records how late it fired. It shares the event loop with the server, so it measures the
+// loop's delay: GC pauses, but also the server's own request handling and anything else that blocks it.
 
 const fs = require('fs');
 const v8 = require('v8');
-const { performance, PerformanceObserver, constants } = require('perf_hooks');
+const { performance, PerformanceObserver, constants, monitorEventLoopDelay } = require('perf_hooks');
 
 const FLUSH_EVERY_EVENTS = 10000;
+const HICCUP_FLOOR_US = 200; // default: only wake-ups later than this are recorded as events
+const HICCUP_MAX_EVENTS = 100000; // unflushed; beyond this hiccups are only counted
 const KIND_NAMES = {
   [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
   [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
@@ -85,6 +91,17 @@ class NodeGcProbe {
   resetCounts() {
     for (const k of Object.keys(this.counts)) this.counts[k] = 0;
     this.pauseTotalMs = 0;
+    if (this.meter) this.meter.reset();
+  }
+
+  // The hiccup meter, when GCBENCH_HICCUP_US asks for one (unset or 0: off).
+  startMeterFromEnv(env = process.env) {
+    const intervalUs = parseInt(env.GCBENCH_HICCUP_US || '0', 10) || 0;
+    if (intervalUs > 0 && !this.meter) {
+      const floorUs = parseInt(env.GCBENCH_HICCUP_FLOOR_US || '', 10);
+      this.meter = new HiccupMeter(intervalUs, Number.isFinite(floorUs) && floorUs >= 0 ? floorUs : HICCUP_FLOOR_US);
+    }
+    return this;
   }
 
   statsRecord() {
@@ -108,6 +125,7 @@ class NodeGcProbe {
       external_bytes: mem.external,
       rss_bytes: mem.rss,
     };
+    if (this.meter) Object.assign(rec, this.meter.stats());
     for (const space of v8.getHeapSpaceStatistics()) {
       if (space.space_name === 'new_space' || space.space_name === 'old_space') {
         rec[`${space.space_name}_size_bytes`] = space.space_size;
@@ -137,6 +155,7 @@ class NodeGcProbe {
       );
     }
     this.pending = 0;
+    if (this.meter) this.meter.drainLines(lines, this.originNs, pid);
     lines.push(JSON.stringify(this.statsRecord()));
     try {
       fs.appendFileSync(this.path, lines.join('\n') + '\n');
@@ -153,7 +172,7 @@ class NodeGcProbe {
   flushAtEnd() {
     const taken = this.observer.takeRecords();
     if (taken.length) this.record(taken);
-    if (this.flushes === 0 || this.pending > 0) this.flush();
+    if (this.flushes === 0 || this.pending > 0 || (this.meter && this.meter.n > 0)) this.flush();
   }
 
   // Flush at the ends of the process's life; every hook is synchronous.
@@ -191,8 +210,89 @@ class NodeGcProbe {
   }
 }
 
+// A timer on the main thread, re-armed with refresh() (no allocation per wake-up): how late it fires is
+// how long the event loop could not run it. libuv timers count whole milliseconds from the loop's cached
+// time, so the interval is rounded up to 1 ms and a wake-up can come up to 1 ms early (a hiccup can be
+// under-reported by that much). perf_hooks' own event-loop-delay histogram runs beside it for the stats.
+class HiccupMeter {
+  constructor(intervalUs, floorUs) {
+    this.intervalMs = Math.max(1, Math.round(intervalUs / 1000));
+    this.floorMs = floorUs / 1000;
+    this.due = new Float64Array(HICCUP_MAX_EVENTS); // performance.now() ms: when it should have fired
+    this.woke = new Float64Array(HICCUP_MAX_EVENTS); // and when it did
+    this.n = 0;
+    this.clock = new Float64Array(2); // [0]: when the timer was armed; [1]: max lateness (ms)
+    this.wakeups = 0;
+    this.hiccups = 0;
+    this.dropped = 0;
+    this.eld = monitorEventLoopDelay({ resolution: this.intervalMs });
+    this.eld.enable();
+    this.clock[0] = performance.now();
+    this.timer = setTimeout(() => this.tick(), this.intervalMs);
+    this.timer.unref(); // never keeps the process alive
+  }
+
+  tick() {
+    const woke = performance.now();
+    const due = this.clock[0] + this.intervalMs;
+    const late = woke - due;
+    this.wakeups++;
+    if (late > this.clock[1]) this.clock[1] = late;
+    if (late > this.floorMs) {
+      this.hiccups++;
+      if (this.n < HICCUP_MAX_EVENTS) {
+        this.due[this.n] = due;
+        this.woke[this.n] = woke;
+        this.n++;
+      } else {
+        this.dropped++;
+      }
+    }
+    this.clock[0] = performance.now();
+    this.timer.refresh();
+  }
+
+  reset() {
+    this.wakeups = 0;
+    this.hiccups = 0;
+    this.dropped = 0;
+    this.clock[1] = 0;
+    this.eld.reset();
+  }
+
+  drainLines(lines, originNs, pid) {
+    for (let i = 0; i < this.n; i++) {
+      const dueNs = originNs + BigInt(Math.round(this.due[i] * 1e6));
+      const wokeNs = originNs + BigInt(Math.round(this.woke[i] * 1e6));
+      lines.push(
+        `{"type":"hiccup","runtime":"node","kind":"hiccup","generation":-1,"start_ns":${dueNs},"end_ns":${wokeNs},"pid":${pid}}`,
+      );
+    }
+    this.n = 0;
+  }
+
+  stats() {
+    // the histogram holds whole timer intervals (ns): minus the resolution, what is left is lateness
+    const resolutionNs = this.intervalMs * 1e6;
+    const late = (v) => (Number.isFinite(v) ? Math.max(0, Math.round(v - resolutionNs)) : 0);
+    const count = this.eld.count;
+    return {
+      hiccup_interval_us: this.intervalMs * 1000,
+      hiccup_floor_us: Math.round(this.floorMs * 1000),
+      hiccup_wakeups: this.wakeups,
+      hiccup_count: this.hiccups,
+      hiccup_max_late_ns: Math.max(0, Math.round(this.clock[1] * 1e6)),
+      hiccup_dropped: this.dropped,
+      eld_count: count,
+      eld_p50_late_ns: count ? late(this.eld.percentile(50)) : 0,
+      eld_p99_late_ns: count ? late(this.eld.percentile(99)) : 0,
+      eld_max_late_ns: count ? late(this.eld.max) : 0,
+    };
+  }
+}
+
 const eventsPath = process.env.GCBENCH_EVENTS;
-const probe = eventsPath ? new NodeGcProbe(eventsPath).installExitHooks() : null;
+const probe = eventsPath ? new NodeGcProbe(eventsPath).installExitHooks().startMeterFromEnv() : null;
 
 module.exports = {
   probe, // null when GCBENCH_EVENTS is unset

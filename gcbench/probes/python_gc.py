@@ -4,6 +4,10 @@ Standard library only, importable without the gcbench package: the built-in Pyth
 auto-attached probe for users' servers and the harness itself all use it. The callback appends five
 integers to a preallocated ``array`` (no Python object per event, no I/O); ``flush()`` writes JSON lines
 to the side-channel file.
+
+``HiccupMeter`` (started by ``GcProbe.start_meter_from_env``) is the hiccup meter of PROTOCOL.md: a daemon
+thread that sleeps a fixed interval and records how late it woke. It needs the GIL to wake, so it sees every
+stretch in which another thread held the GIL without blocking: GC, but also the server's own calls.
 """
 
 from __future__ import annotations
@@ -13,10 +17,87 @@ import gc
 import json
 import os
 import sys
+import threading
 import time
 
 _FIELDS = 5  # generation, start_ns, end_ns, collected, uncollectable
 FLUSH_EVERY_EVENTS = 10_000
+HICCUP_FLOOR_US = 200  # default: only wake-ups later than this are recorded as events
+HICCUP_MAX_EVENTS = 1_000_000  # unflushed; beyond this hiccups are only counted (memory stays bounded)
+
+
+class HiccupMeter:
+    """A daemon thread that sleeps ``interval_us`` and records each wake-up later than ``floor_us``."""
+
+    def __init__(self, interval_us: int, floor_us: int = HICCUP_FLOOR_US) -> None:
+        self.interval_ns = int(interval_us) * 1000
+        self.floor_ns = int(floor_us) * 1000
+        self._buf = array.array("q")  # pairs: when it should have woken, when it woke
+        self.wakeups = 0
+        self.hiccups = 0
+        self.max_late_ns = 0
+        self.dropped = 0
+        self._reset = False
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> HiccupMeter | None:
+        """The meter GCBENCH_HICCUP_US / GCBENCH_HICCUP_FLOOR_US ask for, or None (unset or 0: off)."""
+        interval_us = int(environ.get("GCBENCH_HICCUP_US", "0") or 0)
+        if interval_us <= 0:
+            return None
+        return cls(interval_us, int(environ.get("GCBENCH_HICCUP_FLOOR_US", "") or HICCUP_FLOOR_US))
+
+    def start(self) -> HiccupMeter:
+        threading.Thread(target=self._run, name="gcbench-hiccup", daemon=True).start()
+        return self
+
+    def reset(self) -> None:
+        """Start the counters again at the next wake-up (the meter thread alone writes them)."""
+        self._reset = True
+
+    def _run(self) -> None:
+        clock = time.monotonic_ns
+        sleep = time.sleep
+        interval_ns = self.interval_ns
+        interval_s = interval_ns / 1e9
+        floor_ns = self.floor_ns
+        buf = self._buf  # never replaced: drain() removes from its front
+        cap = 2 * HICCUP_MAX_EVENTS
+        while True:
+            t0 = clock()
+            sleep(interval_s)
+            woke = clock()
+            if self._reset:
+                self._reset = False
+                self.wakeups = self.hiccups = self.max_late_ns = self.dropped = 0
+            self.wakeups += 1
+            late = woke - t0 - interval_ns
+            if late > self.max_late_ns:
+                self.max_late_ns = late
+            if late > floor_ns:
+                self.hiccups += 1
+                if len(buf) < cap:
+                    buf.extend((t0 + interval_ns, woke))  # one C call: the pair is never split by a drain
+                else:
+                    self.dropped += 1
+
+    def drain(self) -> list[tuple[int, int]]:
+        """Take the buffered (due_ns, woke_ns) pairs; safe while the meter runs (each step is one C call)."""
+        b = self._buf
+        n = len(b) & ~1
+        data = b[:n]
+        del b[:n]
+        return list(zip(data[0::2], data[1::2], strict=True))
+
+    def stats(self) -> dict:
+        return {
+            "hiccup_interval_us": self.interval_ns // 1000,
+            "hiccup_floor_us": self.floor_ns // 1000,
+            "hiccup_wakeups": self.wakeups,
+            "hiccup_count": self.hiccups,
+            "hiccup_max_late_ns": self.max_late_ns,
+            "hiccup_dropped": self.dropped,
+        }
 
 
 class GcProbe:
@@ -29,11 +110,20 @@ class GcProbe:
         self.written = 0
         self._installed = False
         self._clock = time.monotonic_ns
+        self.meter: HiccupMeter | None = None
 
     def install(self) -> GcProbe:
         if not self._installed:
             gc.callbacks.append(self._callback)
             self._installed = True
+        return self
+
+    def start_meter_from_env(self) -> GcProbe:
+        """Start the hiccup meter when GCBENCH_HICCUP_US asks for one; its events go out with ours."""
+        if self.meter is None:
+            self.meter = HiccupMeter.from_env()
+            if self.meter is not None:
+                self.meter.start()
         return self
 
     def uninstall(self) -> None:
@@ -66,7 +156,7 @@ class GcProbe:
         return out
 
     def stats_record(self) -> dict:
-        return {
+        rec = {
             "type": "stats",
             "runtime": self.runtime,
             "python_version": sys.version.split()[0],
@@ -77,6 +167,9 @@ class GcProbe:
             "collections": [s["collections"] for s in gc.get_stats()],
             "tracked_objects": len(gc.get_objects()),
         }
+        if self.meter is not None:
+            rec.update(self.meter.stats())
+        return rec
 
     def flush(self, stats: bool = True) -> int:
         """Write buffered events (and a stats record) as JSON lines; return the total written so far."""
@@ -100,6 +193,13 @@ class GcProbe:
                     }
                 )
             )
+        if self.meter is not None:
+            pid = os.getpid()
+            for due, woke in self.meter.drain():
+                lines.append(
+                    f'{{"type":"hiccup","runtime":"{self.runtime}","kind":"hiccup","generation":-1,'
+                    f'"start_ns":{due},"end_ns":{woke},"pid":{pid}}}'
+                )
         if stats:
             lines.append(json.dumps(self.stats_record()))
         with open(self.path, "a", encoding="utf-8") as f:

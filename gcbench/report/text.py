@@ -14,22 +14,6 @@ from gcbench.analysis import NO_REFERENCE, fmt_ms, fmt_share
 from gcbench.report.base import Exporter
 
 
-def _ms(v: float) -> str:
-    if v != v:  # NaN
-        return "-"
-    if v >= 100:
-        return f"{v:.0f}"
-    if v >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3f}"
-
-
-def _pct(v: float) -> str:
-    if v != v:
-        return "-"
-    return f"{v * 100:.2g}%" if v < 0.1 else f"{v * 100:.0f}%"
-
-
 def _kinds(d: dict) -> str:
     return " ".join(f"{k}:{n}" for k, n in d.items()) or "none"
 
@@ -43,8 +27,8 @@ def render_summary(summary: pd.DataFrame, calls_per_chain: int) -> str:
     for r in summary.itertuples():
         rows.append([
             r.backend, r.gc_mode, str(r.chains), str(r.calls) + (f" ({r.errors} err)" if r.errors else ""),
-            _ms(r.latency_p50_ms), _ms(r.latency_p99_ms), _ms(r.latency_max_ms), _kinds(r.gc_events_by_kind),
-            _ms(r.pause_max_ms), _ms(r.dead_p50_ms), _ms(r.dead_p99_ms), _ms(r.dead_max_ms), _pct(r.dead_p99_vs_claim),
+            fmt_ms(r.latency_p50_ms), fmt_ms(r.latency_p99_ms), fmt_ms(r.latency_max_ms), _kinds(r.gc_events_by_kind),
+            fmt_ms(r.pause_max_ms), fmt_ms(r.dead_p50_ms), fmt_ms(r.dead_p99_ms), fmt_ms(r.dead_max_ms), fmt_share(r.dead_p99_vs_claim),
         ])
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     right = set(range(2, len(headers))) - {7}

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	_ "unsafe" // for go:linkname
@@ -102,6 +103,8 @@ type server struct {
 	measureNumGC            uint32
 	measureGCCPUSeconds     float64
 	measureAssistCPUSeconds float64
+
+	meter *hiccupMeter // nil unless GCBENCH_HICCUP_US is set
 }
 
 // ---- JSON-RPC ----
@@ -418,6 +421,9 @@ func (s *server) appendPauses(numGC uint32, pauseNs, pauseEnd *[pauseBufferLen]u
 
 // markMeasure starts the "_measured" counters of the stats record: the warm-up is over.
 func (s *server) markMeasure() {
+	if s.meter != nil {
+		s.meter.reset()
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st := s.runtimeStats(&ms)
@@ -460,6 +466,9 @@ func (s *server) writeEvents(ms *runtime.MemStats) {
 		b = append(b, `,"pid":`...)
 		b = strconv.AppendInt(b, int64(pid), 10)
 		b = append(b, "}\n"...)
+	}
+	if s.meter != nil {
+		b = s.meter.appendEvents(b, pid)
 	}
 	if ms != nil {
 		st := s.runtimeStats(ms)
@@ -537,10 +546,116 @@ func (s *server) runtimeStats(ms *runtime.MemStats) map[string]any {
 	if v, ok := st["gc_cpu_seconds"].(float64); ok {
 		st["gc_cpu_seconds_measured"] = v - s.measureGCCPUSeconds
 	}
+	if s.meter != nil {
+		s.meter.addStats(st)
+	}
 	if v, ok := st["gc_assist_cpu_seconds"].(float64); ok {
 		st["gc_assist_cpu_seconds_measured"] = v - s.measureAssistCPUSeconds
 	}
 	return st
+}
+
+// ---- the hiccup meter ----
+
+// hiccupMeter is jHiccup's idea: a goroutine sleeps a fixed interval and records how late it woke.
+// It never takes s.mu, so request handling does not delay it (GOMAXPROCS > 1); what it sees is the
+// stop-the-world pauses, the scheduler and the machine.
+type hiccupMeter struct {
+	intervalNs int64
+	floorNs    int64
+	wakeups    atomic.Int64
+	hiccups    atomic.Int64
+	maxLateNs  atomic.Int64
+	dropped    atomic.Int64
+	mu         sync.Mutex // guards events only
+	events     []int64    // pairs: when it should have woken, when it woke (CLOCK_MONOTONIC ns)
+}
+
+const hiccupMaxEvents = 1_000_000 // unflushed; beyond it hiccups are only counted
+
+func envInt(name string, def int64) (int64, error) {
+	text := strings.TrimSpace(os.Getenv(name))
+	if text == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(text, 10, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%s=%q is not a non-negative integer", name, text)
+	}
+	return v, nil
+}
+
+// hiccupMeterFromEnv reads GCBENCH_HICCUP_US (0 or unset: no meter) and GCBENCH_HICCUP_FLOOR_US (default 200).
+func hiccupMeterFromEnv() (*hiccupMeter, error) {
+	intervalUs, err := envInt("GCBENCH_HICCUP_US", 0)
+	if err != nil {
+		return nil, err
+	}
+	floorUs, err := envInt("GCBENCH_HICCUP_FLOOR_US", 200)
+	if err != nil || intervalUs == 0 {
+		return nil, err
+	}
+	return &hiccupMeter{intervalNs: intervalUs * 1000, floorNs: floorUs * 1000}, nil
+}
+
+func (m *hiccupMeter) run() {
+	interval := time.Duration(m.intervalNs)
+	for {
+		t0 := nanotime()
+		time.Sleep(interval)
+		woke := nanotime()
+		due := t0 + m.intervalNs
+		m.wakeups.Add(1)
+		late := woke - due
+		if late > m.maxLateNs.Load() {
+			m.maxLateNs.Store(late) // only this goroutine raises it
+		}
+		if late > m.floorNs {
+			m.hiccups.Add(1)
+			m.mu.Lock()
+			if len(m.events) < 2*hiccupMaxEvents {
+				m.events = append(m.events, due, woke)
+			} else {
+				m.dropped.Add(1)
+			}
+			m.mu.Unlock()
+		}
+	}
+}
+
+// reset starts the counters again (gcbench/measure); buffered events stay, the harness windows them.
+func (m *hiccupMeter) reset() {
+	m.wakeups.Store(0)
+	m.hiccups.Store(0)
+	m.maxLateNs.Store(0)
+	m.dropped.Store(0)
+}
+
+// appendEvents moves the buffered hiccups to b as side-channel lines.
+func (m *hiccupMeter) appendEvents(b []byte, pid int) []byte {
+	m.mu.Lock()
+	events := m.events
+	m.events = nil
+	m.mu.Unlock()
+	for i := 0; i+1 < len(events); i += 2 {
+		b = append(b, `{"type":"hiccup","runtime":"go","kind":"hiccup","generation":-1,"start_ns":`...)
+		b = strconv.AppendInt(b, events[i], 10)
+		b = append(b, `,"end_ns":`...)
+		b = strconv.AppendInt(b, events[i+1], 10)
+		b = append(b, `,"pid":`...)
+		b = strconv.AppendInt(b, int64(pid), 10)
+		b = append(b, "}\n"...)
+	}
+	return b
+}
+
+func (m *hiccupMeter) addStats(st map[string]any) {
+	st["hiccup_interval_us"] = m.intervalNs / 1000
+	st["hiccup_floor_us"] = m.floorNs / 1000
+	st["hiccup_wakeups"] = m.wakeups.Load()
+	st["hiccup_count"] = m.hiccups.Load()
+	st["hiccup_max_late_ns"] = m.maxLateNs.Load()
+	st["hiccup_dropped"] = m.dropped.Load()
 }
 
 // ---- transports ----
@@ -661,6 +776,15 @@ func main() {
 		startupHeap[i] = &node{}
 	}
 	s := &server{oob: name == "oob", eventsPath: os.Getenv("GCBENCH_EVENTS")}
+	meter, err := hiccupMeterFromEnv()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gcbench go server: %v\n", err)
+		os.Exit(2)
+	}
+	if meter != nil {
+		s.meter = meter
+		go meter.run() // after the start-up heap exists
+	}
 	s.cyclesSample = []metrics.Sample{{Name: metricCycles}}
 	if s.oob {
 		s.cyclesSample = append(s.cyclesSample, metrics.Sample{Name: metricHeapLive},

@@ -120,6 +120,7 @@ class Server:
         elif gc_mode not in ("default", "freeze"):
             raise SystemExit(f"gcbench python server: unknown GC mode {gc_mode!r}")
         self.state = WorkState(heap_objects)
+        self.probe.start_meter_from_env()  # after the start-up heap: building it is not a hiccup
 
     def collect_out_of_band(self) -> None:
         """Run the collection CPython's automatic GC would have run by now, outside any call.
@@ -167,6 +168,8 @@ class Server:
             if self.gc_mode == "freeze":
                 gc.collect()
                 gc.freeze()
+            if self.probe.meter is not None:
+                self.probe.meter.reset()
             return _result(mid, {})
         if method == "gcbench/flush":
             return _result(mid, {"events": self.probe.flush()})

@@ -36,6 +36,7 @@ def main() -> None:
     elif mode.startswith("thresholds:"):
         gc.set_threshold(*(int(p) for p in mode.split(":", 1)[1].split(",")))
     state = builtin.WorkState(int(os.environ.get("GCBENCH_HEAP_OBJECTS", "0") or 0))
+    probe.start_meter_from_env()  # the hiccup meter (PROTOCOL.md), when GCBENCH_HICCUP_US asks for it
     server = MCPServer("gcbench-python-sdk", version=sys.version.split()[0], log_level="WARNING")
 
     @server.tool(name="work", description="Simulated tool: allocates, retains, computes, sleeps and answers.")

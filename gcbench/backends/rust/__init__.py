@@ -19,7 +19,7 @@ from gcbench.gcmode import GcMode
 from gcbench.scenario import Scenario
 
 HERE = Path(__file__).resolve().parent
-SOURCES = (HERE / "main.rs", HERE / "json.rs", HERE / "http.rs")
+SOURCES = (HERE / "main.rs", HERE / "json.rs", HERE / "http.rs", HERE / "hiccup.rs")
 BUILD_NAME = "rust"
 MIN_RUSTC = (1, 70)
 INSTALL_HINT = "install Rust (rustup) 1.70+"

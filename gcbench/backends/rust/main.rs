@@ -4,8 +4,13 @@
 //! shows is not a GC pause. With GCBENCH_STALLS set it is also the calibration backend: it stalls for a
 //! known time inside chosen calls and reports each stall like a GC event, as ground truth for the harness.
 //!
-//! Build: rustc -O --edition 2021 main.rs (json.rs and http.rs sit beside it).
+//! With GCBENCH_HICCUP_US set a hiccup meter thread runs beside it (hiccup.rs). With GCBENCH_CONTROL=1
+//! it serves nothing: it only runs the meter until stdin's EOF or SIGTERM, as the idle control process
+//! that shows the machine's own noise next to a measured server.
+//!
+//! Build: rustc -O --edition 2021 main.rs (json.rs, http.rs and hiccup.rs sit beside it).
 
+mod hiccup;
 mod http;
 mod json;
 
@@ -22,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
+use hiccup::Meter;
 use json::Json;
 
 const PROTOCOL_VERSION: &str = "2025-06-18";
@@ -64,7 +70,7 @@ extern "C" {
 
 const CLOCK_MONOTONIC: i32 = 1;
 
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: ts is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
     unsafe { clock_gettime(CLOCK_MONOTONIC, &mut ts) };
@@ -164,6 +170,8 @@ struct Config {
     http: bool,
     stalls: HashMap<u64, u64>, // call index (from gcbench/measure) -> stall microseconds
     stall_mode: StallMode,
+    meter: Option<Arc<Meter>>,
+    control: bool, // GCBENCH_CONTROL=1: no MCP, the meter only
 }
 
 fn env_var(name: &str) -> String {
@@ -196,12 +204,23 @@ impl Config {
             "sleep" => StallMode::Sleep,
             other => return Err(format!("unknown GCBENCH_STALL_MODE {other:?} (busy or sleep)")),
         };
+        let meter = Meter::from_env()?;
+        let control = match env_var("GCBENCH_CONTROL").as_str() {
+            "" | "0" => false,
+            "1" => true,
+            other => return Err(format!("GCBENCH_CONTROL={other:?}: expected 0 or 1")),
+        };
+        if control && meter.is_none() {
+            return Err("GCBENCH_CONTROL=1 needs the hiccup meter: set GCBENCH_HICCUP_US".to_string());
+        }
         Ok(Config {
             events_path: if events.is_empty() { None } else { Some(events) },
             heap_objects,
             http,
             stalls: parse_stalls(&env_var("GCBENCH_STALLS"))?,
             stall_mode,
+            meter,
+            control,
         })
     }
 }
@@ -301,6 +320,8 @@ pub struct Server {
     measuring: bool,
     calls: u64, // tools/call requests since gcbench/measure: the stall plan's index
     stalls_done: u64,
+    meter: Option<Arc<Meter>>,
+    control: bool,
 }
 
 impl Server {
@@ -322,6 +343,8 @@ impl Server {
             measuring: false,
             calls: 0,
             stalls_done: 0,
+            meter: config.meter.clone(),
+            control: config.control,
         }
     }
 
@@ -363,6 +386,9 @@ impl Server {
                 self.measuring = true;
                 self.calls = 0;
                 self.stalls_done = 0;
+                if let Some(meter) = &self.meter {
+                    meter.reset();
+                }
                 result(out, id, b"{}");
             }
             "gcbench/flush" => {
@@ -498,7 +524,7 @@ impl Server {
 
     fn stats_record(&self) -> String {
         let (rss_kib, hwm_kib) = proc_memory_kib();
-        format!(
+        let mut rec = format!(
             concat!(
                 "{{\"type\":\"stats\",\"runtime\":\"rust\",\"rust_version\":{},\"gc\":false,\"num_gc\":0,",
                 "\"pause_total_ns\":0,\"heap_objects\":{},\"retained_objects\":{},\"calls\":{},\"stalls\":{},",
@@ -516,11 +542,25 @@ impl Server {
             rss_kib * 1024,
             hwm_kib * 1024,
             process::id()
-        )
+        );
+        rec.pop(); // the closing brace: the optional fields go before it
+        if self.control {
+            rec.push_str(",\"control\":true");
+        }
+        if let Some(meter) = &self.meter {
+            rec.push_str(&meter.stats_fields());
+        }
+        rec.push('}');
+        rec
     }
 
     /// Write every buffered event and a stats record; the number of events written in total.
     fn flush(&mut self) -> u64 {
+        if let Some(meter) = &self.meter {
+            for line in meter.drain_lines(process::id()) {
+                self.side.push(line.as_bytes());
+            }
+        }
         let stats = self.stats_record();
         self.side.write(Some(stats.as_bytes()))
     }
@@ -644,6 +684,9 @@ fn main() {
         process::exit(2)
     });
     let server = Arc::new(Mutex::new(Server::new(&config)));
+    if let Some(meter) = &config.meter {
+        meter.start(); // after the start-up heap exists; it inherits the blocked signal mask
+    }
     {
         let server = server.clone();
         thread::spawn(move || {
@@ -651,7 +694,11 @@ fn main() {
             shutdown(&server)
         });
     }
-    if config.http {
+    if config.control {
+        // the control process: idle until the harness closes stdin (or sends SIGTERM)
+        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+        shutdown(&server)
+    } else if config.http {
         http::serve(server)
     } else {
         serve_stdio(&server);

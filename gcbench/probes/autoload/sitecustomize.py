@@ -16,7 +16,7 @@ if os.environ.get("GCBENCH_EVENTS"):
     from python_gc import GcProbe
 
     sys.path.pop(0)
-    _probe = GcProbe(os.environ["GCBENCH_EVENTS"], runtime="python").install()
+    _probe = GcProbe(os.environ["GCBENCH_EVENTS"], runtime="python").install().start_meter_from_env()
     _mode = os.environ.get("GCBENCH_GC_MODE", "default")
     if _mode == "disabled":
         gc.disable()
