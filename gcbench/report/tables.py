@@ -123,6 +123,38 @@ def cells_table(report: Report) -> Table:
                  ["backend", "gc mode", "rep", "status", "reason"], rows, {2})
 
 
+def _plain(v) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+HICCUP_TITLES = {
+    "hiccups": ("Hiccups (meter wake-up lateness)", "Server meter, idle control process and the harness's own send lag."),
+    "tail": ("What the slowest 1% of calls spent", "Overlap of the slowest calls with GC events, with non-GC server "
+             "hiccups, and the rest (service time and unexplained)."),
+    "meter_overhead": ("Meter overhead", "The same backend with and without the hiccup meter, in the same run."),
+}
+
+
+def hiccup_tables(report: Report) -> list[Table]:
+    """Present only when the run had the hiccup meter on (gcbench run --hiccup-us / --meter-overhead)."""
+    from gcbench.report.hiccups import hiccup_records
+
+    out = []
+    for key, records in hiccup_records(report.run).items():
+        if not records:
+            continue
+        headers = list(records[0])
+        rows = [[_plain(r[h]) for h in headers] for r in records]
+        numeric = {i for i, h in enumerate(headers) if not isinstance(records[0][h], str)}
+        title, caption = HICCUP_TITLES.get(key, (key, ""))
+        out.append(Table(f"hiccup_{key}", title, caption, headers, rows, numeric))
+    return out
+
+
 def all_tables(report: Report) -> list[Table]:
     return [claim_table(report), latency_table(report), chain_table(report), gc_cost_table(report),
-            gc_events_table(report), cells_table(report)]
+            gc_events_table(report), cells_table(report), *hiccup_tables(report)]
