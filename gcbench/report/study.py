@@ -1,0 +1,1068 @@
+"""The study report of a sweep folder: the claim check across runtimes, GC settings, live-heap sizes and
+allocation profiles, in text, Markdown or one self-contained HTML page.
+
+`build_study(folder)` computes everything once (a Study); `export_study(study, fmt, out)` renders it. Every
+number in the document, the headline paragraph included, comes from the sweep's measurements; the only
+assumptions are the claim itself (10 ms per call) and the LLM think times of section 6, which are stated.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gcbench.analysis import (
+    BOOTSTRAP_SAMPLES,
+    BOOTSTRAP_SEED,
+    CLAIM_PAUSE_MS,
+    CONTROL_BACKEND,
+    GROUP_KEYS,
+    bootstrap_stat,
+    cell_rng,
+    chain_table,
+    fmt_ms,
+    fmt_share,
+    measured_server_events,
+    summarize,
+)
+from gcbench.errors import GcbenchError
+from gcbench.report.tables import Table
+
+DEFAULT_MODE = "default"
+FULL_COLLECTION_BACKEND = "python"  # CPython: generation 2 is a full collection of every tracked object
+FULL_COLLECTION_GENERATION = 2
+THINK_TIMES_S = (0.5, 2.0, 5.0)  # LLM think time per call assumed in section 6 (stated in the report)
+STABLE_SPREAD = 1.2  # max/min of per-repetition means within this counts as reproducible (about 20%)
+FORMATS = ("text", "md", "html")
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+
+def fmt_heap(n: float) -> str:
+    """Live-heap size in objects, short: 0, 100k, 1M, 2.5M."""
+    if n != n:
+        return "-"
+    if n >= 1e6:
+        return f"{n / 1e6:.3g}M"
+    if n >= 1e3:
+        return f"{n / 1e3:.3g}k"
+    return f"{n:.0f}"
+
+
+def fmt_count(n: float) -> str:
+    """An object count in full, 3 significant digits: 316,000."""
+    return f"{float(f'{n:.3g}'):,.0f}" if n == n else "-"
+
+
+def fmt_ratio(v: float) -> str:
+    if v != v:
+        return "-"
+    if math.isinf(v):
+        return "inf"
+    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def fmt_pct(frac: float) -> str:
+    """fmt_share, with tiny shares as '<0.001%' rather than in scientific notation."""
+    return "<0.001%" if 0 < frac < 1e-5 else fmt_share(frac)
+
+
+def fmt_ci(lo: float, hi: float, fmt=fmt_ratio) -> str:
+    return "" if lo != lo or hi != hi else f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+def _signed(v: float) -> str:
+    return "-" if v != v else ("+" if v > 0 else "") + fmt_ms(v)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k/n (sound at 0 and n, unlike the normal approximation)."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+# ---------------------------------------------------------------------------------------------- heap crossing
+
+
+@dataclass(frozen=True)
+class Crossing:
+    status: str  # crossed | not-reached | already-above | no-data
+    heap_objects: float  # the interpolated size (crossed), the largest measured (not-reached) or the first above
+    text: str
+
+
+def heap_crossing(heaps: list[int], pauses_ms: list[float], threshold_ms: float = CLAIM_PAUSE_MS) -> Crossing:
+    """The live-heap size at which the pause reaches `threshold_ms`, interpolated log-log between the two
+    measured heap sizes around the first upward crossing. Heap 0 has no logarithm: it is only compared with the
+    threshold. Heap sizes without a measured pause (NaN) are left out. `text` completes "it reaches X ms at: "."""
+    pts = sorted((int(h), float(p)) for h, p in zip(heaps, pauses_ms, strict=True) if p == p and p > 0)
+    if not pts:
+        return Crossing("no-data", math.nan, "no pause measured at any heap size")
+    thr = f"{threshold_ms:g} ms"
+    if pts[0][1] >= threshold_ms:
+        h, p = pts[0]
+        return Crossing("already-above", h, f"already above {thr} at {fmt_count(h)} objects ({fmt_ms(p)} ms), the "
+                                            "smallest heap size measured")
+    below_zero = f"; {fmt_ms(pts[0][1])} ms at 0 objects" if pts[0][0] == 0 else ""
+    pos = [(h, p) for h, p in pts if h > 0]
+    if not pos:
+        return Crossing("not-reached", 0, f"not reached at 0 objects ({fmt_ms(pts[0][1])} ms), the only heap size "
+                                          "measured")
+    if pos[0][1] >= threshold_ms:  # between heap 0 and the smallest positive size: no log-log interpolation
+        h, p = pos[0]
+        return Crossing("already-above", h, f"already above {thr} at {fmt_count(h)} objects ({fmt_ms(p)} ms), the "
+                                            f"smallest positive heap size measured{below_zero}")
+    for (h0, p0), (h1, p1) in zip(pos, pos[1:], strict=False):
+        if p0 < threshold_ms <= p1:
+            frac = (math.log(threshold_ms) - math.log(p0)) / (math.log(p1) - math.log(p0))
+            h = math.exp(math.log(h0) + frac * (math.log(h1) - math.log(h0)))
+            return Crossing("crossed", h, f"about {fmt_count(h)} live objects (interpolated log-log between "
+                                          f"{fmt_count(h0)} objects: {fmt_ms(p0)} ms and {fmt_count(h1)} objects: "
+                                          f"{fmt_ms(p1)} ms)")
+    top = max(p for _, p in pos)
+    return Crossing("not-reached", pos[-1][0], f"not reached up to {fmt_count(pos[-1][0])} objects (largest: "
+                                               f"{fmt_ms(top)} ms)")
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+
+@dataclass
+class Section:
+    number: str  # "1".."6", or "" for the unnumbered ones
+    key: str  # HTML id
+    title: str
+    items: list = field(default_factory=list)  # str (a paragraph), Bullets, Table, Details, "figure:<name>"
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Details:
+    """A long table shown folded in HTML (it is the reference, not the reading)."""
+
+    table: Table
+
+
+@dataclass
+class Study:
+    folder: Path
+    manifest: dict
+    metas: list[dict]  # run.json of every measured point, grid order
+    calls_per_chain: int
+    heaps: list[int]
+    profiles: list[str]
+    groups: list[tuple[str, str]]  # (backend, gc mode), grid order, measured ones only
+    cells: pd.DataFrame  # one row per (point, backend, gc mode): analysis.summarize columns and more
+    chains: pd.DataFrame  # analysis.chain_table rows with point, heap_objects, profile
+    pauses: pd.DataFrame  # measured server GC events with point, heap_objects, profile, duration_ms
+    ratios: pd.DataFrame  # each mode against its backend's default at the same point
+    full_gc: pd.DataFrame  # CPython generation-2 pauses per (profile or "all", heap)
+    crossings: dict[str, Crossing]  # per profile and "all": where a full collection reaches 10 ms (median)
+    crossings_max: dict[str, Crossing]  # the same on the largest full collection
+    cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", self.folder.name))
+
+    @property
+    def claim_ms(self) -> float:
+        return CLAIM_PAUSE_MS * self.calls_per_chain
+
+    @property
+    def backends(self) -> list[str]:
+        return list(dict.fromkeys(b for b, _ in self.groups))
+
+    def default_groups(self) -> list[tuple[str, str]]:
+        """One (backend, mode) per backend: its default mode, else the first mode it was measured in."""
+        out = []
+        for b in self.backends:
+            modes = [m for bb, m in self.groups if bb == b]
+            out.append((b, DEFAULT_MODE if DEFAULT_MODE in modes else modes[0]))
+        return out
+
+    def cell(self, heap: int, profile: str, backend: str, mode: str):
+        return self.cache.setdefault("index", {
+            (r.heap_objects, r.profile, r.backend, r.gc_mode): r for r in self.cells.itertuples()
+        }).get((heap, profile, backend, mode))
+
+    def point_label(self, heap: int, profile: str) -> str:
+        return f"{fmt_heap(heap)} objects, {profile}" if len(self.profiles) > 1 else f"{fmt_heap(heap)} objects"
+
+
+def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> Study:
+    from gcbench.report.model import calls_per_chain_of
+    from gcbench.sweep import load_sweep_runs, read_manifest
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    pairs = [(info, run) for info, run in load_sweep_runs(folder) if len(run.calls)]
+    if not pairs:
+        raise GcbenchError(f"{folder}: no measured point in this sweep folder yet (run `gcbench sweep` first)")
+    cells, chains, pauses = [], [], []
+    for info, run in pairs:
+        where = {"point": info["point"], "heap_objects": int(info["heap_objects"]), "profile": info["profile"]}
+        n = calls_per_chain_of(run)
+        calls = run.calls
+        s = summarize(calls, run.gc_events, n, n_boot, seed)
+        ch = chain_table(calls).assign(**where)
+        delayed = (calls["gc_overlap_ns"] > 0).groupby([calls["backend"], calls["gc_mode"]], observed=True)
+        s = s.merge(delayed.mean().rename("calls_delayed_share").reset_index(), on=GROUP_KEYS, how="left")
+        s = s.merge(_per_group(ch), on=GROUP_KEYS, how="left")
+        cells.append(s.assign(**where, calls_per_chain=n))
+        chains.append(ch)
+        ev = measured_server_events(run.gc_events)
+        pauses.append(ev.assign(**where, duration_ms=ev["duration_ns"] / 1e6))
+    cells_df = pd.concat(cells, ignore_index=True)
+    chains_df = pd.concat(chains, ignore_index=True)
+    pauses_df = pd.concat(pauses, ignore_index=True)
+    grid = manifest.get("grid", {})
+    order = [(b, m) for b in grid.get("backends", []) for m in grid.get("gc_modes", {}).get(b, [DEFAULT_MODE])]
+    present = list(dict.fromkeys(zip(cells_df["backend"], cells_df["gc_mode"], strict=True)))
+    groups = [g for g in order if g in present] + [g for g in present if g not in order]
+    profiles = [p for p in grid.get("profiles", {}) if p in set(cells_df["profile"])]
+    profiles += [p for p in dict.fromkeys(cells_df["profile"]) if p not in profiles]
+    heaps = sorted(set(cells_df["heap_objects"].astype(int)))
+    full_gc = _full_gc_table(pauses_df, cells_df, heaps, profiles)
+    crossings, crossings_max = {}, {}
+    for prof, g in full_gc.groupby("profile", sort=False):
+        crossings[prof] = heap_crossing(list(g["heap_objects"]), list(g["p50_ms"]))
+        crossings_max[prof] = heap_crossing(list(g["heap_objects"]), list(g["max_ms"]))
+    return Study(
+        folder=folder, manifest=manifest, metas=[run.meta for _, run in pairs],
+        calls_per_chain=int(cells_df["calls_per_chain"].mode().iloc[0]), heaps=heaps, profiles=profiles,
+        groups=groups, cells=cells_df, chains=chains_df, pauses=pauses_df,
+        ratios=mitigation_ratios(chains_df, n_boot, seed), full_gc=full_gc, crossings=crossings,
+        crossings_max=crossings_max,
+    )
+
+
+def _per_group(ch: pd.DataFrame) -> pd.DataFrame:
+    """Per (backend, gc mode) of one point: delayed calls, and the spread between repetitions (max/min of each
+    repetition's mean chain latency and mean dead time; NaN with one repetition or without dead time, inf when
+    only some repetitions had dead time)."""
+    per_rep = ch.assign(chain_ms=ch["chain_ns"] / 1e6, dead_ms=ch["dead_ns"] / 1e6).groupby(
+        [*GROUP_KEYS, "rep"], observed=True)[["chain_ms", "dead_ms"]].mean()
+    g = per_rep.groupby(level=GROUP_KEYS, observed=True)
+
+    def spread(col: str) -> pd.Series:
+        hi, lo, n = g[col].max(), g[col].min(), g[col].size()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = hi / lo
+        return out.where((n > 1) & (hi > 0))  # NaN: one repetition, or nothing to compare (no dead time)
+
+    tot = ch.groupby(GROUP_KEYS, observed=True).agg(delayed_calls=("gc_calls", "sum"), dead_ns=("dead_ns", "sum"),
+                                                     chains_hit=("gc_calls", lambda s: int((s > 0).sum())))
+    out = pd.DataFrame({
+        "chains_hit": tot["chains_hit"].astype(int),
+        "delayed_calls_per_chain": tot["delayed_calls"] / ch.groupby(GROUP_KEYS, observed=True).size(),
+        "dead_per_delayed_call_ms": (tot["dead_ns"] / 1e6) / tot["delayed_calls"].where(tot["delayed_calls"] > 0),
+        "rep_chain_spread": spread("chain_ms"),
+        "rep_dead_spread": spread("dead_ms"),
+    })
+    return out.reset_index()
+
+
+def _full_gc_table(pauses: pd.DataFrame, cells: pd.DataFrame, heaps: list[int], profiles: list[str]) -> pd.DataFrame:
+    """CPython generation-2 pauses of the python backend in its default mode: count, median and max per heap
+    size, per profile and over all profiles ("all"). `python_measured` says whether that cell exists at all."""
+    key = (FULL_COLLECTION_BACKEND, DEFAULT_MODE)
+    sel = pauses[(pauses["backend"] == key[0]) & (pauses["gc_mode"] == key[1])
+                 & (pauses["generation"] == FULL_COLLECTION_GENERATION)] if len(pauses) else pauses
+    c = cells[(cells["backend"] == key[0]) & (cells["gc_mode"] == key[1])]
+    measured = set(zip(c["profile"], c["heap_objects"], strict=True))
+    rows = []
+    for prof in [*profiles, "all"]:
+        for h in heaps:
+            d = sel[(sel["heap_objects"] == h) & ((sel["profile"] == prof) if prof != "all" else True)] \
+                if len(sel) else sel
+            d = d["duration_ms"].to_numpy() if len(d) else np.empty(0)
+            rows.append({"profile": prof, "heap_objects": h, "count": len(d),
+                         "p50_ms": float(np.median(d)) if len(d) else math.nan,
+                         "max_ms": float(d.max()) if len(d) else math.nan,
+                         "python_measured": any((pp, h) in measured for pp in (profiles if prof == "all" else [prof]))})
+    out = pd.DataFrame(rows)
+    if len(profiles) == 1:  # "all" would repeat the one profile
+        out = out[out["profile"] != "all"]
+    return out
+
+
+def mitigation_ratios(chains: pd.DataFrame, n_boot: int = BOOTSTRAP_SAMPLES,
+                      seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    """Every non-default mode against its backend's default mode at the same grid point: the ratio of mean GC
+    dead time per chain and of mean chain latency, each with a 95% bootstrap CI (chains and repetitions
+    resampled in both cells independently, see analysis.bootstrap_stat). A dead-time ratio against a default
+    without dead time is NaN."""
+    cols = ["point", "heap_objects", "profile", "backend", "gc_mode", "dead_ratio", "dead_lo", "dead_hi",
+            "chain_ratio", "chain_lo", "chain_hi"]
+    rows = []
+    for (point, backend), g in chains.groupby(["point", "backend"], sort=False, observed=True):
+        by_mode = {m: gm for m, gm in g.groupby("gc_mode", sort=False, observed=True)}
+        if DEFAULT_MODE not in by_mode:
+            continue
+        ref = by_mode[DEFAULT_MODE]
+        for mode, x in by_mode.items():
+            if mode == DEFAULT_MODE:
+                continue
+            row = {"point": point, "heap_objects": int(x["heap_objects"].iloc[0]), "profile": x["profile"].iloc[0],
+                   "backend": backend, "gc_mode": mode}
+            for metric, col in (("dead", "dead_ns"), ("chain", "chain_ns")):
+                a, b = x[col].to_numpy() / 1e6, ref[col].to_numpy() / 1e6
+                if b.mean() <= 0:
+                    row.update({f"{metric}_ratio": math.nan, f"{metric}_lo": math.nan, f"{metric}_hi": math.nan})
+                    continue
+                ba = bootstrap_stat(a, cell_rng(seed, point, backend, mode, metric), n_boot, groups=x["rep"].to_numpy())
+                bb = bootstrap_stat(b, cell_rng(seed, point, backend, DEFAULT_MODE, metric, "ref"), n_boot,
+                                    groups=ref["rep"].to_numpy())
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    q = ba / bb
+                q = q[~np.isnan(q)]  # 0/0: a resample without dead time on both sides
+                lo, hi = np.percentile(q, [2.5, 97.5]) if len(q) else (math.nan, math.nan)
+                row.update({f"{metric}_ratio": float(a.mean() / b.mean()), f"{metric}_lo": float(lo),
+                            f"{metric}_hi": float(hi)})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+
+def _pivots(study: Study, key: str, title: str, caption: str, groups: list[tuple[str, str]], cell_text) -> list[Table]:
+    """One table per profile: rows (backend, gc mode), columns the heap sizes; `cell_text(row)` fills a cell."""
+    tables = []
+    heads = [f"{fmt_heap(h)} objects" for h in study.heaps]
+    for prof in study.profiles:
+        rows = []
+        for b, m in groups:
+            cells = [study.cell(h, prof, b, m) for h in study.heaps]
+            if all(c is None for c in cells):
+                continue
+            rows.append([b, m, *(cell_text(c) if c is not None else "-" for c in cells)])
+        t = f"{title} ({prof} profile)" if len(study.profiles) > 1 else title
+        tables.append(Table(f"{key}-{prof}", t, caption, ["backend", "gc mode", *heads], rows,
+                            set(range(2, 2 + len(heads)))))
+    return tables
+
+
+def headline_rows(study: Study) -> list[dict]:
+    """Per runtime (backend) in its default mode, over every grid point: typical and worst GC dead time per
+    chain, the worst single chain, the largest pause, and the worst mean against the claim."""
+    out = []
+    for b, m in study.default_groups():
+        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
+        worst = c.loc[c["dead_mean_ms"].idxmax()]
+        big = c.loc[c["pause_max_ms"].idxmax()]
+        out.append({
+            "backend": b, "gc_mode": m, "points": len(c), "typical_ms": float(c["dead_mean_ms"].median()),
+            "worst_ms": float(worst["dead_mean_ms"]), "worst_point": study.point_label(worst.heap_objects, worst.profile),
+            "worst_chain_ms": float(c["dead_max_ms"].max()), "pause_max_ms": float(big["pause_max_ms"]),
+            "pause_point": study.point_label(big.heap_objects, big.profile), "gc_events": int(c["gc_events"].sum()),
+            "vs_claim": float(worst["dead_mean_ms"]) / study.claim_ms, "cost_ms": worst["gc_cost_ms"],
+            "cost_lo": worst["gc_cost_lo_ms"], "cost_hi": worst["gc_cost_hi_ms"], "cost_ref": worst["gc_cost_ref"],
+        })
+    return out
+
+
+def headline_table(study: Study) -> Table:
+    rows = []
+    for r in headline_rows(study):
+        pause = f"{fmt_ms(r['pause_max_ms'])} ({r['pause_point']})" if r["gc_events"] else "no GC pause reported"
+        cost = "-"
+        if r["cost_ref"] and r["cost_ref"] != f"{r['backend']}/{r['gc_mode']}" and r["cost_ms"] == r["cost_ms"]:
+            cost = f"{_signed(r['cost_ms'])} {fmt_ci(r['cost_lo'], r['cost_hi'], _signed)} vs {r['cost_ref']}"
+        rows.append([r["backend"], r["gc_mode"], str(r["points"]), fmt_ms(r["typical_ms"]),
+                     f"{fmt_ms(r['worst_ms'])} ({r['worst_point']})" if r["worst_ms"] > 0 else "0", fmt_ms(r["worst_chain_ms"]), pause,
+                     fmt_pct(r["vs_claim"]), cost])
+    return Table("headline", "Headline: each runtime in its default GC setting",
+                 f"GC dead time per {study.calls_per_chain}-call chain (ms): typical = median over the grid points "
+                 f"of the mean per chain; worst = the largest mean at one grid point (named); worst chain = the "
+                 f"single chain with the most dead time anywhere. 'vs claim' = worst mean / the claim's "
+                 f"{fmt_ms(study.claim_ms)} ms. GC cost = mean chain latency minus the GC-off reference at the worst "
+                 f"point, 95% bootstrap CI (against another runtime it mixes GC with every other difference).",
+                 ["runtime", "gc mode", "points", "typical dead/chain", "worst dead/chain", "worst chain",
+                  "largest pause (ms)", "vs claim", "GC cost at worst point (ms)"], rows, {2, 3, 5, 7})
+
+
+def headline_points(study: Study) -> tuple[str, list[str]]:
+    """The generated headline: an opening sentence and the findings, every number from the sweep."""
+    claim = study.claim_ms
+    n = study.calls_per_chain
+    rows = headline_rows(study)
+    gc_rows = [r for r in rows if r["gc_events"]]
+    intro = (f"The claim: a {CLAIM_PAUSE_MS:g} ms GC pause on each of {n} tool calls adds {fmt_ms(claim)} ms of dead "
+             f"time per chain. Measured on this machine over {len(study.metas)} grid points (live heap "
+             f"{fmt_heap(study.heaps[0])} to {fmt_heap(study.heaps[-1])} objects; profiles "
+             f"{', '.join(study.profiles)}):")
+    points = []
+    if gc_rows:
+        w = max(gc_rows, key=lambda r: r["worst_ms"])
+        verdict = ("reaches the claim" if w["worst_ms"] >= claim else
+                   f"is {fmt_pct(w['vs_claim'])} of the claim ({fmt_ratio(claim / w['worst_ms'])}x less)"
+                   if w["worst_ms"] > 0 else "is zero")
+        points.append(f"Dead time: the worst mean GC dead time per chain of any runtime in its default setting is "
+                      f"{fmt_ms(w['worst_ms'])} ms ({w['backend']} at {w['worst_point']}), which {verdict}; the "
+                      f"worst single chain lost {fmt_ms(max(r['worst_chain_ms'] for r in gc_rows))} ms.")
+        p = max(gc_rows, key=lambda r: r["pause_max_ms"])
+        points.append(f"Pauses: the largest single pause was {fmt_ms(p['pause_max_ms'])} ms ({p['backend']} at "
+                      f"{p['pause_point']}). {full_gc_sentence(study)}"
+                      if (FULL_COLLECTION_BACKEND, DEFAULT_MODE) in study.groups else
+                      f"Pauses: the largest single pause was {fmt_ms(p['pause_max_ms'])} ms ({p['backend']} at "
+                      f"{p['pause_point']}).")
+    points += [f"Frequency: the claim's arithmetic needs every call to lose {CLAIM_PAUSE_MS:g} ms. {s}"
+               for s in hits_sentences(study)]
+    best = mitigation_bests(study)
+    if best:
+        points.append("Settings (median ratio of mean chain latency to the runtime's default over the grid; below 1 "
+                      "is faster): " + "; ".join(best) + ".")
+    ctl = study.cells[study.cells["backend"] == CONTROL_BACKEND]
+    if len(ctl):
+        points.append(f"Control: the no-GC server ({CONTROL_BACKEND}) still had calls up to "
+                      f"{fmt_ms(ctl['latency_max_ms'].max())} ms (p99.9 up to {fmt_ms(ctl['latency_p999_ms'].max())} "
+                      f"ms): latency of that size is not GC.")
+    if gc_rows:
+        w = max(gc_rows, key=lambda r: r["worst_ms"])
+        c = study.cells[(study.cells["backend"] == w["backend"]) & (study.cells["gc_mode"] == w["gc_mode"])]
+        worst = c.loc[c["dead_mean_ms"].idxmax()]
+        shares = ", ".join(f"{fmt_pct(worst['dead_mean_ms'] / (worst['chain_mean_ms'] + n * t * 1000))} at {t:g} s"
+                           for t in THINK_TIMES_S)
+        points.append(f"Context: with an assumed LLM think time per call, that worst case is {shares} of an agent "
+                      f"chain's wall time.")
+    return intro, points
+
+
+def headline_text(study: Study) -> str:
+    """The headline as one paragraph (for a README or a closing note)."""
+    intro, points = headline_points(study)
+    return " ".join([intro, *points])
+
+
+def mitigation_bests(study: Study) -> list[str]:
+    """Per runtime: its best non-default setting besides GC off, and GC off, by median chain-latency ratio."""
+    from gcbench.analysis import OFF_MODE
+
+    out = []
+    r = study.ratios
+    for b in study.backends:
+        g = r[r["backend"] == b]
+        if not len(g):
+            continue
+        med = g.groupby("gc_mode", sort=False)["chain_ratio"].median().dropna()
+        parts = []
+        on = med.drop(OFF_MODE, errors="ignore")
+        if len(on):
+            parts.append(f"{on.idxmin()} x{fmt_ratio(on.min())}")
+        if OFF_MODE in med:
+            parts.append(f"GC off x{fmt_ratio(med[OFF_MODE])}")
+        if parts:
+            out.append(f"{b} " + ", ".join(parts))
+    return out
+
+
+def full_gc_sentence(study: Study) -> str:
+    """Where a CPython full collection reaches the claim's pause, over all profiles (or the only one)."""
+    key = "all" if "all" in study.crossings else next(iter(study.crossings), None)
+    c = study.crossings.get(key) if key else None
+    what = (f"a CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, median generation-"
+            f"{FULL_COLLECTION_GENERATION} pause" + (", all profiles)" if key == "all" else ")"))
+    if c is None or c.status == "no-data":
+        return (f"No CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, generation "
+                f"{FULL_COLLECTION_GENERATION}) happened inside a measurement window of this sweep, so where it "
+                f"reaches {CLAIM_PAUSE_MS:g} ms cannot be said from it.")
+    return f"Where {what} reaches {CLAIM_PAUSE_MS:g} ms on this machine: {c.text}."
+
+
+def hits_sentences(study: Study) -> list[str]:
+    """How the claim's arithmetic (every call meets a 10 ms pause) compares with the measured cells."""
+    c = study.cells[study.cells["delayed_calls_per_chain"] > 0]
+    if not len(c):
+        return ["No call of any chain was delayed by a GC pause."]
+    often = c.loc[c["calls_delayed_share"].idxmax()]
+    long = c.loc[c["dead_per_delayed_call_ms"].idxmax()]
+    fits = c[(c["calls_delayed_share"] >= 0.99) & (c["dead_per_delayed_call_ms"] >= CLAIM_PAUSE_MS)]
+    out = [f"Where calls were delayed most often ({fmt_pct(often['calls_delayed_share'])} of calls, {often['backend']}/{often['gc_mode']} at "
+           f"{study.point_label(often.heap_objects, often.profile)}), a delayed call lost "
+           f"{fmt_ms(often['dead_per_delayed_call_ms'])} ms on average; where a delayed call lost the most "
+           f"({fmt_ms(long['dead_per_delayed_call_ms'])} ms, {long['backend']}/{long['gc_mode']} at "
+           f"{study.point_label(long.heap_objects, long.profile)}), {fmt_pct(long['calls_delayed_share'])} of "
+           f"calls were delayed."]
+    out.append(f"{len(fits)} of {len(study.cells)} cells fit the claim's arithmetic." if len(fits) else
+               "No cell fits the claim's arithmetic.")
+    return [" ".join(out)]
+
+
+def dead_tables(study: Study) -> list[Table]:
+    claim = study.claim_ms
+    dead = _pivots(study, "dead", "Mean GC dead time per chain (ms), share of the claim",
+                   f"Server GC pause time overlapping the {study.calls_per_chain} calls of one chain, mean over the "
+                   f"chains of the cell; in brackets its share of the claim's {fmt_ms(claim)} ms.", study.groups,
+                   lambda r: f"{fmt_ms(r.dead_mean_ms)} ({fmt_pct(r.dead_mean_ms / claim)})")
+
+    def cost(r) -> str:
+        if not r.gc_cost_ref:
+            return "no reference"
+        if r.gc_cost_ref == f"{r.backend}/{r.gc_mode}":
+            return "reference"
+        return f"{_signed(r.gc_cost_ms)} {fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, _signed)}"
+
+    costs = _pivots(study, "gc-cost", "Counterfactual GC cost per chain (ms), 95% CI",
+                    "Mean chain latency minus that of the same backend with GC disabled at the same point (or the "
+                    f"no-GC control, {CONTROL_BACKEND}, for a runtime without an off switch); 95% bootstrap CI "
+                    "resampling chains and repetitions. Against another runtime the difference mixes GC with every "
+                    "other difference between the two servers, and can be negative.", study.groups, cost)
+    return dead + costs
+
+
+def detail_table(study: Study) -> Table:
+    rows = []
+    for r in study.cells.itertuples():
+        rows.append([fmt_heap(r.heap_objects), r.profile, r.backend, r.gc_mode, str(r.chains), fmt_ms(r.chain_mean_ms),
+                     fmt_ms(r.dead_mean_ms), fmt_ms(r.dead_p50_ms), fmt_ms(r.dead_p99_ms), fmt_ms(r.dead_max_ms),
+                     fmt_pct(r.dead_mean_ms / study.claim_ms), str(r.gc_events), fmt_ms(r.pause_max_ms),
+                     _signed(r.gc_cost_ms), fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, _signed), r.gc_cost_ref or "-"])
+    return Table("cells", "Every cell of the sweep",
+                 "One row per grid point and (backend, gc mode); times in ms per chain unless named.",
+                 ["heap", "profile", "backend", "gc mode", "chains", "chain mean", "dead mean", "dead p50", "dead p99",
+                  "dead max", "vs claim", "GC events", "largest pause", "GC cost", "95% CI", "reference"],
+                 rows, set(range(4, 15)))
+
+
+def pause_tables(study: Study) -> list[Table]:
+    def text(r) -> str:
+        return "no pause" if not r.gc_events else f"{fmt_ms(r.pause_max_ms)} / {fmt_ms(r.pause_p99_ms)}"
+
+    return _pivots(study, "pauses", "Largest / p99 GC pause (ms)",
+                   "Server-reported GC pauses inside the measurement windows, each runtime in its default setting.",
+                   study.default_groups(), text)
+
+
+def full_gc_table(study: Study) -> Table:
+    rows = []
+    for prof, g in study.full_gc.groupby("profile", sort=False):
+        cells = []
+        for r in g.itertuples():
+            cells.append("not measured" if not r.python_measured else "none" if not r.count
+                         else f"{fmt_ms(r.p50_ms)} / {fmt_ms(r.max_ms)} (n={r.count})")
+        rows.append([prof, *cells, study.crossings[prof].text, study.crossings_max[prof].text])
+    return Table("full-gc", f"CPython full collections ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, generation "
+                 f"{FULL_COLLECTION_GENERATION})",
+                 f"Median / largest generation-2 pause (ms) and their number per heap size; where the median and "
+                 f"the largest reach {CLAIM_PAUSE_MS:g} ms, interpolated log-log between measured heap sizes.",
+                 ["profile", *(f"{fmt_heap(h)} objects" for h in study.heaps), f"median reaches {CLAIM_PAUSE_MS:g} ms",
+                  f"largest reaches {CLAIM_PAUSE_MS:g} ms"], rows, set(range(1, 1 + len(study.heaps))))
+
+
+def mitigation_summary(study: Study) -> Table:
+    rows = []
+    r = study.ratios
+    for b, m in study.groups:
+        g = r[(r["backend"] == b) & (r["gc_mode"] == m)]
+        if not len(g):
+            continue
+        cells = [b, m, str(len(g))]
+        for metric in ("dead", "chain"):
+            v = g[f"{metric}_ratio"].dropna()
+            cells += [fmt_ratio(v.median()) if len(v) else "-",
+                      f"{fmt_ratio(v.min())} .. {fmt_ratio(v.max())}" if len(v) else "-"]
+        better = int((g["chain_hi"] < 1).sum())
+        worse = int((g["chain_lo"] > 1).sum())
+        cells.append(f"{better} faster, {worse} slower, {len(g) - better - worse} no clear change")
+        rows.append(cells)
+    return Table("mitigations", "What each GC setting buys, over the grid",
+                 "Ratios against the same runtime's default at the same grid point (below 1: the setting is better); "
+                 "median and range over the grid points. 'faster/slower' counts points whose 95% CI of the chain "
+                 "latency ratio lies entirely below/above 1.",
+                 ["backend", "gc mode", "points", "dead time ratio (median)", "range", "chain latency ratio (median)",
+                  "range", "chain latency"], rows, {2, 3, 4, 5, 6})
+
+
+def mitigation_tables(study: Study) -> list[Table]:
+    idx = {(r.heap_objects, r.profile, r.backend, r.gc_mode): r for r in study.ratios.itertuples()}
+    groups = [g for g in study.groups if any((k[2], k[3]) == g for k in idx)]
+    tables = []
+    for metric, what in (("dead", "GC dead time per chain"), ("chain", "mean chain latency")):
+        def text(c, metric=metric) -> str:
+            r = idx.get((c.heap_objects, c.profile, c.backend, c.gc_mode))
+            if r is None:
+                return "-"
+            v = getattr(r, f"{metric}_ratio")
+            if v != v:
+                return "default has none"
+            return f"{fmt_ratio(v)} {fmt_ci(getattr(r, f'{metric}_lo'), getattr(r, f'{metric}_hi'))}"
+
+        tables += _pivots(study, f"ratio-{metric}", f"Ratio of {what} to the default, 95% CI",
+                          f"{what[0].upper()}{what[1:]} in the mode / in the same runtime's default mode at the "
+                          "same point.",
+                          groups, text)
+    return tables
+
+
+def hits_tables(study: Study) -> list[Table]:
+    def text(r) -> str:
+        lo, hi = wilson(int(r.chains_hit), int(r.chains))
+        return (f"{fmt_pct(r.chains_hit_share)} [{fmt_pct(lo)}, {fmt_pct(hi)}] / "
+                f"{fmt_pct(r.calls_delayed_share)}")
+
+    return _pivots(study, "hits", "Chains that met a GC pause [95% CI] / calls delayed",
+                   "Share of chains with at least one call overlapped by a server GC pause (Wilson 95% interval over "
+                   "chains), and share of all calls overlapped. The claim's arithmetic assumes 100% / 100%.",
+                   study.groups, text)
+
+
+def claim_arithmetic_table(study: Study) -> Table:
+    """Per default runtime at its worst point: the claim's decomposition (50 delayed calls x 10 ms) next to the
+    measured one (delayed calls per chain x dead time per delayed call)."""
+    n = study.calls_per_chain
+    rows = [["the claim", "-", "-", "100%", str(n), fmt_ms(CLAIM_PAUSE_MS), fmt_ms(study.claim_ms)]]
+    for b, m in study.default_groups():
+        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
+        w = c.loc[c["dead_mean_ms"].idxmax()]
+        rows.append([f"{b}/{m}", study.point_label(w.heap_objects, w.profile), fmt_pct(w.chains_hit_share),
+                     fmt_pct(w.calls_delayed_share), f"{w.delayed_calls_per_chain:.3g}",
+                     fmt_ms(w.dead_per_delayed_call_ms), fmt_ms(w.dead_mean_ms)])
+    return Table("arithmetic", "The claim's arithmetic against the measured one",
+                 "Dead time per chain = delayed calls per chain x dead time per delayed call; for each runtime in its "
+                 "default setting at its worst grid point (largest mean dead time).",
+                 ["cell", "grid point", "chains hit", "calls delayed", "delayed calls / chain",
+                  "dead per delayed call (ms)", "dead per chain (ms)"], rows, {2, 3, 4, 5, 6})
+
+
+def control_table(study: Study) -> Table | None:
+    ctl = study.cells[study.cells["backend"] == CONTROL_BACKEND]
+    if not len(ctl):
+        return None
+    dflt = study.cells[study.cells[["backend", "gc_mode"]].apply(tuple, axis=1).isin(study.default_groups())
+                       & (study.cells["gc_events"] > 0)]
+    rows = []
+    for r in ctl.itertuples():
+        here = dflt[(dflt["heap_objects"] == r.heap_objects) & (dflt["profile"] == r.profile)]
+        big = here.loc[here["pause_max_ms"].idxmax()] if len(here) else None
+        rows.append([fmt_heap(r.heap_objects), r.profile, r.gc_mode, str(r.calls), fmt_ms(r.latency_p50_ms),
+                     fmt_ms(r.latency_p99_ms), fmt_ms(r.latency_p999_ms), fmt_ms(r.latency_max_ms),
+                     fmt_ms(r.chain_mean_ms),
+                     f"{fmt_ms(big['pause_max_ms'])} ({big['backend']})" if big is not None else "-"])
+    return Table("control", f"The no-GC control ({CONTROL_BACKEND}): call latency tail",
+                 "Call latency (ms, client send to response) of a server without any GC, per grid point; the last "
+                 "column is the largest GC pause any runtime reported at the same point, for scale.",
+                 ["heap", "profile", "gc mode", "calls", "p50", "p99", "p99.9", "max", "chain mean",
+                  "largest GC pause here"], rows, set(range(3, 10)))
+
+
+def context_table(study: Study) -> Table:
+    n = study.calls_per_chain
+    rows = []
+    for b, m in study.groups:
+        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
+        w = c.loc[c["dead_mean_ms"].idxmax()]
+        shares = [fmt_pct(w.dead_mean_ms / (w.chain_mean_ms + n * t * 1000)) for t in THINK_TIMES_S]
+        rows.append([b, m, study.point_label(w.heap_objects, w.profile), fmt_ms(w.dead_mean_ms),
+                     fmt_ms(w.chain_mean_ms), *shares])
+    return Table("context", "GC dead time as a share of an agent chain's wall time",
+                 f"At each cell's worst grid point: dead / (measured chain time + {n} x think time). The think "
+                 f"times are an assumption (LLM response time per call), not a measurement.",
+                 ["backend", "gc mode", "worst grid point", "dead/chain (ms)", "chain time (ms)",
+                  *(f"think {t:g} s" for t in THINK_TIMES_S)], rows, set(range(3, 5 + len(THINK_TIMES_S))))
+
+
+def spread_tables(study: Study) -> list[Table]:
+    def text(r) -> str:
+        d = r.rep_dead_spread
+        dead = "-" if d != d else "inf" if math.isinf(d) else f"x{fmt_ratio(d)}"
+        return f"x{fmt_ratio(r.rep_chain_spread)} / {dead}"
+
+    return _pivots(study, "spread", "Spread between repetitions: chain latency / dead time",
+                   "Max / min over the repetitions of a cell (each a fresh server process) of the mean chain latency "
+                   "and of the mean dead time per chain; x1 = identical; 'inf': a repetition without any dead time; '-': "
+                   "no dead time at all.",
+                   study.groups, text)
+
+
+def unmeasured_table(study: Study) -> Table:
+    rows = []
+    for meta in study.metas:
+        for c in meta.get("cells", []):
+            if c.get("status") != "ok":
+                rows.append([meta.get("run_id", "?"), str(c.get("backend")), str(c.get("gc_mode")), str(c.get("rep")),
+                             str(c.get("status")), str(c.get("reason", "") or "")])
+    return Table("unmeasured", "Cells not measured", "Skipped (a runtime without that setting) or failed cells.",
+                 ["point", "backend", "gc mode", "rep", "status", "reason"], rows, {3})
+
+
+# ---------------------------------------------------------------------------------------------- facts
+
+
+def _command(meta: dict) -> str:
+    argv = meta.get("command") or []
+    if not argv:
+        return "?"
+    prog = "python -m gcbench" if str(argv[0]).endswith("__main__.py") else Path(str(argv[0])).name
+    return " ".join([prog, shlex.join(str(a) for a in argv[1:])]).strip()
+
+
+def _utc(text) -> datetime | None:
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
+
+
+def fmt_duration(s: float) -> str:
+    if s != s:
+        return "-"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def wall_time(study: Study) -> tuple[float, float, str, str, bool]:
+    """(first start to last end, sum of the points' own durations, first start, last end, from file times).
+
+    Points written before run.json recorded `finished_utc` fall back to the file's modification time."""
+    starts, spans, ends, approx = [], [], [], False
+    for meta in study.metas:
+        t0 = _utc(meta.get("created_utc"))
+        t1 = _utc(meta.get("finished_utc"))
+        if t1 is None:
+            p = study.folder / str(meta.get("run_id", "")) / "run.json"
+            if p.is_file():
+                t1 = datetime.fromtimestamp(int(p.stat().st_mtime), timezone.utc).replace(tzinfo=None)
+                approx = True
+        if t0 is None or t1 is None:
+            continue
+        starts.append(t0)
+        ends.append(t1)
+        spans.append((t1 - t0).total_seconds())
+    if not starts:
+        return math.nan, math.nan, "?", "?", approx
+    span = (max(ends) - min(starts)).total_seconds()
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    return span, float(sum(spans)), min(starts).strftime(iso), max(ends).strftime(iso), approx
+
+
+def facts(study: Study) -> list[tuple[str, str]]:
+    m = study.manifest
+    grid = m.get("grid", {})
+    meta = study.metas[0]
+    env = meta.get("environment", {})
+    chain = meta.get("scenario", {}).get("chain", {})
+    span, summed, first, last, approx = wall_time(study)
+    versions: dict[str, str] = {}
+    for mt in study.metas:
+        versions.update(mt.get("environment", {}).get("backend_versions", {}))
+    freq = env.get("cpu_frequency", {}) or {}
+    mem = env.get("memory_total_bytes")
+    loads = [mt.get("environment", {}).get("load_average_before", [math.nan])[0] for mt in study.metas]
+    profiles = grid.get("profiles", {})
+    prof_text = "; ".join(f"{p}: " + (", ".join(f"{k}={v}" for k, v in o.items()) or "the base [work]")
+                          for p, o in profiles.items())
+    work = grid.get("base", {}).get("work", {})
+    modes = grid.get("gc_modes", {})
+    total_points = len(grid.get("heap_objects", [])) * len(profiles)
+    think = chain.get("think_ms", 0)
+    return [
+        ("sweep", f"{study.name} in {study.folder} (grid {m.get('grid_hash', '?')}, shard {m.get('shard', '?')})"),
+        ("command", "; ".join(dict.fromkeys(_command(mt) for mt in study.metas))),  # more than one: resumed, merged
+        ("sweep file", str(m.get("source", "?"))),
+        ("date (UTC)", f"sweep created {m.get('created_utc', '?')}; points measured from {first} to {last}"),
+        ("wall time", f"{fmt_duration(span)} from the first point's start to the last one's end "
+                      f"({fmt_duration(summed)} measuring the points)" + (" (partly from file times)" if approx else "")),
+        ("grid", f"{len(study.metas)} of {total_points or '?'} points measured: heap sizes "
+                 f"{', '.join(fmt_heap(h) for h in grid.get('heap_objects', study.heaps))} objects x profiles "
+                 f"{', '.join(profiles) or ', '.join(study.profiles)}; {grid.get('reps', '?')} repetition(s)"),
+        ("GC settings", "; ".join(f"{b}: {', '.join(modes.get(b, [DEFAULT_MODE]))}" for b in grid.get("backends", []))),
+        ("profiles", prof_text or "-"),
+        ("base work", ", ".join(f"{k}={v}" for k, v in work.items()) or "-"),
+        ("chains", f"{chain.get('chains', '?')} chains x {chain.get('calls', study.calls_per_chain)} calls per cell, "
+                   f"{chain.get('agents', 1)} agent(s), {chain.get('warmup_calls', '?')} warm-up calls, think time "
+                   f"{think} ms"),
+        ("machine", f"{env.get('cpu_model', '?')}, {env.get('cpu_count', '?')} CPUs"
+                    + (f", {mem / 2**30:.1f} GiB RAM" if isinstance(mem, int) else "")),
+        ("system", f"{env.get('platform', '?')}, host {env.get('hostname', '?')}, CPU governor "
+                   f"{freq.get('governor', '?')}; load average before each point "
+                   f"{min(loads):.2f} .. {max(loads):.2f}"),
+        ("runtimes", ", ".join(f"{b} ({v})" for b, v in versions.items()) or "-"),
+        ("harness", f"gcbench {env.get('gcbench_version', '?')} (commit {env.get('gcbench_git_commit') or '?'}), "
+                    f"Python {env.get('python_version', '?')}"),
+        ("the claim", f"a {CLAIM_PAUSE_MS:g} ms GC pause per call adds up to {CLAIM_PAUSE_MS:g} ms x "
+                      f"{study.calls_per_chain} calls = {fmt_ms(study.claim_ms)} ms of dead time per chain"),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+
+def sections(study: Study) -> list[Section]:
+    """The document, format-neutral: paragraphs, tables and figure names in reading order."""
+    if "sections" in study.cache:
+        return study.cache["sections"]
+    claim = study.claim_ms
+    n = study.calls_per_chain
+    intro, points = headline_points(study)
+    out = [Section("", "headline", "Headline", [intro, Bullets(points), headline_table(study)])]
+
+    out.append(Section("1", "dead-time", f"GC dead time per {n}-call chain against the claim's {fmt_ms(claim)} ms", [
+        f"GC dead time is the part of a chain's calls that the server spent inside a GC pause (each nanosecond "
+        f"counted once). The claim puts it at {CLAIM_PAUSE_MS:g} ms x {n} calls = {fmt_ms(claim)} ms. The "
+        f"counterfactual GC cost is what the chain would have saved with the GC off: a different measurement of "
+        f"the same thing, which also counts the GC's indirect costs (allocation slow paths, caches).",
+        "figure:dead_time", *dead_tables(study), Details(detail_table(study))]))
+
+    cross_text = full_gc_sentence(study)
+    out.append(Section("2", "pause-growth", "How pause size grows with the live heap", [
+        "Each runtime in its default setting: the largest and the 99th-percentile GC pause at each live-heap size.",
+        cross_text, "figure:pause_growth", *pause_tables(study), full_gc_table(study)]))
+
+    items: list = []
+    if len(study.ratios):
+        items = ["Each setting against the same runtime's default at the same grid point. A ratio below 1 is a "
+                 "gain. The dead-time ratio says how much GC pause time the setting removes from the chains; the "
+                 "chain-latency ratio says what the user of the chain sees, GC's indirect costs included.",
+                 mitigation_summary(study), "figure:mitigations", *mitigation_tables(study)]
+    else:
+        items = ["No runtime was measured in a setting besides its default: nothing to compare."]
+    out.append(Section("3", "mitigations", "What each mitigation buys", items))
+
+    out.append(Section("4", "hits", "How often a chain meets a pause", [
+        f"The claim's arithmetic assumes every one of the {n} calls meets a {CLAIM_PAUSE_MS:g} ms pause. In a "
+        f"runtime, pauses come when the allocation since the last collection crosses a threshold, not per call: "
+        f"the tables give how many chains and calls actually met one.",
+        *hits_sentences(study), "figure:chains_hit", claim_arithmetic_table(study), *hits_tables(study)]))
+
+    ctl = control_table(study)
+    if ctl is not None:
+        c = study.cells[study.cells["backend"] == CONTROL_BACKEND]
+        items = [f"{CONTROL_BACKEND} has no garbage collector: its latency tail is the transport, the harness and "
+                 f"the machine. Its worst call took {fmt_ms(c['latency_max_ms'].max())} ms and its p99.9 was at "
+                 f"most {fmt_ms(c['latency_p999_ms'].max())} ms over the grid; latency of that size in a GC runtime "
+                 f"is not evidence of GC.", ctl]
+    else:
+        items = [f"The sweep has no no-GC control backend ({CONTROL_BACKEND}): GC cannot be separated from the "
+                 f"rest of the latency tail here."]
+    out.append(Section("5", "control", "The no-GC control", items))
+
+    out.append(Section("6", "context", "GC in an agent's wall time", [
+        f"An agent waits for its LLM between tool calls. Assumed think time per call: "
+        f"{', '.join(f'{t:g} s' for t in THINK_TIMES_S)} (an assumption: a short completion to a long reasoning "
+        f"step). Share of wall time = measured dead time / (measured chain time + {n} x think time).",
+        context_table(study)]))
+
+    out.append(Section("", "variation", "What varies between repetitions", [*_variation_text(study),
+                                                                          *spread_tables(study)]))
+    items = [unmeasured_table(study)] if unmeasured_table(study).rows else []
+    out.append(Section("", "setup", "Machine, command and grid", ["facts", *items]))
+    study.cache["sections"] = out
+    return out
+
+
+def _variation_text(study: Study) -> list[str]:
+    c = study.cells
+    chain = c["rep_chain_spread"].dropna()
+    if not len(chain):
+        return ["Every cell was measured once (reps = 1): the spread between repetitions is unknown. Run the "
+                "sweep with reps >= 2 to see which ratios are stable."]
+    dead = c["rep_dead_spread"].dropna()
+    dead = dead[c.loc[dead.index, "dead_mean_ms"] > 0]
+    worst = c.loc[chain.idxmax()]
+    text = (f"Mean chain latency differs between repetitions of a cell by x{fmt_ratio(chain.median())} "
+            f"(median over cells), at most x{fmt_ratio(chain.max())} ({worst['backend']}/{worst['gc_mode']} at "
+            f"{study.point_label(worst.heap_objects, worst.profile)}); "
+            f"{int((chain > STABLE_SPREAD).sum())} of {len(chain)} cells vary by more than "
+            f"{(STABLE_SPREAD - 1) * 100:.0f}%.")
+    out = [text]
+    if len(dead):
+        finite = dead[np.isfinite(dead)]
+        zero = int((~np.isfinite(dead)).sum())
+        out.append(f"Mean dead time per chain varies more: median x{fmt_ratio(finite.median()) if len(finite) else '-'}"
+                   f", {int((dead > STABLE_SPREAD).sum())} of {len(dead)} cells with dead time beyond "
+                   f"{(STABLE_SPREAD - 1) * 100:.0f}%" + (f", {zero} with a repetition that had none" if zero else "")
+                   + ". Dead time is made of few pauses per chain, so a cell's total moves with whether one large "
+                   "collection falls inside the measured chains; ratios built on it are less stable than "
+                   "chain-latency ratios.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def _figures(study: Study) -> dict[str, tuple]:
+    """name -> (FigureSpec, PNG bytes), drawn once per study."""
+    if "figures" not in study.cache:
+        from gcbench.report.figures import png_bytes
+        from gcbench.report.study_figures import FIGURES
+
+        wanted = {i[7:] for sec in sections(study) for i in sec.items if isinstance(i, str) and i.startswith("figure:")}
+        specs = [make(study) for make in FIGURES if make.__name__ in wanted]  # only what the document shows
+        study.cache["figures"] = {spec.name: (spec, png_bytes(spec.figure)) for spec in specs}
+    return study.cache["figures"]
+
+
+def _save_figures(study: Study, out: Path) -> dict[str, str]:
+    from gcbench.report.figures import atomic_write, figure_file_name
+
+    names = {}
+    for name, (spec, png) in _figures(study).items():
+        names[name] = figure_file_name(out, spec)
+        atomic_write(out.parent / names[name], png)
+    return names
+
+
+def _title(s: Section) -> str:
+    return f"{s.number}. {s.title}" if s.number else s.title
+
+
+def text_table(t: Table) -> list[str]:
+    rows = [t.headers, *t.rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(t.headers))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in t.numeric else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    body = [line(r) for r in t.rows] or ["(none)"]
+    return [f"{t.title}. {t.caption}", line(t.headers), line(["-" * w for w in widths]), *body, ""]
+
+
+def render_text(study: Study) -> str:
+    lines = [f"gcbench study: {study.name}", "=" * (15 + len(study.name)), ""]
+    for s in sections(study):
+        lines += [_title(s), "-" * len(_title(s)), ""]
+        for item in s.items:
+            if isinstance(item, Details):
+                item = item.table
+            if isinstance(item, Bullets):
+                lines += [f"- {b}" for b in item.items] + [""]
+            elif isinstance(item, Table):
+                lines += text_table(item)
+            elif item == "facts":
+                width = max(len(k) for k, _ in facts(study))
+                lines += [f"{k.ljust(width)}  {v}" for k, v in facts(study)] + [""]
+            elif item.startswith("figure:"):
+                from gcbench.report.study_figures import TITLES
+
+                lines += [f"[figure: {TITLES[item[7:]]}: in the Markdown and HTML reports]", ""]
+            else:
+                lines += [item, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_md(study: Study, out: Path | None = None) -> str:
+    from gcbench.report.markdown import _cell, md_table
+
+    names = _save_figures(study, out) if out is not None else {}
+    lines = [f"# gcbench study: {study.name}", ""]
+    for s in sections(study):
+        lines += [f"## {_title(s)}", ""]
+        for item in s.items:
+            if isinstance(item, Details):
+                item = item.table
+            if isinstance(item, Bullets):
+                lines += [f"- {_cell(b)}" for b in item.items] + [""]
+            elif isinstance(item, Table):
+                lines += md_table(item)
+            elif item == "facts":
+                lines += [f"- **{k}**: {_cell(v)}" for k, v in facts(study)] + [""]
+            elif item.startswith("figure:"):
+                spec = _figures(study)[item[7:]][0]
+                if item[7:] in names:
+                    lines += [f"![{spec.title}]({names[item[7:]]})", ""]
+                lines += [f"_{spec.title}. {spec.caption}_", ""]
+            else:
+                lines += [item, ""]
+    if out is None:
+        lines += ["_Figures are saved as PNG files next to the document when it is written with `-o FILE.md`._", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+STUDY_CSS = """
+ul.headline { background: #f6f8fa; border-left: 4px solid #c0392b; padding: 0.6em 1em 0.6em 2.2em; }
+ul.headline li { margin: 0.35em 0; }
+nav ul { columns: 2; font-size: 0.92em; list-style: none; padding-left: 0; }
+details summary { cursor: pointer; color: #555; margin: 0.5em 0; }
+table { display: block; overflow-x: auto; }
+"""
+
+
+def render_html(study: Study, out: Path | None = None) -> str:
+    import base64
+    from html import escape
+
+    from gcbench.report.html import CSS, html_table
+
+    if out is not None:
+        _save_figures(study, out)
+    figs = _figures(study)
+    secs = sections(study)
+    parts = [f"<h1>gcbench study: {escape(study.name)}</h1>", "<nav><ul>"]
+    parts += [f'<li><a href="#section-{s.key}">{escape(_title(s))}</a></li>' for s in secs]
+    parts.append("</ul></nav>")
+    for s in secs:
+        parts.append(f'<section id="section-{s.key}"><h2>{escape(_title(s))}</h2>')
+        for item in s.items:
+            if isinstance(item, Details):
+                parts.append(f"<details><summary>{escape(item.table.title)} ({len(item.table.rows)} rows)</summary>"
+                             f"{html_table(item.table)}</details>")
+            elif isinstance(item, Bullets):
+                parts.append(f'<ul class="{"headline" if s.key == "headline" else "findings"}">'
+                             + "".join(f"<li>{escape(b)}</li>" for b in item.items) + "</ul>")
+            elif isinstance(item, Table):
+                parts.append(html_table(item))
+            elif item == "facts":
+                parts.append('<dl class="facts">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>"
+                                                            for k, v in facts(study)) + "</dl>")
+            elif item.startswith("figure:"):
+                spec, png = figs[item[7:]]
+                data = base64.b64encode(png).decode("ascii")
+                parts.append(f'<figure id="figure-{escape(spec.name)}"><img alt="{escape(spec.title)}" '
+                             f'src="data:image/png;base64,{data}"><figcaption><b>{escape(spec.title)}.</b> '
+                             f"{escape(spec.caption)}</figcaption></figure>")
+            else:
+                parts.append(f"<p>{escape(item)}</p>")
+        parts.append("</section>")
+    parts.append(f"<footer>Made by gcbench from sweep folder {escape(str(study.folder))}. Times are CLOCK_MONOTONIC "
+                 "measurements; GC dead time counts each nanosecond of server GC pause inside a call once."
+                 "</footer>")
+    title = f"gcbench study: {study.name}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{escape(title)}</title>"
+            f"<style>{CSS}{STUDY_CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def study_format(out: Path | None, fmt: str | None) -> str:
+    """The explicit format, else the output file's suffix, else text; only text, md and html exist."""
+    from gcbench.report import format_for
+
+    f = format_for(out, fmt)
+    if f not in FORMATS:
+        raise GcbenchError(f"the study report is text, md or html, not {f!r}" + (f" (from {out})" if out else ""))
+    return f
+
+
+def export_study(study: Study, fmt: str, out: Path | None = None) -> str:
+    """Render the study as `fmt`; with `out`, also write it there (figures as PNG files next to it)."""
+    from gcbench.report.figures import atomic_write
+
+    try:
+        doc = {"text": lambda: render_text(study), "md": lambda: render_md(study, out),
+               "html": lambda: render_html(study, out)}[fmt]()
+        if out is not None:
+            atomic_write(out, doc.encode("utf-8"))
+    except OSError as e:
+        raise GcbenchError(f"cannot write the study report to {out}: {e.strerror or e}") from None
+    return doc

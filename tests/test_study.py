@@ -1,0 +1,224 @@
+"""The study report of a sweep folder, from a synthetic sweep with exactly known pauses and timings."""
+
+import base64
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from gcbench.errors import GcbenchError
+from gcbench.report.study import (
+    FORMATS,
+    build_study,
+    export_study,
+    fmt_count,
+    headline_text,
+    heap_crossing,
+    study_format,
+    wilson,
+)
+from gcbench.report.study_figures import FIGURES
+from tests.conftest import run_cli
+from tests.synthetic import Cell, Pause, write_run
+
+HEAPS = [0, 100_000, 1_000_000]
+PROFILES = {"light": {"alloc_objects": 100}, "cyclic": {"alloc_objects": 400, "cyclic_fraction": 1.0}}
+GEN2_MS = {0: 2.0, 100_000: 5.0, 1_000_000: 20.0}  # log-log: 10 ms is reached at sqrt(1e5 * 1e6) objects
+CROSSING = math.sqrt(1e5 * 1e6)
+GEN0_MS = 1.0
+REPS, CHAINS, CALLS = 2, 4, 5
+MODES = {"python": ["default", "freeze", "disabled"], "go": ["default"], "rust": ["default"]}
+MS = 1_000_000
+
+
+def _point_cells(heap: int) -> list[Cell]:
+    def lat(ms: float) -> np.ndarray:
+        return np.full((REPS, CHAINS, CALLS), int(ms * MS), np.int64)
+
+    full = [Pause(rep, 0, 0, 1_000, int(GEN2_MS[heap] * MS), generation=2) for rep in range(REPS)]
+    young = [Pause(rep, 1, 2, 1_000, int(GEN0_MS * MS), generation=0) for rep in range(REPS)]
+    rust = lat(1.0)
+    rust[1] = int(1.2 * MS)  # the second repetition is 20% slower: a known spread
+    return [
+        Cell("python", "default", lat(30), full + young),
+        Cell("python", "freeze", lat(29.5), young),
+        Cell("python", "disabled", lat(29)),
+        Cell("go", "default", lat(1), [Pause(0, 3, 4, 1_000, MS // 10, generation=-1)], runtime="go"),
+        Cell("rust", "default", rust, runtime="rust"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    grid = {"backends": list(MODES), "gc_modes": MODES, "heap_objects": HEAPS, "profiles": PROFILES, "reps": REPS,
+            "base": {"work": {"alloc_objects": 2000}}}
+    (root / "sweep.json").write_text(json.dumps({
+        "kind": "gcbench-sweep", "schema_version": 1, "name": "synthetic-study", "grid_hash": "0123456789abcdef",
+        "grid": grid, "source": "scenarios/synthetic-study.toml", "shard": "1/1", "gcbench_version": "test",
+        "machine": {"hostname": "host-a"}, "created_utc": "2026-01-01T00:00:00Z"}))
+    i = 0
+    for heap in HEAPS:
+        for profile in PROFILES:
+            path = write_run(root, _point_cells(heap), run_id=f"h{heap}-{profile}",
+                             scenario_extra={"server": {"heap_objects": heap}})
+            meta = json.loads((path / "run.json").read_text())
+            # points 10 s apart, 8 s each: the sweep spans 58 s and measured for 48 s
+            meta["created_utc"] = f"2026-01-01T00:00:{10 * i:02d}Z"
+            meta["finished_utc"] = f"2026-01-01T00:00:{10 * i + 8:02d}Z"
+            meta["command"] = ["/usr/bin/gcbench", "sweep", "scenarios/synthetic-study.toml", "-o", str(root)]
+            (path / "run.json").write_text(json.dumps(meta))
+            i += 1
+    return root
+
+
+@pytest.fixture(scope="module")
+def study(sweep_dir):
+    return build_study(sweep_dir, n_boot=300)
+
+
+def test_the_study_holds_the_known_numbers(study):
+    assert study.heaps == HEAPS and study.profiles == list(PROFILES) and study.calls_per_chain == CALLS
+    assert study.claim_ms == 10 * CALLS
+    c = study.cell(1_000_000, "cyclic", "python", "default")
+    # per repetition: one chain with the full collection, one with a young collection, two without
+    assert c.dead_mean_ms == pytest.approx((GEN2_MS[1_000_000] + GEN0_MS) / CHAINS)
+    assert c.chains_hit_share == pytest.approx(0.5) and c.calls_delayed_share == pytest.approx(2 / (CHAINS * CALLS))
+    assert c.pause_max_ms == pytest.approx(GEN2_MS[1_000_000])
+    # the full-collection crossing, per profile and over all profiles
+    for key in ("light", "cyclic", "all"):
+        assert study.crossings[key].status == "crossed"
+        assert study.crossings[key].heap_objects == pytest.approx(CROSSING, rel=1e-9)
+    # mitigation ratios against the same backend's default at the same point (constant latencies: exact)
+    r = study.ratios
+    f = r[(r["backend"] == "python") & (r["gc_mode"] == "freeze") & (r["point"] == "h1000000-light")].iloc[0]
+    assert f.chain_ratio == pytest.approx((5 * 29.5 + 4e-3) / (5 * 30 + 4e-3))
+    assert f.chain_lo == pytest.approx(f.chain_ratio) and f.chain_hi == pytest.approx(f.chain_ratio)
+    assert f.dead_ratio == pytest.approx(GEN0_MS / (GEN2_MS[1_000_000] + GEN0_MS))
+    d = r[(r["backend"] == "python") & (r["gc_mode"] == "disabled")]
+    assert len(d) == len(HEAPS) * len(PROFILES) and (d["dead_ratio"] == 0).all()
+    assert not ((r["backend"] == "go") | (r["backend"] == "rust")).any()  # no other modes to compare
+    # repetition spread: rust's second repetition is 1.2x slower per call
+    ctl = study.cell(0, "light", "rust", "default")
+    assert ctl.rep_chain_spread == pytest.approx((5 * 1.2 + 4e-3) / (5 * 1.0 + 4e-3))
+    assert ctl.latency_max_ms == pytest.approx(1.2)
+
+
+def test_headline_states_measured_numbers(study):
+    text = headline_text(study)
+    worst = (GEN2_MS[1_000_000] + GEN0_MS) / CHAINS
+    assert f"{worst:.3g} ms (python at 1M objects" in text
+    assert f"{fmt_count(CROSSING)} live objects" in text and fmt_count(CROSSING) == "316,000"
+    assert f"{GEN2_MS[1_000_000]:.3g} ms (python" in text  # the largest pause
+    assert "No cell fits the claim's arithmetic" in text
+    assert "x0.983" in text  # python freeze: the median chain-latency ratio
+
+
+def test_html_is_self_contained_with_every_figure_and_section(study, tmp_path):
+    out = tmp_path / "study.html"
+    doc = export_study(study, "html", out)
+    assert out.read_text() == doc
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', doc)
+    assert len(pngs) == len(FIGURES)
+    for data in pngs:
+        assert base64.b64decode(data).startswith(b"\x89PNG\r\n\x1a\n")
+    saved = sorted(p.name for p in tmp_path.glob("study-*.png"))
+    assert saved == sorted(f"study-{f.__name__}.png" for f in FIGURES)
+    for n in range(1, 7):
+        assert re.search(rf"<h2>{n}\. ", doc), f"section {n} missing"
+    for key in ("headline", "variation", "setup"):
+        assert f'id="section-{key}"' in doc
+    assert "<script" not in doc and "http://" not in doc and "https://" not in doc
+    # the facts: command, wall time from the points' run.json, machine
+    assert "gcbench sweep scenarios/synthetic-study.toml -o" in doc
+    assert "58 s from the first point&#x27;s start" in doc and "48 s measuring the points" in doc
+    assert "Test CPU, 2 CPUs" in doc
+    assert 'id="table-control"' in doc and 'id="table-context"' in doc and 'id="table-full-gc"' in doc
+
+
+def test_markdown_and_text(study, tmp_path):
+    out = tmp_path / "s.md"
+    md = export_study(study, "md", out)
+    for n in range(1, 7):
+        assert f"\n## {n}. " in md
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(links) == len(FIGURES) and all((tmp_path / name).is_file() for name in links)
+    text = export_study(study, "text")
+    assert "1. GC dead time per 5-call chain" in text and "data:image" not in text
+    assert "think 2 s" in text and "316,000" in text
+    assert "x1.2 / -" in text  # rust's spread: chain latency 1.2x between repetitions, no dead time
+
+
+def test_formats_and_errors(sweep_dir, tmp_path):
+    from pathlib import Path
+
+    assert FORMATS == ("text", "md", "html")
+    assert study_format(Path("a.md"), None) == "md" and study_format(None, None) == "text"
+    with pytest.raises(GcbenchError, match="text, md or html"):
+        study_format(Path("a.json"), None)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "sweep.json").write_text((sweep_dir / "sweep.json").read_text())
+    with pytest.raises(GcbenchError, match="no measured point"):
+        build_study(empty)
+    with pytest.raises(GcbenchError, match="not a sweep folder"):
+        build_study(tmp_path)
+
+
+def test_cli_writes_every_output(sweep_dir, tmp_path):
+    html, md = tmp_path / "r.html", tmp_path / "r.md"
+    res = run_cli("study", str(sweep_dir), "-o", str(html), "-o", str(md), timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert html.is_file() and md.is_file() and (tmp_path / "r-pause_growth.png").is_file()
+    bad = run_cli("study", str(sweep_dir), "-o", str(tmp_path / "r.json"), timeout=120)
+    assert bad.returncode == 2 and "ERROR" in bad.stderr and "text, md or html" in bad.stderr
+
+
+@pytest.mark.parametrize("heaps, pauses, status, heap", [
+    ([0, 100_000, 1_000_000], [2, 5, 20], "crossed", CROSSING),
+    ([100_000, 1_000_000], [5, 10], "crossed", 1_000_000),  # reached exactly at a measured size
+    ([10_000, 100_000, 1_000_000], [5, 4, 40], "crossed", 250_000),  # the first upward crossing
+    ([10_000, 100_000, 1_000_000], [5, math.nan, 20], "crossed", 100_000),  # an unmeasured size is skipped
+    ([100_000, 1_000_000], [1, 2], "not-reached", 1_000_000),
+    ([0, 100_000], [3, 12], "already-above", 100_000),  # heap 0 has no logarithm: no interpolation from it
+    ([0, 100_000], [11, 12], "already-above", 0),
+    ([0, 100_000], [math.nan, math.nan], "no-data", math.nan),
+])
+def test_heap_crossing(heaps, pauses, status, heap):
+    c = heap_crossing(heaps, pauses)
+    assert c.status == status
+    if heap == heap:
+        assert c.heap_objects == pytest.approx(heap, rel=1e-9)
+    words = {"crossed": "interpolated log-log", "not-reached": "not reached up to 1,000,000 objects",
+             "already-above": "already above 10 ms", "no-data": "no pause"}
+    assert words[status] in c.text
+
+
+def test_wilson_interval():
+    lo, hi = wilson(0, 8)
+    assert lo == 0 and 0.3 < hi < 0.35
+    lo, hi = wilson(8, 8)
+    assert hi == 1 and 0.65 < lo < 0.7
+    assert all(math.isnan(v) for v in wilson(0, 0))
+
+
+def test_a_minimal_sweep_renders_and_says_what_it_cannot_answer(tmp_path):
+    """One backend without a mode to compare, one heap size, one profile, one repetition, no control."""
+    grid = {"backends": ["go"], "gc_modes": {"go": ["default"]}, "heap_objects": [0], "profiles": {"base": {}},
+            "reps": 1, "base": {"work": {}}}
+    (tmp_path / "sweep.json").write_text(json.dumps({
+        "kind": "gcbench-sweep", "schema_version": 1, "name": "tiny", "grid_hash": "x", "grid": grid,
+        "source": "tiny.toml", "shard": "1/1", "gcbench_version": "test", "machine": {}, "created_utc": "?"}))
+    lat = np.full((1, 3, CALLS), MS, np.int64)
+    write_run(tmp_path, [Cell("go", "default", lat, runtime="go")], run_id="h0-base",
+              scenario_extra={"server": {"heap_objects": 0}})
+    st = build_study(tmp_path, n_boot=100)
+    text = export_study(st, "text")
+    assert "reps = 1" in text and "No CPython full collection" in text and "no no-GC control backend" in text
+    assert "nothing to compare" in text and "No call of any chain was delayed" in text
+    html = export_study(st, "html", tmp_path / "t.html")
+    assert 'id="figure-mitigations"' not in html  # no setting to compare: section 3 says so instead
+    assert len(re.findall(r"data:image/png;base64,", html)) == len(FIGURES) - 1
+    assert not (tmp_path / "t-mitigations.png").exists()
