@@ -7,7 +7,7 @@ how many stall-free calls looked like stalls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -100,6 +100,7 @@ def run(scenario, backends, gc_modes, server_cmd, tool, tool_args, chains, calls
     cells measured so far are saved; a second signal stops at once).
     """
     from gcbench import procs
+    from gcbench.analysis import summarize
     from gcbench.backends import all_backends, select_backends
     from gcbench.gcmode import parse_gc_modes
     from gcbench.memwatch import parse_memory_cap, total_memory_bytes
@@ -108,7 +109,6 @@ def run(scenario, backends, gc_modes, server_cmd, tool, tool_args, chains, calls
     from gcbench.runner import Interrupted, RunConfig, execute
     from gcbench.scenario import load_scenario
     from gcbench.store import load_run
-    from gcbench.analysis import summarize
 
     sc = load_scenario(scenario).with_overrides(chains=chains, calls=calls, rate_per_s=rate_per_s)
     names = [n.strip() for n in backends.split(",") if n.strip()] if backends else None

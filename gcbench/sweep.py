@@ -19,7 +19,6 @@ from gcbench.metadata import MACHINE_KEYS, collect_environment
 from gcbench.scenario import (
     MAX_OBJECTS,
     Scenario,
-    Work,
     _check_int,
     _only_keys,
     _type_name,

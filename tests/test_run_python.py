@@ -21,7 +21,7 @@ def _run(*args, out):
 def test_run_writes_a_loadable_folder_with_every_call(tiny_scenario, tmp_path):
     run, info = _run("--scenario", str(tiny_scenario), "--backend", "python,inproc",
                      "--gc-mode", "default,disabled", "--reps", "2", out=tmp_path)
-    calls, events, meta = run.calls, run.gc_events, run.meta
+    calls, meta = run.calls, run.meta
     assert meta["schema_version"] == 1 and meta["status"] == "complete"
     assert meta["scenario"]["name"] == "tiny"
     assert {"python_version", "cpu_model", "cpu_count", "platform"} <= set(meta["environment"])
