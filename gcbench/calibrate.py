@@ -63,7 +63,7 @@ def calibrate(out_dir: Path, *, chains: int = 10, calls: int = 50, stalls_ms: tu
                                out_dir=out_dir, transport=transport), log=log)
     run = load_run(result.path)
     if threshold_ms is None:
-        threshold_ms = min(stalls_ms) / 2 if plan else 0.5
+        threshold_ms = min(stalls_ms) / 2  # also for a stall-free run: the threshold the stalls would get
     return analyse(run.path, run.calls, run.gc_events, plan, threshold_ms)
 
 
