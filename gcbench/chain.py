@@ -126,6 +126,8 @@ def run_chains(
                 raise CellError(f"no answer within {call_timeout_s:g} s (call {row % K} of chain {row // K})")
             continue
         for t_r, msg in replies:
+            if "method" in msg:
+                continue  # a server's own notification or request (e.g. a log message), not an answer
             msg_id = msg.get("id")
             row = msg_id - FIRST_CALL_ID if type(msg_id) is int else -1
             if not 0 <= row < total:

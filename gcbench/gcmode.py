@@ -44,7 +44,8 @@ def parse_gc_mode(text: str) -> GcMode:
     if takes_arg:
         parts = arg.split(",")
         expected = 3 if name == "thresholds" else 1
-        if len(parts) != expected or not all(p.isdigit() for p in parts) or (name != "thresholds" and int(parts[0]) <= 0):
+        if len(parts) != expected or not all(p.isascii() and p.isdigit() for p in parts) \
+                or (name != "thresholds" and int(parts[0]) <= 0):
             raise GcbenchError(f"--gc-mode {text!r}: expected {MODES[name][1]}")
         return GcMode(name, arg)
     return GcMode(name)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from gcbench.errors import CellError
 
 PROTOCOL_VERSION = "2025-06-18"
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # one message from a server; more is a fault (bounded harness memory)
 READ_CHUNK = 1 << 16  # below malloc's mmap threshold: a 1 MiB read buffer cost ~20 us per call
 
 
@@ -50,8 +50,9 @@ def call_outcome(msg: dict) -> str | None:
     if not isinstance(result, dict):
         return "response has neither result nor error"
     if result.get("isError"):
-        content = result.get("content") or [{}]
-        text = content[0].get("text", "") if isinstance(content[0], dict) else ""
+        content = result.get("content")
+        first = content[0] if isinstance(content, list) and content else None
+        text = first.get("text", "") if isinstance(first, dict) else ""
         return f"tool error: {str(text)[:200]}"
     return None
 
@@ -65,6 +66,9 @@ class StdioTransport:
         self._wfd = write_fd
         self._rfd = read_fd
         os.set_blocking(read_fd, False)
+        if write_fd >= 0:
+            os.set_blocking(write_fd, False)  # a server that stops reading must not block a send forever
+        self.send_timeout_s = 30.0  # Session keeps it equal to its own timeout
         # select.poll, not the selectors module: a third of the per-call cost was selectors' bookkeeping
         self._poller = select.poll()
         self._poller.register(read_fd, select.POLLIN)
@@ -75,12 +79,31 @@ class StdioTransport:
     def send(self, data: bytes, agent: int = 0) -> None:
         try:
             n = os.write(self._wfd, data)
-            if n < len(data):  # a full pipe: finish the rest (never on the hot path with small requests)
-                view = memoryview(data)[n:]
-                while view:
-                    view = view[os.write(self._wfd, view):]
+        except BlockingIOError:
+            n = 0
         except OSError as e:
             raise CellError(f"server closed its input ({e.__class__.__name__}){self._describe_exit()}") from None
+        if n < len(data):  # a full pipe: finish the rest (never on the hot path with small requests)
+            self._send_rest(memoryview(data)[n:])
+
+    def _send_rest(self, view: memoryview) -> None:
+        """Wait for room in the pipe; a server that reads nothing for send_timeout_s is hung."""
+        poller = select.poll()
+        poller.register(self._wfd, select.POLLOUT)
+        deadline = time.monotonic() + self.send_timeout_s
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CellError(f"server stopped reading its input (a request could not be sent within "
+                                f"{self.send_timeout_s:g} s)")
+            if not poller.poll(left * 1000.0):
+                continue
+            try:
+                view = view[os.write(self._wfd, view):]
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                raise CellError(f"server closed its input ({e.__class__.__name__}){self._describe_exit()}") from None
 
     @property
     def buffer(self) -> bytearray:
@@ -117,7 +140,8 @@ class StdioTransport:
             buf += chunk
             if b"\n" not in chunk:
                 if len(buf) > MAX_MESSAGE_BYTES:
-                    raise CellError(f"server wrote more than {MAX_MESSAGE_BYTES} bytes without a newline")
+                    raise CellError(f"server wrote more than {MAX_MESSAGE_BYTES >> 20} MiB without a newline "
+                                    f"(the limit of one message)")
                 return []
             *lines, rest = buf.split(b"\n")
             self._buf = bytearray(rest)
@@ -148,6 +172,16 @@ class Session:
         self.transport = transport
         self.timeout_s = timeout_s
         self._next_id = 1_000_000_000  # far from the ids the chain driver uses
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
+    @timeout_s.setter
+    def timeout_s(self, value: float) -> None:
+        self._timeout_s = value
+        if hasattr(self.transport, "send_timeout_s"):  # a send blocked by a full pipe waits no longer than a call
+            self.transport.send_timeout_s = value
 
     def request(self, method: str, params: dict | None = None, timeout_s: float | None = None) -> dict:
         msg_id = self._next_id

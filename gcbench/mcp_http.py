@@ -11,6 +11,7 @@ import json
 import selectors
 import socket
 import time
+from collections.abc import Callable
 
 from gcbench.errors import CellError
 from gcbench.mcp import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
@@ -50,7 +51,9 @@ def parse_response(buf: bytearray) -> tuple[int, dict[str, str], bytes, int] | N
             line_end = buf.find(b"\r\n", pos)
             if line_end < 0:
                 return None
-            size = int(bytes(buf[pos:line_end]).split(b";")[0] or b"0", 16)
+            size = _number(bytes(buf[pos:line_end]).split(b";")[0].strip() or b"0", 16, "chunk size")
+            if size > MAX_MESSAGE_BYTES:
+                raise CellError(f"HTTP chunk of {size} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
             if size == 0:
                 trailer_end = buf.find(b"\r\n", line_end + 2)
                 if trailer_end < 0:
@@ -61,12 +64,23 @@ def parse_response(buf: bytearray) -> tuple[int, dict[str, str], bytes, int] | N
                 return None
             body += buf[start : start + size]
             pos = start + size + 2
-    length = int(headers.get("content-length", "0") or 0)
+    length = _number(headers.get("content-length", "0") or "0", 10, "Content-Length")
     if length > MAX_MESSAGE_BYTES:
         raise CellError(f"HTTP response of {length} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
     if len(buf) < pos + length:
         return None
     return status, headers, bytes(buf[pos : pos + length]), pos + length
+
+
+def _number(text: str | bytes, base: int, what: str) -> int:
+    """A non-negative integer from a response header or chunk line; a CellError when it is not one."""
+    try:
+        value = int(text, base)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise CellError(f"server sent an HTTP {what} that is not a number: {text[:40]!r}")
+    return value
 
 
 def messages_from_body(headers: dict[str, str], body: bytes) -> list[dict]:
@@ -86,10 +100,11 @@ def messages_from_body(headers: dict[str, str], body: bytes) -> list[dict]:
 class HttpTransport:
     kind = "http"
 
-    def __init__(self, host: str, port: int, path: str = "/mcp") -> None:
+    def __init__(self, host: str, port: int, path: str = "/mcp", describe_exit: Callable[[], str] = lambda: "") -> None:
         self.host = host
         self.port = port
         self.path = path
+        self._describe_exit = describe_exit  # why the server went away, for the error message
         self._conns: dict[int, _Conn] = {}
         self._sel = selectors.DefaultSelector()
         self._clock = time.monotonic_ns
@@ -100,7 +115,7 @@ class HttpTransport:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=10)
         except OSError as e:
-            raise CellError(f"cannot connect to the server on {self.host}:{self.port}: {e}") from None
+            raise CellError(f"cannot connect to the server on {self.host}:{self.port}: {e}{self._describe_exit()}") from None
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = _Conn(sock, agent)
@@ -131,7 +146,7 @@ class HttpTransport:
         try:
             conn.sock.sendall(self._head(len(body)) + body)
         except OSError as e:
-            raise CellError(f"HTTP send failed ({e.__class__.__name__}: {e})") from None
+            raise CellError(f"HTTP send failed ({e.__class__.__name__}: {e}){self._describe_exit()}") from None
 
     def poll(self, timeout_s: float | None) -> list[tuple[int, dict]]:
         out: list[tuple[int, dict]] = []
@@ -140,11 +155,13 @@ class HttpTransport:
             try:
                 chunk = conn.sock.recv(READ_CHUNK)
             except OSError as e:
-                raise CellError(f"HTTP connection failed ({e.__class__.__name__}: {e})") from None
+                raise CellError(f"HTTP connection failed ({e.__class__.__name__}: {e}){self._describe_exit()}") from None
             t_recv = self._clock()
             if not chunk:
-                raise CellError("server closed the HTTP connection")
+                raise CellError(f"server closed the HTTP connection{self._describe_exit()}")
             conn.buf += chunk
+            if len(conn.buf) > MAX_MESSAGE_BYTES + 65536:  # a body that never ends (chunked) or a flood
+                raise CellError(f"server sent more than {MAX_MESSAGE_BYTES} bytes without completing a response")
             while True:
                 parsed = parse_response(conn.buf)
                 if parsed is None:

@@ -204,7 +204,7 @@ def _end_strays(log: Callable[[str], None], label: str) -> int:
     """Kill what a server or build left running after it was stopped (only under the CLI); say so."""
     n = procs.kill_strays()
     if n:
-        log(f"{label}: ended {n} process(es) left running after the server was stopped")
+        log(f"{label}: ended {n} process(es) a server or helper left running")
     return n
 
 

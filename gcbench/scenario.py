@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from gcbench.errors import GcbenchError
 
@@ -21,6 +22,9 @@ MAX_CPU_ITERS = 1_000_000_000
 MAX_SLEEP_US = 10_000_000
 MAX_THINK_MS = 600_000.0
 MAX_RATE_PER_S = 100_000.0
+MAX_CALLS_PER_CELL = 2_000_000  # chains x calls: the driver preallocates a few lists of this length
+MAX_TOOL_ARGS_DEPTH = 32
+MAX_SCENARIO_BYTES = 1024 * 1024  # a scenario is a few lines; a bigger file is a mistake
 THINK_DISTS = ("fixed", "exponential", "uniform", "lognormal")
 
 
@@ -90,6 +94,7 @@ class Scenario:
             ch = replace(ch, chains=_check_int(self.source, "chain.chains", chains, 1, MAX_CHAINS))
         if calls is not None:
             ch = replace(ch, calls=_check_int(self.source, "chain.calls", calls, 1, MAX_CALLS))
+        _check_total_calls(self.source, ch)
         return replace(self, chain=ch)
 
     def to_dict(self) -> dict:
@@ -108,7 +113,11 @@ def list_builtin() -> list[tuple[str, str]]:
         try:
             out.append((path.stem, load_scenario(str(path)).description))
         except GcbenchError as e:
-            out.append((path.stem, f"(invalid: {e})"))
+            if "is a sweep file" in str(e):
+                desc = read_toml(path).get("description", "")
+                out.append((path.stem, f"{desc} [a sweep: gcbench sweep {path.stem}]"))
+            else:
+                out.append((path.stem, f"(invalid: {e})"))
     return out
 
 
@@ -127,20 +136,34 @@ def resolve_path(name_or_path: str) -> Path:
 
 def load_scenario(name_or_path: str) -> Scenario:
     path = resolve_path(name_or_path)
+    data = read_toml(path)
+    if not data:
+        raise GcbenchError(f"{path}: empty scenario file (no field set); `--scenario default` runs the defaults")
+    if "sweep" in data:
+        raise GcbenchError(f"{path} is a sweep file (it has a [sweep] table): run it with `gcbench sweep {name_or_path}`")
+    return parse_scenario(data, str(path), default_name=path.stem)
+
+
+def read_toml(path: Path) -> dict:
+    """A TOML file as data (never code); every failure is a GcbenchError naming the file."""
     src = str(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SCENARIO_BYTES + 1)
     except OSError as e:
         raise GcbenchError(f"{src}: cannot read: {e.strerror}") from None
+    if len(raw) > MAX_SCENARIO_BYTES:
+        raise GcbenchError(f"{src}: larger than the cap of {MAX_SCENARIO_BYTES} bytes for a scenario file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise GcbenchError(f"{src}: not a UTF-8 text file") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise GcbenchError(f"{src}: invalid TOML: {e}") from None
-    return parse_scenario(data, src, default_name=path.stem)
+    except RecursionError:
+        raise GcbenchError(f"{src}: invalid TOML: arrays or tables nested too deeply") from None
 
 
 def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scenario:
@@ -158,6 +181,7 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
         think=_parse_think(src, chain_t.get("think_ms", 0)),
         rate_per_s=_check_float(src, "chain.rate_per_s", chain_t.get("rate_per_s", 0.0), 0.0, MAX_RATE_PER_S),
     )
+    _check_total_calls(src, chain)
     work_t = _table(src, "work", data)
     _only_keys(src, "work.", work_t, set(Work.__dataclass_fields__))
     work = Work(
@@ -176,6 +200,8 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
     tool_args = server_t.get("tool_args")
     if tool_args is not None and not isinstance(tool_args, dict):
         raise GcbenchError(f"{src}: field 'server.tool_args': expected a table, got {_type_name(tool_args)}")
+    if tool_args is not None and _depth(tool_args) > MAX_TOOL_ARGS_DEPTH:
+        raise GcbenchError(f"{src}: field 'server.tool_args': nested deeper than the cap of {MAX_TOOL_ARGS_DEPTH} levels")
     server = Server(
         heap_objects=_check_int(src, "server.heap_objects", server_t.get("heap_objects", 0), 0, MAX_OBJECTS),
         command=_check_str(src, "server.command", server_t.get("command", "")),
@@ -206,6 +232,30 @@ def _parse_think(src: str, value: object) -> Think:
     mean = _check_float(src, f + ".mean", value["mean"], 0.0, MAX_THINK_MS)
     sigma = _check_float(src, f + ".sigma", value.get("sigma", 0.5), 0.0, 5.0)
     return Think(dist, ms=mean, sigma=sigma)
+
+
+def _check_total_calls(src: str, chain: Chain) -> None:
+    total = chain.chains * chain.calls
+    if total > MAX_CALLS_PER_CELL:
+        raise GcbenchError(
+            f"{src}: field 'chain.chains': {chain.chains} chains x {chain.calls} calls = {total} calls per cell "
+            f"is above the cap of {MAX_CALLS_PER_CELL}"
+        )
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of tables and arrays, without recursion (the value may be nested very deeply)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d)
+            if d > MAX_TOOL_ARGS_DEPTH:
+                return d
+            todo.extend((x, d + 1) for x in v)
+    return deepest
 
 
 def _table(src: str, key: str, data: dict) -> dict:

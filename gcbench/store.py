@@ -173,7 +173,7 @@ def load_run(path: str | os.PathLike) -> RunData:
     version = meta["schema_version"]
     if type(version) is not int or version != SCHEMA_VERSION:
         raise GcbenchError(
-            f"{meta_path}: schema_version {str(version)[:40]!r} is not supported by this gcbench "
+            f"{meta_path}: schema_version {json.dumps(version)[:40]} is not supported by this gcbench "
             f"(it reads {SCHEMA_VERSION})"
         )
     _check_meta(meta_path, meta)
@@ -208,7 +208,10 @@ _META_TYPES = {"run_id": str, "status": str, "cells": list, "scenario": dict, "c
 def _check_meta(meta_path: Path, meta: dict) -> None:
     """The fields every reader relies on have their types, so a damaged run.json is one clear line."""
     for key, typ in _META_TYPES.items():
-        if key in meta and not isinstance(meta[key], typ):
+        if key not in meta:
+            if key != "run_id":  # written by every gcbench; run_id falls back to the folder's name
+                raise GcbenchError(f"{meta_path}: field {key!r} is missing")
+        elif not isinstance(meta[key], typ):
             raise GcbenchError(f"{meta_path}: field {key!r} should be {typ.__name__}, not {type(meta[key]).__name__}")
     if "run_id" in meta and meta["run_id"] != safe_run_id(meta["run_id"]):
         raise GcbenchError(f"{meta_path}: field 'run_id' {meta['run_id'][:40]!r} is not a run folder name")

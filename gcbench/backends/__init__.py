@@ -7,11 +7,23 @@ from gcbench.errors import GcbenchError
 
 
 def _registry() -> dict[str, type[Backend]]:
+    from gcbench.backends.go import GoBackend
     from gcbench.backends.inproc import InprocBackend
+    from gcbench.backends.node import NodeBackend
+    from gcbench.backends.node_sdk import NodeSdkBackend
     from gcbench.backends.python import PythonBackend
+    from gcbench.backends.python_sdk import PythonSdkBackend
+    from gcbench.backends.rust import RustBackend
+    from gcbench.backends.stall import StallBackend
 
     classes: list[type[Backend]] = [
         PythonBackend,
+        PythonSdkBackend,
+        GoBackend,
+        RustBackend,
+        StallBackend,
+        NodeBackend,
+        NodeSdkBackend,
         InprocBackend,
     ]
     return {cls.name: cls for cls in classes}
@@ -19,7 +31,7 @@ def _registry() -> dict[str, type[Backend]]:
 
 # Backends a run uses when none is named: every available one that runs out of process.
 def default_backend_names() -> list[str]:
-    return [name for name, cls in _registry().items() if not cls.in_process and cls().availability().ok]
+    return [name for name, cls in _registry().items() if cls.in_default_run and cls().availability().ok]
 
 
 def all_backends() -> list[Backend]:
@@ -35,3 +47,20 @@ def get_backend(name: str) -> Backend:
     if not avail.ok:
         raise GcbenchError(f"backend {name} is not available: {avail.reason}")
     return backend
+
+
+def select_backends(names: list[str] | None, server_cmd: str = "", tool: str = "work",
+                    tool_args: dict | None = None) -> list[Backend]:
+    """The backends of a run: the named ones (default: every available server backend) and a user's server."""
+    chosen = [get_backend(n) for n in dict.fromkeys(names)] if names else []
+    if server_cmd:
+        from gcbench.backends.custom import CustomBackend
+
+        custom = CustomBackend(server_cmd, tool=tool, tool_args=tool_args)
+        avail = custom.availability()
+        if not avail.ok:
+            raise GcbenchError(f"--server-cmd: {avail.reason}")
+        chosen.append(custom)
+    elif not names:
+        chosen = [get_backend(n) for n in default_backend_names()]
+    return chosen

@@ -10,13 +10,18 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
+from gcbench import procs
 from gcbench.errors import CellError
 from gcbench.gcmode import GcMode
 from gcbench.mcp import Session, StdioTransport
 from gcbench.mcp_http import HttpTransport
+from gcbench.memwatch import MemoryWatch
 from gcbench.scenario import Scenario
 
-STOP_GRACE_S = 5.0
+STOP_GRACE_S = 5.0  # a healthy server flushes its side channel and exits on stdin EOF well within this
+FAILED_STOP_GRACE_S = 1.0  # a failed or interrupted cell's server: its data is not kept, do not wait long
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,8 @@ class CellContext:
     events_path: Path
     stderr_path: Path
     transport: str = "stdio"
-    timeout_s: float = 30.0
+    timeout_s: float = 30.0  # start-up: from launch to the answer to initialize / the HTTP port
+    max_memory_bytes: int | None = None  # RSS cap of the server's process tree (None: no cap)
     cpu_affinity: list[int] | None = None  # --pin: the server's cores (inherited by all its threads)
 
 
@@ -51,8 +57,11 @@ class ServerHandle(ABC):
     pid: int | None
 
     @abstractmethod
-    def stop(self) -> int | None:
-        """Stop the server (and everything it started); return its exit code when known."""
+    def stop(self, grace_s: float | None = None) -> int | None:
+        """Stop the server (and everything it started); return its exit code when known.
+
+        grace_s: how long it may take to exit by itself (None: the default for a healthy server).
+        """
 
 
 class Backend(ABC):
@@ -70,7 +79,7 @@ class Backend(ABC):
         """None when this backend can run the GC mode, else why not (the cell is skipped with it)."""
         return None
 
-    def prepare(self, log) -> None:
+    def prepare(self, log) -> None:  # noqa: B027  (optional hook: most backends need nothing)
         """Build or install what the server needs (cached); called once per run before any cell."""
 
     def tool_arguments(self, scenario: Scenario) -> dict:
@@ -101,47 +110,67 @@ class SubprocessBackend(Backend):
         return SubprocessServer(spec, env, ctx)
 
 
-def _read_tail(path: Path, limit: int = 600) -> str:
+def _read_tail(path: Path, limit: int = 600, lines: int = 3) -> str:
+    """The last lines of a server's stderr, on one line (it ends up in a one-line cell failure reason)."""
     try:
-        data = path.read_bytes()[-limit:]
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
+            data = f.read()
     except OSError:
         return ""
-    return data.decode("utf-8", "replace").strip()
+    text = data.decode("utf-8", "replace")
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip().strip("^~ ")]  # not the ^^^ markers
+    return " | ".join(kept[-lines:])
 
 
 class SubprocessServer(ServerHandle):
-    """Runs a server in its own process group so that stopping it never leaves a child behind."""
+    """Runs a server in its own process group so that stopping it never leaves a child behind.
+
+    Start-up (process, registration, memory watcher) is never cut short by a first Ctrl-C; whatever fails or
+    is interrupted after the process exists stops it before the exception leaves the constructor.
+    """
 
     def __init__(self, spec: LaunchSpec, env: dict[str, str], ctx: CellContext) -> None:
         self.ctx = ctx
-        self._stderr = open(ctx.stderr_path, "wb")  # noqa: SIM115  (closed in stop)
-        try:
-            self.proc = subprocess.Popen(
-                spec.argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._stderr,
-                env=env,
-                cwd=spec.cwd,
-                start_new_session=True,
-                close_fds=True,
-                # set before exec, so every thread and child the server starts inherits it
-                preexec_fn=(lambda: os.sched_setaffinity(0, ctx.cpu_affinity)) if ctx.cpu_affinity else None,
-            )
-        except OSError as e:
-            self._stderr.close()
-            raise CellError(f"cannot start server {spec.argv[0]!r}: {e.strerror or e}") from None
-        self.pid = self.proc.pid
-        if ctx.transport == "http":
+        self.transport = None
+        self.watch: MemoryWatch | None = None
+        with procs.held():  # a process that exists is registered (and watched) before a signal can act
+            self._stderr = open(ctx.stderr_path, "wb")  # noqa: SIM115  (closed in stop)
             try:
-                port = self._read_listening_port(ctx.timeout_s)
-            except CellError:
-                self.stop()
+                self.proc = subprocess.Popen(
+                    spec.argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=self._stderr,
+                    env=env,
+                    cwd=spec.cwd,
+                    start_new_session=True,
+                    close_fds=True,
+                    # set before exec, so every thread and child the server starts inherits it
+                    preexec_fn=(lambda: os.sched_setaffinity(0, ctx.cpu_affinity)) if ctx.cpu_affinity else None,
+                )
+            except OSError as e:
+                self._stderr.close()
+                raise CellError(f"cannot start server {spec.argv[0]!r}: {e.strerror or e}") from None
+            self.pid = self.proc.pid
+            procs.register_group(self.pid, f"server {spec.argv[0]}")
+            try:
+                if ctx.max_memory_bytes:
+                    self.watch = MemoryWatch(self.pid, ctx.max_memory_bytes)
+            except OSError:
+                self.stop(FAILED_STOP_GRACE_S)
                 raise
-            self.transport = HttpTransport("127.0.0.1", port)
-        else:
-            self.transport = StdioTransport(self.proc.stdin.fileno(), self.proc.stdout.fileno(), self.describe_exit)
-        self.session = Session(self.transport, ctx.timeout_s)
+        try:
+            if ctx.transport == "http":
+                with procs.raising():
+                    port = self._read_listening_port(ctx.timeout_s)
+                self.transport = HttpTransport("127.0.0.1", port, describe_exit=self.describe_exit)
+            else:
+                self.transport = StdioTransport(self.proc.stdin.fileno(), self.proc.stdout.fileno(), self.describe_exit)
+            self.session = Session(self.transport, ctx.timeout_s)
+        except BaseException:
+            self.stop(FAILED_STOP_GRACE_S)
+            raise
 
     def _read_listening_port(self, timeout_s: float) -> int:
         """HTTP mode: the server's first stdout line is `GCBENCH_LISTENING <port>`."""
@@ -152,12 +181,14 @@ class SubprocessServer(ServerHandle):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise CellError(f"server did not announce its HTTP port within {timeout_s:g} s")
+                if len(reader.buffer) > 4096:
+                    raise CellError("server wrote more than 4 KiB on stdout without announcing its HTTP port")
                 reader.read_raw(left)
         finally:
             reader.close()
         line = bytes(reader.buffer).split(b"\n", 1)[0].decode("utf-8", "replace").strip()
         word, _, port = line.partition(" ")
-        if word != "GCBENCH_LISTENING" or not port.isdigit():
+        if word != "GCBENCH_LISTENING" or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
             raise CellError(f"expected 'GCBENCH_LISTENING <port>' from the server in HTTP mode, got {line[:80]!r}")
         return int(port)
 
@@ -168,36 +199,65 @@ class SubprocessServer(ServerHandle):
                 code = self.proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 code = None
+        verdict = self.watch.verdict(0.2) if self.watch else None
+        if verdict:
+            return f" (exit code {code}): {verdict}"
         tail = _read_tail(self.ctx.stderr_path)
         out = "" if code is None else f" (exit code {code})"
         return out + (f"; its stderr ends: {tail}" if tail else "")
 
-    def stop(self) -> int | None:
+    def stop(self, grace_s: float | None = None) -> int | None:
+        """EOF on stdin, then SIGTERM, then SIGKILL to the process group and to every descendant seen."""
+        with procs.held():  # once begun, stopping runs to the end (a second signal still kills all at once)
+            return self._stop(STOP_GRACE_S if grace_s is None else grace_s)
+
+    def _stop(self, grace_s: float) -> int | None:
         proc = self.proc
         try:
+            # descendants that left the process group (setsid) are found through the process tree
+            try:
+                strays = psutil.Process(proc.pid).children(recursive=True)
+            except psutil.Error:
+                strays = []
             if proc.stdin and not proc.stdin.closed:
                 try:
                     proc.stdin.close()  # EOF: the polite way to ask an MCP stdio server to exit
                 except OSError:
                     pass
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
+            if not self._wait(grace_s):
                 self._signal_group(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=STOP_GRACE_S)
-                except subprocess.TimeoutExpired:
-                    pass
+                self._wait(grace_s)
             # whatever the server started is ended too, even if the server itself exited
             self._signal_group(signal.SIGKILL)
+            for p in strays:
+                try:
+                    p.kill()  # checks the process is still the one seen (pid reuse)
+                except psutil.Error:
+                    pass
             if proc.poll() is None:
                 proc.wait()
             return proc.returncode
         finally:
-            self.transport.close()
+            procs.unregister_group(proc.pid)
+            if self.watch:
+                self.watch.stop()
+            if self.transport is not None:
+                self.transport.close()
             if proc.stdout:
                 proc.stdout.close()
             self._stderr.close()
+
+    def _wait(self, timeout_s: float) -> bool:
+        """Wait for the server to exit; cut short to FAILED_STOP_GRACE_S once the user has asked to stop."""
+        t0 = time.monotonic()
+        while True:
+            try:
+                self.proc.wait(timeout=0.05)
+                return True
+            except subprocess.TimeoutExpired:
+                waited = time.monotonic() - t0
+                if waited >= timeout_s or (procs.pending() is not None and waited >= FAILED_STOP_GRACE_S):
+                    return False
 
     def _signal_group(self, sig: int) -> None:
         try:

@@ -20,7 +20,15 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gcbench"
     )
     path = Path(root)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = path.stat()
+        if st.st_uid != os.getuid():
+            raise GcbenchError(f"cache folder {path} belongs to another user; set GCBENCH_CACHE to a folder of yours")
+        if st.st_mode & 0o077:
+            path.chmod(0o700)  # servers are built and run from here: private to the user
+    except OSError as e:
+        raise GcbenchError(f"cache folder {path}: {e.strerror or e}; set GCBENCH_CACHE to a writable folder") from None
     return path
 
 

@@ -58,7 +58,7 @@ class InprocHandle(ServerHandle):
         self.session = Session(self.transport, ctx.timeout_s)
         self.pid = None
 
-    def stop(self) -> int | None:
+    def stop(self, grace_s: float | None = None) -> int | None:
         self.server.probe.flush()
         self.server.probe.uninstall()
         enabled, thresholds = self._saved
