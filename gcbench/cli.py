@@ -269,7 +269,10 @@ def merge(out_dir, shards):
                    "which goes to reports/<sweep name>/study.html.")
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "html"]), default=None,
               help="text = tables only; md = Markdown with tables and figures; html = one self-contained page.")
-def study(sweep_dir, outs, fmt):
+@click.option("--rerun", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              metavar="SWEEP_DIR2", help="The same sweep run again: adds a reproducibility section (which ratios "
+                                         "moved by more than 20%).")
+def study(sweep_dir, outs, fmt, rerun):
     """The study report of a sweep folder: the claim check across runtimes, GC settings and heap sizes.
 
     Answers, with confidence intervals: GC dead time per chain against the claim, pause size against the
@@ -280,6 +283,13 @@ def study(sweep_dir, outs, fmt):
 
     formats = [study_format(out, fmt) for out in outs]  # a bad suffix fails before the analysis runs
     st = build_study(sweep_dir)
+    if rerun is not None:
+        from dataclasses import replace
+
+        from gcbench.sweep import check_compatible, read_manifest
+
+        check_compatible(read_manifest(Path(sweep_dir)), read_manifest(rerun), f"{rerun} is not a re-run of {sweep_dir}")
+        st = replace(st, rerun=build_study(rerun), cache={})
     if not outs:
         fmt = fmt or "text"
         if fmt != "html":

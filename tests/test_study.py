@@ -222,3 +222,20 @@ def test_a_minimal_sweep_renders_and_says_what_it_cannot_answer(tmp_path):
     assert 'id="figure-mitigations"' not in html  # no setting to compare: section 3 says so instead
     assert len(re.findall(r"data:image/png;base64,", html)) == len(FIGURES) - 1
     assert not (tmp_path / "t-mitigations.png").exists()
+
+
+def test_reproducibility_section_compares_the_ratios_of_a_rerun(study):
+    from dataclasses import replace
+
+    from gcbench.report.study import reproducibility, sections
+
+    same_text, _ = reproducibility(study, study)
+    assert "100% of" in same_text and "reproduced within 20%" in same_text
+    moved = study.ratios.copy()
+    moved.loc[moved.index[0], "chain_ratio"] *= 1.5  # one ratio moves by 50% in the "re-run"
+    rerun = replace(study, ratios=moved, cache={})
+    text, table = reproducibility(study, rerun)
+    n = int(study.ratios["chain_ratio"].notna().sum())
+    assert f"of {n} mean chain latency ratios" in text and "100% of" not in text.split(";")[0]
+    assert table.rows[0][0] == "mean chain latency" and table.rows[0][-1] == "x1.5"
+    assert any(s.key == "reproducibility" for s in sections(replace(study, rerun=rerun, cache={})))

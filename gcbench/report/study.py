@@ -175,6 +175,7 @@ class Study:
     full_gc: pd.DataFrame  # CPython generation-2 pauses per (profile or "all", heap)
     crossings: dict[str, Crossing]  # per profile and "all": where a full collection reaches 10 ms (median)
     crossings_max: dict[str, Crossing]  # the same on the largest full collection
+    rerun: Study | None = None  # the same sweep measured again (gcbench study --rerun): reproducibility
     cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -865,6 +866,9 @@ def sections(study: Study) -> list[Section]:
 
     out.append(Section("", "variation", "What varies between repetitions", [*_variation_text(study),
                                                                           *spread_tables(study)]))
+    if study.rerun is not None:
+        text, table = reproducibility(study, study.rerun)
+        out.append(Section("", "reproducibility", "Reproducibility: the same command run again", [text, table]))
     items = [unmeasured_table(study)] if unmeasured_table(study).rows else []
     out.append(Section("", "setup", "Machine, command and grid", ["facts", *items]))
     study.cache["sections"] = out
@@ -896,6 +900,35 @@ def _variation_text(study: Study) -> list[str]:
                    "collection falls inside the measured chains; ratios built on it are less stable than "
                    "chain-latency ratios.")
     return out
+
+
+def reproducibility(a: Study, b: Study) -> tuple[str, Table]:
+    """The mitigation ratios of two runs of the same sweep side by side: which reproduce within ~20%."""
+    keys = ["point", "heap_objects", "profile", "backend", "gc_mode"]
+    j = a.ratios.merge(b.ratios, on=keys, suffixes=("_a", "_b"))
+    rows, verdicts = [], []
+    for metric, label in (("chain", "mean chain latency"), ("dead", "GC dead time")):
+        x = j[[*keys, f"{metric}_ratio_a", f"{metric}_ratio_b"]].dropna()
+        x = x[(x[f"{metric}_ratio_a"] > 0) & (x[f"{metric}_ratio_b"] > 0)]
+        if not len(x):
+            continue
+        change = x[f"{metric}_ratio_b"] / x[f"{metric}_ratio_a"]
+        within = (change.between(1 / STABLE_SPREAD, STABLE_SPREAD)).mean()
+        verdicts.append(f"{fmt_pct(within)} of {len(x)} {label} ratios reproduced within "
+                        f"{(STABLE_SPREAD - 1) * 100:.0f}% (median change x{fmt_ratio(float(np.exp(np.abs(np.log(change))).median()))})")
+        worst = x.assign(change=change).iloc[np.argsort(-np.abs(np.log(change.to_numpy())))[:8]]
+        for r in worst.itertuples():
+            rows.append([label, a.point_label(r.heap_objects, r.profile), f"{r.backend}/{r.gc_mode}",
+                         fmt_ratio(getattr(r, f"{metric}_ratio_a")), fmt_ratio(getattr(r, f"{metric}_ratio_b")),
+                         f"x{fmt_ratio(r.change)}"])
+    text = (f"{b.folder} measured the same grid again. Of the ratios of each setting to its runtime's default: "
+            + "; ".join(verdicts) + ". Dead-time ratios rest on a few pauses per chain (one full collection more or "
+            "less inside the measured chains moves them), so they vary more than chain-latency ratios. The table "
+            "lists the ratios that moved most.") if verdicts else f"{b.folder}: no ratio in common with this sweep."
+    table = Table("reproducibility", "Ratios that moved most between the two runs",
+                  "Ratio of a setting to its runtime's default at the same grid point, in each run; change = second / first.",
+                  ["ratio of", "point", "setting", "first run", "re-run", "change"], rows, {3, 4, 5})
+    return text, table
 
 
 # ---------------------------------------------------------------------------------------------- rendering
