@@ -113,14 +113,15 @@ def run_chains(
             send(data, a)
             inflight[a] = t
         wake_ns = due[0][0] if due else None
+        deadline = 0
         if inflight:
             deadline = min(inflight.values()) + timeout_ns
             if wake_ns is None or deadline < wake_ns:
                 wake_ns = deadline
-        timeout_s = None if wake_ns is None else max(0.0, (wake_ns - clock()) / 1e9)
+        timeout_s = None if wake_ns is None else max(0.0, (wake_ns - now) / 1e9)
         replies = poll(timeout_s)
         if not replies:
-            if inflight and clock() >= min(inflight.values()) + timeout_ns:
+            if inflight and clock() >= deadline:
                 late = min(inflight, key=inflight.get)
                 row = row_of[late]
                 raise CellError(f"no answer within {call_timeout_s:g} s (call {row % K} of chain {row // K})")

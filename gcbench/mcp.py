@@ -57,6 +57,11 @@ def call_outcome(msg: dict) -> str | None:
     return None
 
 
+def _snippet(line: bytes | bytearray | str) -> bytes:
+    """The start of a bad line, as bytes (the way the server wrote it)."""
+    return bytes(line[:120]) if isinstance(line, (bytes, bytearray)) else line[:120].encode()
+
+
 class StdioTransport:
     """Newline-delimited JSON-RPC over a child's stdin/stdout pipes."""
 
@@ -135,7 +140,10 @@ class StdioTransport:
             raise CellError(f"server closed its output{self._describe_exit()}")
         buf = self._buf
         if not buf and chunk.endswith(b"\n") and chunk.count(b"\n") == 1:
-            lines = (chunk,)  # the common case: exactly one whole message
+            try:  # the common case: one whole message (a str skips json's encoding sniffing)
+                lines = (chunk.decode(),)
+            except UnicodeDecodeError:
+                lines = (chunk,)  # json.loads says what is wrong with it
         else:
             buf += chunk
             if b"\n" not in chunk:
@@ -152,9 +160,9 @@ class StdioTransport:
             except ValueError:
                 if not line.strip():
                     continue
-                raise CellError(f"server wrote non-JSON on stdout: {bytes(line[:120])!r}") from None
+                raise CellError(f"server wrote non-JSON on stdout: {_snippet(line)!r}") from None
             if not isinstance(msg, dict):
-                raise CellError(f"server wrote a JSON value that is not a message: {bytes(line[:120])!r}")
+                raise CellError(f"server wrote a JSON value that is not a message: {_snippet(line)!r}")
             out.append((t_recv, msg))
         return out
 

@@ -334,7 +334,8 @@ def mitigation_ratios(chains: pd.DataFrame, n_boot: int = BOOTSTRAP_SAMPLES,
                 with np.errstate(divide="ignore", invalid="ignore"):
                     q = ba / bb
                 q = q[~np.isnan(q)]  # 0/0: a resample without dead time on both sides
-                lo, hi = np.percentile(q, [2.5, 97.5]) if len(q) else (math.nan, math.nan)
+                # x/0 (a resample whose reference had no dead time) is inf: no interpolation across it
+                lo, hi = np.percentile(q, [2.5, 97.5], method="nearest") if len(q) else (math.nan, math.nan)
                 row.update({f"{metric}_ratio": float(a.mean() / b.mean()), f"{metric}_lo": float(lo),
                             f"{metric}_hi": float(hi)})
             rows.append(row)
