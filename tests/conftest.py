@@ -45,3 +45,15 @@ def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subpro
         [sys.executable, "-m", "gcbench", *args],
         capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def ready_backend(name: str):
+    """A registered backend, built or installed; the test is skipped with the reason when it is unavailable."""
+    from gcbench.backends import all_backends
+
+    backend = next(b for b in all_backends() if b.name == name)
+    avail = backend.availability()
+    if not avail.ok:
+        pytest.skip(f"{name}: {avail.reason}")
+    backend.prepare(lambda msg: None)
+    return backend

@@ -11,18 +11,13 @@ from gcbench.gcmode import GcMode
 from gcbench.runner import read_side_channel
 from gcbench.scenario import Scenario, Work
 
+from .conftest import ready_backend
+
 SERVER_BACKENDS = [b.name for b in all_backends() if not b.in_process and b.name != "custom"]
 GC_RUNTIMES = {"python", "node", "go"}
 ALLOCATING = Work(alloc_objects=20000, cyclic_fraction=0.5, payload_bytes=100)
 
 
-def _backend(name):
-    backend = next(b for b in all_backends() if b.name == name)
-    avail = backend.availability()
-    if not avail.ok:
-        pytest.skip(f"{name}: {avail.reason}")
-    backend.prepare(lambda msg: None)
-    return backend
 
 
 @pytest.fixture(params=["stdio", "http"])
@@ -32,7 +27,7 @@ def transport(request):
 
 @pytest.mark.parametrize("name", SERVER_BACKENDS)
 def test_protocol_conformance(name, transport, tmp_path):
-    backend = _backend(name)
+    backend = ready_backend(name)
     ctx = CellContext(tmp_path / "events.jsonl", tmp_path / "stderr.log", transport=transport, timeout_s=60)
     handle = backend.start(GcMode("default"), Scenario("t"), ctx)
     try:

@@ -19,19 +19,12 @@ from gcbench.runner import events_frame, read_side_channel
 from gcbench.scenario import Scenario, Server
 from gcbench.store import load_run
 
-from .conftest import run_cli
+from .conftest import ready_backend, run_cli
 
 METERED = {"python": "python", "python-sdk": "python", "node": "node", "node-sdk": "node", "go": "go",
            "rust": "rust", "stall": "rust"}
 
 
-def _backend(name):
-    backend = next(b for b in all_backends() if b.name == name)
-    avail = backend.availability()
-    if not avail.ok:
-        pytest.skip(f"{name}: {avail.reason}")
-    backend.prepare(lambda msg: None)
-    return backend
 
 
 def _gone(pid: int) -> bool:
@@ -45,7 +38,7 @@ def _gone(pid: int) -> bool:
 @pytest.mark.parametrize("name", list(METERED))
 def test_meter_writes_hiccups_and_stats(name, tmp_path):
     # floor 0: every late wake-up is an event, so some are certain on any machine
-    backend = Metered(_backend(name), hiccup_us=1000, floor_us=0)
+    backend = Metered(ready_backend(name), hiccup_us=1000, floor_us=0)
     ctx = CellContext(tmp_path / "events.jsonl", tmp_path / "stderr.log", timeout_s=60)
     handle = backend.start(GcMode("default"), Scenario("t"), ctx)
     try:
@@ -75,7 +68,7 @@ def test_meter_writes_hiccups_and_stats(name, tmp_path):
 @pytest.mark.parametrize("name", ["python", "rust"])
 def test_no_meter_without_the_variable(name, tmp_path):
     ctx = CellContext(tmp_path / "events.jsonl", tmp_path / "stderr.log", timeout_s=60)
-    handle = _backend(name).start(GcMode("default"), Scenario("t"), ctx)
+    handle = ready_backend(name).start(GcMode("default"), Scenario("t"), ctx)
     try:
         handle.session.handshake("work")
         time.sleep(0.05)
@@ -89,7 +82,7 @@ def test_no_meter_without_the_variable(name, tmp_path):
 
 def test_python_gen2_collections_show_as_hiccups(tmp_path):
     """A big heap's full collections hold the GIL for milliseconds: the meter thread wakes late across them."""
-    backend = Metered(_backend("python"), hiccup_us=1000)
+    backend = Metered(ready_backend("python"), hiccup_us=1000)
     ctx = CellContext(tmp_path / "events.jsonl", tmp_path / "stderr.log", timeout_s=60)
     handle = backend.start(GcMode("default"), Scenario("t", server=Server(heap_objects=300_000)), ctx)
     grow = {"alloc_objects": 1000, "retain_objects": 60_000}  # long-lived growth: full collections follow

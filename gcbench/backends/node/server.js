@@ -7,6 +7,7 @@
 
 const fs = require('fs');
 const http = require('http');
+const { admitRequest } = require('./http_guard.js');
 const gcProbe = require('../../probes/node_gc.js');
 const { WORK_TOOL, ToolArgumentError, WorkState, work } = require('./work.js');
 const { OutOfBandCollector } = require('./oob.js');
@@ -14,7 +15,6 @@ const { OutOfBandCollector } = require('./oob.js');
 const PROTOCOL_VERSION = '2025-06-18';
 // Modes whose knobs are node flags set by the adapter need nothing from the server itself.
 const KNOWN_MODES = /^(default|oob|semi:\d+|old:\d+)$/;
-const ORIGIN_OK = /^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/;
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
 function result(id, res) {
@@ -126,16 +126,7 @@ function serveStdio(server) {
 
 function serveHttp(server) {
   const httpServer = http.createServer({ noDelay: true }, (req, res) => {
-    const url = req.url || '';
-    if (url !== '/mcp' && !url.startsWith('/mcp?')) {
-      res.writeHead(404).end();
-      return;
-    }
-    const origin = req.headers.origin;
-    if (origin !== undefined && !ORIGIN_OK.test(origin)) {
-      res.writeHead(403).end();
-      return;
-    }
+    if (!admitRequest(req, res)) return;
     if (req.method !== 'POST') {
       res.writeHead(405, { Allow: 'POST' }).end();
       return;

@@ -13,13 +13,13 @@
 
 const path = require('path');
 const http = require('http');
+const { admitRequest } = require('../node/http_guard.js');
 const { createRequire } = require('module');
 const gcProbe = require('../../probes/node_gc.js');
 const { WorkState, work } = require('../node/work.js');
 const { OutOfBandCollector } = require('../node/oob.js');
 
 const KNOWN_MODES = /^(default|oob|semi:\d+|old:\d+)$/;
-const ORIGIN_OK = /^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/;
 
 function die(message) {
   process.stderr.write(`gcbench node-sdk server: ${message}\n`);
@@ -95,16 +95,7 @@ async function serveStdio(sdk, state, inputSchema, oob) {
 
 function serveHttp(sdk, state, inputSchema, oob) {
   const httpServer = http.createServer({ noDelay: true }, async (req, res) => {
-    const url = req.url || '';
-    if (url !== '/mcp' && !url.startsWith('/mcp?')) {
-      res.writeHead(404).end();
-      return;
-    }
-    const origin = req.headers.origin;
-    if (origin !== undefined && !ORIGIN_OK.test(origin)) {
-      res.writeHead(403).end();
-      return;
-    }
+    if (!admitRequest(req, res)) return;
     if (oob) res.on('finish', () => oob.afterResponse());
     // Stateless mode: the SDK wants a fresh transport (and so server) for every request.
     const server = buildServer(sdk, state, inputSchema);
