@@ -46,6 +46,15 @@ def html_table(t: Table) -> str:
             f'<table id="table-{escape(t.key)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 
+def html_page(title: str, parts: list[str], source: str, extra_css: str = "") -> str:
+    """One self-contained page: the body parts, a footer naming what it was made from, inline CSS."""
+    parts = [*parts, f"<footer>Made by gcbench from {escape(source)}. Times are CLOCK_MONOTONIC measurements; GC "
+                     "dead time counts each nanosecond of server GC pause inside a call once.</footer>"]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{escape(title)}</title>"
+            f"<style>{CSS}{extra_css}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
 class HtmlExporter(Exporter):
     name = "html"
     suffix = ".html"
@@ -76,10 +85,4 @@ class HtmlExporter(Exporter):
                     parts.append(f'<figure id="figure-{escape(spec.name)}"><img alt="{escape(spec.title)}" '
                                  f'src="data:image/png;base64,{data}"><figcaption>{escape(spec.caption)}'
                                  "</figcaption></figure>")
-        parts.append(f"<footer>Made by gcbench from run folder {escape(report.run.path.name)}. Times are CLOCK_MONOTONIC "
-                     "measurements; GC dead time counts each nanosecond of server GC pause inside a call once."
-                     "</footer>")
-        title = f"gcbench report: {report.run_id}"
-        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{escape(title)}</title>"
-                f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+        return html_page(f"gcbench report: {report.run_id}", parts, f"run folder {report.run.path.name}")

@@ -1037,7 +1037,7 @@ def render_html(study: Study, out: Path | None = None) -> str:
     import base64
     from html import escape
 
-    from gcbench.report.html import CSS, html_table
+    from gcbench.report.html import html_page, html_table
 
     if out is not None:
         _save_figures(study, out)
@@ -1069,13 +1069,7 @@ def render_html(study: Study, out: Path | None = None) -> str:
             else:
                 parts.append(f"<p>{escape(item)}</p>")
         parts.append("</section>")
-    parts.append(f"<footer>Made by gcbench from sweep folder {escape(str(study.folder))}. Times are CLOCK_MONOTONIC "
-                 "measurements; GC dead time counts each nanosecond of server GC pause inside a call once."
-                 "</footer>")
-    title = f"gcbench study: {study.name}"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{escape(title)}</title>"
-            f"<style>{CSS}{STUDY_CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return html_page(f"gcbench study: {study.name}", parts, f"sweep folder {study.folder}", STUDY_CSS)
 
 
 def study_format(out: Path | None, fmt: str | None) -> str:
