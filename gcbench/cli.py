@@ -400,7 +400,9 @@ def report(run_folder, outs, fmt):
 @click.option("--ratio", is_flag=True,
               help="Compare each mode's ratio to the GC-off reference of its own run instead of absolute times "
                    "(runs from different machines can then be compared).")
-def compare(base, new, metrics, threshold, fmt, ratio):
+@click.option("--force", is_flag=True,
+              help="Compare absolute times even when the runs come from different machines (noted in the output).")
+def compare(base, new, metrics, threshold, fmt, ratio, force):
     """Compare the same (backend, gc mode) cells of two runs, for CI.
 
     Exit codes: 0 no cell regressed, 1 a cell is slower beyond the threshold with significance (bootstrap over
@@ -409,6 +411,6 @@ def compare(base, new, metrics, threshold, fmt, ratio):
     from gcbench.compare import compare_runs, render
     from gcbench.store import load_run
 
-    result = compare_runs(load_run(base), load_run(new), list(metrics), threshold, ratio)
+    result = compare_runs(load_run(base), load_run(new), list(metrics), threshold, ratio, force=force)
     click.echo(render(result, fmt), nl=False)
     sys.exit(result.exit_code)

@@ -110,8 +110,11 @@ def _first_difference(a, b, path: str) -> tuple[str, object, object] | None:
     return None if a == b else (path, a, b)
 
 
-def check_comparable(base: RunData, new: RunData, ratio: bool) -> list[str]:
-    """Raise GcbenchError naming the differing field when the runs cannot be compared; else notes."""
+def check_comparable(base: RunData, new: RunData, ratio: bool, force: bool = False) -> list[str]:
+    """Raise GcbenchError naming the differing field when the runs cannot be compared; else notes.
+
+    Absolute times from different machines are refused unless `ratio` (each run against its own GC-off
+    reference) or `force` (the user takes the machine difference into account) is given."""
     d = _first_difference(base.meta.get("scenario", {}), new.meta.get("scenario", {}), "scenario")
     if d:
         raise GcbenchError(f"runs cannot be compared: {d[0]} differs (BASE {d[1]!r}, NEW {d[2]!r})")
@@ -119,12 +122,13 @@ def check_comparable(base: RunData, new: RunData, ratio: bool) -> list[str]:
     notes = []
     for f in MACHINE_FIELDS:
         if benv.get(f) != nenv.get(f):
-            if not ratio:
+            if not (ratio or force):
                 raise GcbenchError(
                     f"runs cannot be compared: environment.{f} differs (BASE {benv.get(f)!r}, NEW {nenv.get(f)!r}); "
                     "absolute times from different machines are not comparable: use --ratio to compare each mode "
-                    "against the GC-off reference of its own run")
-            notes.append(f"environment.{f} differs (BASE {benv.get(f)!r}, NEW {nenv.get(f)!r}): compared as ratios")
+                    "against the GC-off reference of its own run, or --force to compare them anyway")
+            how = "compared as ratios" if ratio else "compared anyway (--force): absolute times may differ by machine"
+            notes.append(f"environment.{f} differs (BASE {benv.get(f)!r}, NEW {nenv.get(f)!r}): {how}")
     bv, nv = benv.get("backend_versions", {}) or {}, nenv.get("backend_versions", {}) or {}
     for b in sorted(set(bv) & set(nv)):
         if bv[b] != nv[b]:
@@ -203,11 +207,11 @@ def _value_and_boot(cells: _Cells, key, metric: str, ratio: bool, role: str, n_b
 
 def compare_runs(base: RunData, new: RunData, metrics: list[str] | None = None,
                  threshold_pct: float = DEFAULT_THRESHOLD_PCT, ratio: bool = False,
-                 n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> Comparison:
+                 n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED, force: bool = False) -> Comparison:
     if not threshold_pct >= 0:
         raise GcbenchError(f"--threshold must be a percentage >= 0, got {threshold_pct}")
     metrics = parse_metrics(metrics)
-    notes = check_comparable(base, new, ratio)
+    notes = check_comparable(base, new, ratio, force)
     bc, nc = _Cells.of(base), _Cells.of(new)
     common = [k for k in bc.chain_ms if k in nc.chain_ms]
     if not common:

@@ -90,6 +90,10 @@ def test_another_machine_needs_ratio_mode(base, tmp_path):
     assert "compared as ratios" in proc.stdout
     base_ratio, new_ratio = _rows(proc.stdout)[("python/default", "chain-p50")].split()[:2]
     assert base_ratio == new_ratio and 1.1 < float(base_ratio[1:]) < 1.3
+    # --force compares the absolute times anyway, says so, and sees the other machine's 2x as a regression
+    proc = run_cli("compare", str(base), str(elsewhere), "--force")
+    assert proc.returncode == 1, proc.stdout
+    assert "compared anyway (--force)" in proc.stdout
 
 
 def test_ratio_mode_catches_a_regression_of_the_mode_against_gc_off(base, tmp_path):
