@@ -411,6 +411,38 @@ def summarize(calls: pd.DataFrame, events: pd.DataFrame, calls_per_chain: int,
                       r.dead_max_ms, r.pause_max_ms, r.chains_hit_share)
         for r in out.itertuples()
     ]
+    out["warnings"] = instability_warnings(out, chains, ev)
+    return out
+
+
+UNSTABLE_REP_SPREAD = 1.2  # fastest vs slowest repetition's mean chain latency
+UNSTABLE_CHAIN_CV = 0.25  # std / mean of chain latency
+FEW_FULL_COLLECTIONS = 5
+
+
+def instability_warnings(summary: pd.DataFrame, chains: pd.DataFrame, events: pd.DataFrame) -> list[list[str]]:
+    """pyperf-style warnings per (backend, gc mode): repetitions that disagree, chains too spread out to
+    trust a mean, and too few CPython full collections to say anything about them."""
+    out = []
+    for r in summary.itertuples():
+        ch = chains[(chains["backend"] == r.backend) & (chains["gc_mode"] == r.gc_mode)]
+        chain_ms = ch["chain_ns"].to_numpy() / 1e6
+        w = []
+        per_rep = ch.groupby("rep", observed=True)["chain_ns"].mean()
+        if len(per_rep) >= 2 and per_rep.min() > 0 and per_rep.max() / per_rep.min() > UNSTABLE_REP_SPREAD:
+            w.append(f"repetitions disagree: mean chain latency x{per_rep.max() / per_rep.min():.2f} between the "
+                     f"slowest and the fastest of {len(per_rep)}")
+        if len(chain_ms) >= 2 and chain_ms.mean() > 0 and chain_ms.std() / chain_ms.mean() > UNSTABLE_CHAIN_CV:
+            w.append(f"chain latency std is {chain_ms.std() / chain_ms.mean():.0%} of its mean (max "
+                     f"{chain_ms.max() / chain_ms.mean():.1f}x the mean): use more chains or reps before trusting it")
+        mine = events[(events["backend"] == r.backend) & (events["gc_mode"] == r.gc_mode)] if len(events) else events
+        is_cpython = len(mine) and (mine["runtime"] == "python").any()
+        if is_cpython:
+            full = int((mine["generation"] == 2).sum())
+            if full < FEW_FULL_COLLECTIONS:
+                w.append(f"only {full} CPython full collection(s) seen: too few to say anything about their cost "
+                         "(longer runs or a bigger live heap, see CPython's 25% pending rule)")
+        out.append(w)
     return out
 
 

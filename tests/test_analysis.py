@@ -191,3 +191,21 @@ def test_histograms_are_encoded_per_cell_and_merge(tmp_path):
     assert one.get_value_at_percentile(50) == pytest.approx(3 * MS, rel=1e-3)
     merged = merge_histograms(list(h["hdr_histogram"]))
     assert merged.get_total_count() == 40
+
+
+def test_instability_warnings_name_what_is_unstable(tmp_path):
+    from gcbench.analysis import summarize
+
+    # rep 1 is 1.5x slower than rep 0; chains within a rep are identical; two full collections only
+    lat = np.full((2, 4, 5), MS, np.int64)
+    lat[1] = int(1.5 * MS)
+    pauses = [Pause(rep=0, chain=0, call=1, offset_ns=10, duration_ns=100, generation=2),
+              Pause(rep=1, chain=2, call=3, offset_ns=10, duration_ns=100, generation=2)]
+    steady = constant_cell("python", "freeze", MS, reps=2, pauses=[
+        Pause(rep=r, chain=c, call=0, offset_ns=10, duration_ns=100, generation=2) for r in (0, 1) for c in range(4)])
+    run = gcbench.load(write_run(tmp_path, [Cell("python", "default", lat, pauses), steady]))
+    s = summarize(run.calls, run.gc_events, 5).set_index("gc_mode")
+    w = s.loc["default", "warnings"]
+    assert any("repetitions disagree: mean chain latency x1.50" in x for x in w)
+    assert any("only 2 CPython full collection(s) seen" in x for x in w)
+    assert s.loc["freeze", "warnings"] == []  # same latency in both reps, 8 full collections

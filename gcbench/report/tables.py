@@ -155,6 +155,15 @@ def hiccup_tables(report: Report) -> list[Table]:
     return out
 
 
+def warnings_tables(report: Report) -> list[Table]:
+    """Present only when a cell looks unstable (see analysis.instability_warnings)."""
+    rows = [[f"{r.backend}/{r.gc_mode}", w] for r in report.summary.itertuples() for w in getattr(r, "warnings", [])]
+    if not rows:
+        return []
+    return [Table("warnings", "Warnings", "Cells whose numbers may not be stable: repetitions that disagree, chains "
+                  "too spread out, too few CPython full collections.", ["cell", "warning"], rows)]
+
+
 def all_tables(report: Report) -> list[Table]:
     return [claim_table(report), latency_table(report), chain_table(report), gc_cost_table(report),
-            gc_events_table(report), cells_table(report), *hiccup_tables(report)]
+            gc_events_table(report), cells_table(report), *warnings_tables(report), *hiccup_tables(report)]

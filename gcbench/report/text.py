@@ -51,6 +51,9 @@ def render_summary(summary: pd.DataFrame, calls_per_chain: int) -> str:
     if "gc_cost_ms" in summary.columns:
         lines += ["", "Counterfactual GC cost (mean chain latency minus the GC-off reference; 95% bootstrap CI "
                       "over chains):", *(f"  {line}" for line in gc_cost_lines(summary))]
+    warned = [(f"{r.backend}/{r.gc_mode}", w) for r in summary.itertuples() for w in getattr(r, "warnings", [])]
+    if warned:
+        lines += ["", "WARNINGS (the numbers above may not be stable):", *(f"  {g}: {w}" for g, w in warned)]
     return "\n".join(lines) + "\n"
 
 
