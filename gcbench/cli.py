@@ -279,7 +279,8 @@ def study(sweep_dir, outs, fmt, rerun):
     live heap (and where a CPython full collection reaches 10 ms), what each GC setting buys, how often a
     chain meets a pause, the no-GC control's own tail, and GC's share of an agent's wall time.
     """
-    from gcbench.report.study import build_study, export_study, study_format
+    from gcbench.report.study import build_study
+    from gcbench.report.study_render import export_study, study_format
 
     formats = [study_format(out, fmt) for out in outs]  # a bad suffix fails before the analysis runs
     st = build_study(sweep_dir)

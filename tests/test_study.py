@@ -9,17 +9,10 @@ import numpy as np
 import pytest
 
 from gcbench.errors import GcbenchError
-from gcbench.report.study import (
-    FORMATS,
-    build_study,
-    export_study,
-    fmt_count,
-    headline_text,
-    heap_crossing,
-    study_format,
-    wilson,
-)
+from gcbench.report.study import FORMATS, build_study, fmt_count, heap_crossing, wilson
+from gcbench.report.study_document import headline_text
 from gcbench.report.study_figures import FIGURES
+from gcbench.report.study_render import export_study, study_format
 from tests.conftest import run_cli
 from tests.synthetic import Cell, Pause, write_run
 
@@ -227,7 +220,7 @@ def test_a_minimal_sweep_renders_and_says_what_it_cannot_answer(tmp_path):
 def test_reproducibility_section_compares_the_ratios_of_a_rerun(study):
     from dataclasses import replace
 
-    from gcbench.report.study import reproducibility, sections
+    from gcbench.report.study_document import reproducibility, sections
 
     same_text, _ = reproducibility(study, study)
     assert "100% of" in same_text and "reproduced within 20%" in same_text

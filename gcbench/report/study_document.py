@@ -1,0 +1,623 @@
+"""The study report's content: the sections, tables and generated sentences of a Study (see study.py)."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from gcbench.analysis import (
+    CLAIM_PAUSE_MS,
+    CONTROL_BACKEND,
+    fmt_ms,
+)
+from gcbench.report.study import (
+    DEFAULT_MODE,
+    FULL_COLLECTION_BACKEND,
+    FULL_COLLECTION_GENERATION,
+    STABLE_SPREAD,
+    THINK_TIMES_S,
+    Bullets,
+    Details,
+    Section,
+    Study,
+    _signed,
+    fmt_ci,
+    fmt_heap,
+    fmt_pct,
+    fmt_ratio,
+    wilson,
+)
+from gcbench.report.tables import Table
+
+# ---------------------------------------------------------------------------------------------- tables
+
+
+def _pivots(study: Study, key: str, title: str, caption: str, groups: list[tuple[str, str]], cell_text) -> list[Table]:
+    """One table per profile: rows (backend, gc mode), columns the heap sizes; `cell_text(row)` fills a cell."""
+    tables = []
+    heads = [f"{fmt_heap(h)} objects" for h in study.heaps]
+    for prof in study.profiles:
+        rows = []
+        for b, m in groups:
+            cells = [study.cell(h, prof, b, m) for h in study.heaps]
+            if all(c is None for c in cells):
+                continue
+            rows.append([b, m, *(cell_text(c) if c is not None else "-" for c in cells)])
+        t = f"{title} ({prof} profile)" if len(study.profiles) > 1 else title
+        tables.append(Table(f"{key}-{prof}", t, caption, ["backend", "gc mode", *heads], rows,
+                            set(range(2, 2 + len(heads)))))
+    return tables
+
+
+def headline_rows(study: Study) -> list[dict]:
+    """Per runtime (backend) in its default mode, over every grid point: typical and worst GC dead time per
+    chain, the worst single chain, the largest pause, and the worst mean against the claim."""
+    out = []
+    for b, m in study.default_groups():
+        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
+        worst = c.loc[c["dead_mean_ms"].idxmax()]
+        big = c.loc[c["pause_max_ms"].idxmax()]
+        out.append({
+            "backend": b, "gc_mode": m, "points": len(c), "typical_ms": float(c["dead_mean_ms"].median()),
+            "worst_ms": float(worst["dead_mean_ms"]), "worst_point": study.point_label(worst.heap_objects, worst.profile),
+            "worst_chain_ms": float(c["dead_max_ms"].max()), "pause_max_ms": float(big["pause_max_ms"]),
+            "pause_point": study.point_label(big.heap_objects, big.profile), "gc_events": int(c["gc_events"].sum()),
+            "vs_claim": float(worst["dead_mean_ms"]) / study.claim_ms, "cost_ms": worst["gc_cost_ms"],
+            "cost_lo": worst["gc_cost_lo_ms"], "cost_hi": worst["gc_cost_hi_ms"], "cost_ref": worst["gc_cost_ref"],
+        })
+    return out
+
+
+def headline_table(study: Study) -> Table:
+    rows = []
+    for r in headline_rows(study):
+        pause = f"{fmt_ms(r['pause_max_ms'])} ({r['pause_point']})" if r["gc_events"] else "no GC pause reported"
+        cost = "-"
+        if r["cost_ref"] and r["cost_ref"] != f"{r['backend']}/{r['gc_mode']}" and r["cost_ms"] == r["cost_ms"]:
+            cost = f"{_signed(r['cost_ms'])} {fmt_ci(r['cost_lo'], r['cost_hi'], _signed)} vs {r['cost_ref']}"
+        rows.append([r["backend"], r["gc_mode"], str(r["points"]), fmt_ms(r["typical_ms"]),
+                     f"{fmt_ms(r['worst_ms'])} ({r['worst_point']})" if r["worst_ms"] > 0 else "0", fmt_ms(r["worst_chain_ms"]), pause,
+                     fmt_pct(r["vs_claim"]), cost])
+    return Table("headline", "Headline: each runtime in its default GC setting",
+                 f"GC dead time per {study.calls_per_chain}-call chain (ms): typical = median over the grid points "
+                 f"of the mean per chain; worst = the largest mean at one grid point (named); worst chain = the "
+                 f"single chain with the most dead time anywhere. 'vs claim' = worst mean / the claim's "
+                 f"{fmt_ms(study.claim_ms)} ms. GC cost = mean chain latency minus the GC-off reference at the worst "
+                 f"point, 95% bootstrap CI (against another runtime it mixes GC with every other difference).",
+                 ["runtime", "gc mode", "points", "typical dead/chain", "worst dead/chain", "worst chain",
+                  "largest pause (ms)", "vs claim", "GC cost at worst point (ms)"], rows, {2, 3, 5, 7})
+
+
+def headline_points(study: Study) -> tuple[str, list[str]]:
+    """The generated headline: an opening sentence and the findings, every number from the sweep."""
+    claim = study.claim_ms
+    n = study.calls_per_chain
+    rows = headline_rows(study)
+    gc_rows = [r for r in rows if r["gc_events"]]
+    intro = (f"The claim: a {CLAIM_PAUSE_MS:g} ms GC pause on each of {n} tool calls adds {fmt_ms(claim)} ms of dead "
+             f"time per chain. Measured on this machine over {len(study.metas)} grid points (live heap "
+             f"{fmt_heap(study.heaps[0])} to {fmt_heap(study.heaps[-1])} objects; profiles "
+             f"{', '.join(study.profiles)}):")
+    points = []
+    if gc_rows:
+        w = max(gc_rows, key=lambda r: r["worst_ms"])
+        verdict = ("reaches the claim" if w["worst_ms"] >= claim else
+                   f"is {fmt_pct(w['vs_claim'])} of the claim ({fmt_ratio(claim / w['worst_ms'])}x less)"
+                   if w["worst_ms"] > 0 else "is zero")
+        points.append(f"Dead time: the worst mean GC dead time per chain of any runtime in its default setting is "
+                      f"{fmt_ms(w['worst_ms'])} ms ({w['backend']} at {w['worst_point']}), which {verdict}; the "
+                      f"worst single chain lost {fmt_ms(max(r['worst_chain_ms'] for r in gc_rows))} ms.")
+        p = max(gc_rows, key=lambda r: r["pause_max_ms"])
+        points.append(f"Pauses: the largest single pause was {fmt_ms(p['pause_max_ms'])} ms ({p['backend']} at "
+                      f"{p['pause_point']}). {full_gc_sentence(study)}"
+                      if (FULL_COLLECTION_BACKEND, DEFAULT_MODE) in study.groups else
+                      f"Pauses: the largest single pause was {fmt_ms(p['pause_max_ms'])} ms ({p['backend']} at "
+                      f"{p['pause_point']}).")
+    points += [f"Frequency: the claim's arithmetic needs every call to lose {CLAIM_PAUSE_MS:g} ms. {s}"
+               for s in hits_sentences(study)]
+    best = mitigation_bests(study)
+    if best:
+        points.append("Settings (median ratio of mean chain latency to the runtime's default over the grid; below 1 "
+                      "is faster): " + "; ".join(best) + ".")
+    ctl = study.cells[study.cells["backend"] == CONTROL_BACKEND]
+    if len(ctl):
+        points.append(f"Control: the no-GC server ({CONTROL_BACKEND}) still had calls up to "
+                      f"{fmt_ms(ctl['latency_max_ms'].max())} ms (p99.9 up to {fmt_ms(ctl['latency_p999_ms'].max())} "
+                      f"ms): latency of that size is not GC.")
+    if gc_rows:
+        w = max(gc_rows, key=lambda r: r["worst_ms"])
+        c = study.cells[(study.cells["backend"] == w["backend"]) & (study.cells["gc_mode"] == w["gc_mode"])]
+        worst = c.loc[c["dead_mean_ms"].idxmax()]
+        shares = ", ".join(f"{fmt_pct(worst['dead_mean_ms'] / (worst['chain_mean_ms'] + n * t * 1000))} at {t:g} s"
+                           for t in THINK_TIMES_S)
+        points.append(f"Context: with an assumed LLM think time per call, that worst case is {shares} of an agent "
+                      f"chain's wall time.")
+    return intro, points
+
+
+def headline_text(study: Study) -> str:
+    """The headline as one paragraph (for a README or a closing note)."""
+    intro, points = headline_points(study)
+    return " ".join([intro, *points])
+
+
+def mitigation_bests(study: Study) -> list[str]:
+    """Per runtime: its best non-default setting besides GC off, and GC off, by median chain-latency ratio."""
+    from gcbench.analysis import OFF_MODE
+
+    out = []
+    r = study.ratios
+    for b in study.backends:
+        g = r[r["backend"] == b]
+        if not len(g):
+            continue
+        med = g.groupby("gc_mode", sort=False)["chain_ratio"].median().dropna()
+        parts = []
+        on = med.drop(OFF_MODE, errors="ignore")
+        if len(on):
+            parts.append(f"{on.idxmin()} x{fmt_ratio(on.min())}")
+        if OFF_MODE in med:
+            parts.append(f"GC off x{fmt_ratio(med[OFF_MODE])}")
+        if parts:
+            out.append(f"{b} " + ", ".join(parts))
+    return out
+
+
+def full_gc_sentence(study: Study) -> str:
+    """Where a CPython full collection reaches the claim's pause, over all profiles (or the only one)."""
+    key = "all" if "all" in study.crossings else next(iter(study.crossings), None)
+    c = study.crossings.get(key) if key else None
+    what = (f"a CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, median generation-"
+            f"{FULL_COLLECTION_GENERATION} pause" + (", all profiles)" if key == "all" else ")"))
+    if c is None or c.status == "no-data":
+        return (f"No CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, generation "
+                f"{FULL_COLLECTION_GENERATION}) happened inside a measurement window of this sweep, so where it "
+                f"reaches {CLAIM_PAUSE_MS:g} ms cannot be said from it.")
+    return f"Where {what} reaches {CLAIM_PAUSE_MS:g} ms on this machine: {c.text}."
+
+
+def hits_sentences(study: Study) -> list[str]:
+    """How the claim's arithmetic (every call meets a 10 ms pause) compares with the measured cells."""
+    c = study.cells[study.cells["delayed_calls_per_chain"] > 0]
+    if not len(c):
+        return ["No call of any chain was delayed by a GC pause."]
+    often = c.loc[c["calls_delayed_share"].idxmax()]
+    long = c.loc[c["dead_per_delayed_call_ms"].idxmax()]
+    fits = c[(c["calls_delayed_share"] >= 0.99) & (c["dead_per_delayed_call_ms"] >= CLAIM_PAUSE_MS)]
+    out = [f"Where calls were delayed most often ({fmt_pct(often['calls_delayed_share'])} of calls, {often['backend']}/{often['gc_mode']} at "
+           f"{study.point_label(often.heap_objects, often.profile)}), a delayed call lost "
+           f"{fmt_ms(often['dead_per_delayed_call_ms'])} ms on average; where a delayed call lost the most "
+           f"({fmt_ms(long['dead_per_delayed_call_ms'])} ms, {long['backend']}/{long['gc_mode']} at "
+           f"{study.point_label(long.heap_objects, long.profile)}), {fmt_pct(long['calls_delayed_share'])} of "
+           f"calls were delayed."]
+    out.append(f"{len(fits)} of {len(study.cells)} cells fit the claim's arithmetic." if len(fits) else
+               "No cell fits the claim's arithmetic.")
+    return [" ".join(out)]
+
+
+def dead_tables(study: Study) -> list[Table]:
+    claim = study.claim_ms
+    dead = _pivots(study, "dead", "Mean GC dead time per chain (ms), share of the claim",
+                   f"Server GC pause time overlapping the {study.calls_per_chain} calls of one chain, mean over the "
+                   f"chains of the cell; in brackets its share of the claim's {fmt_ms(claim)} ms.", study.groups,
+                   lambda r: f"{fmt_ms(r.dead_mean_ms)} ({fmt_pct(r.dead_mean_ms / claim)})")
+
+    def cost(r) -> str:
+        if not r.gc_cost_ref:
+            return "no reference"
+        if r.gc_cost_ref == f"{r.backend}/{r.gc_mode}":
+            return "reference"
+        return f"{_signed(r.gc_cost_ms)} {fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, _signed)}"
+
+    costs = _pivots(study, "gc-cost", "Counterfactual GC cost per chain (ms), 95% CI",
+                    "Mean chain latency minus that of the same backend with GC disabled at the same point (or the "
+                    f"no-GC control, {CONTROL_BACKEND}, for a runtime without an off switch); 95% bootstrap CI "
+                    "resampling chains and repetitions. Against another runtime the difference mixes GC with every "
+                    "other difference between the two servers, and can be negative.", study.groups, cost)
+    return dead + costs
+
+
+def detail_table(study: Study) -> Table:
+    rows = []
+    for r in study.cells.itertuples():
+        rows.append([fmt_heap(r.heap_objects), r.profile, r.backend, r.gc_mode, str(r.chains), fmt_ms(r.chain_mean_ms),
+                     fmt_ms(r.dead_mean_ms), fmt_ms(r.dead_p50_ms), fmt_ms(r.dead_p99_ms), fmt_ms(r.dead_max_ms),
+                     fmt_pct(r.dead_mean_ms / study.claim_ms), str(r.gc_events), fmt_ms(r.pause_max_ms),
+                     _signed(r.gc_cost_ms), fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, _signed), r.gc_cost_ref or "-"])
+    return Table("cells", "Every cell of the sweep",
+                 "One row per grid point and (backend, gc mode); times in ms per chain unless named.",
+                 ["heap", "profile", "backend", "gc mode", "chains", "chain mean", "dead mean", "dead p50", "dead p99",
+                  "dead max", "vs claim", "GC events", "largest pause", "GC cost", "95% CI", "reference"],
+                 rows, set(range(4, 15)))
+
+
+def pause_tables(study: Study) -> list[Table]:
+    def text(r) -> str:
+        return "no pause" if not r.gc_events else f"{fmt_ms(r.pause_max_ms)} / {fmt_ms(r.pause_p99_ms)}"
+
+    return _pivots(study, "pauses", "Largest / p99 GC pause (ms)",
+                   "Server-reported GC pauses inside the measurement windows, each runtime in its default setting.",
+                   study.default_groups(), text)
+
+
+def full_gc_table(study: Study) -> Table:
+    rows = []
+    for prof, g in study.full_gc.groupby("profile", sort=False):
+        cells = []
+        for r in g.itertuples():
+            cells.append("not measured" if not r.python_measured else "none" if not r.count
+                         else f"{fmt_ms(r.p50_ms)} / {fmt_ms(r.max_ms)} (n={r.count})")
+        rows.append([prof, *cells, study.crossings[prof].text, study.crossings_max[prof].text])
+    return Table("full-gc", f"CPython full collections ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, generation "
+                 f"{FULL_COLLECTION_GENERATION})",
+                 f"Median / largest generation-2 pause (ms) and their number per heap size; where the median and "
+                 f"the largest reach {CLAIM_PAUSE_MS:g} ms, interpolated log-log between measured heap sizes.",
+                 ["profile", *(f"{fmt_heap(h)} objects" for h in study.heaps), f"median reaches {CLAIM_PAUSE_MS:g} ms",
+                  f"largest reaches {CLAIM_PAUSE_MS:g} ms"], rows, set(range(1, 1 + len(study.heaps))))
+
+
+def mitigation_summary(study: Study) -> Table:
+    rows = []
+    r = study.ratios
+    for b, m in study.groups:
+        g = r[(r["backend"] == b) & (r["gc_mode"] == m)]
+        if not len(g):
+            continue
+        cells = [b, m, str(len(g))]
+        for metric in ("dead", "chain"):
+            v = g[f"{metric}_ratio"].dropna()
+            cells += [fmt_ratio(v.median()) if len(v) else "-",
+                      f"{fmt_ratio(v.min())} .. {fmt_ratio(v.max())}" if len(v) else "-"]
+        better = int((g["chain_hi"] < 1).sum())
+        worse = int((g["chain_lo"] > 1).sum())
+        cells.append(f"{better} faster, {worse} slower, {len(g) - better - worse} no clear change")
+        rows.append(cells)
+    return Table("mitigations", "What each GC setting buys, over the grid",
+                 "Ratios against the same runtime's default at the same grid point (below 1: the setting is better); "
+                 "median and range over the grid points. 'faster/slower' counts points whose 95% CI of the chain "
+                 "latency ratio lies entirely below/above 1.",
+                 ["backend", "gc mode", "points", "dead time ratio (median)", "range", "chain latency ratio (median)",
+                  "range", "chain latency"], rows, {2, 3, 4, 5, 6})
+
+
+def mitigation_tables(study: Study) -> list[Table]:
+    idx = {(r.heap_objects, r.profile, r.backend, r.gc_mode): r for r in study.ratios.itertuples()}
+    groups = [g for g in study.groups if any((k[2], k[3]) == g for k in idx)]
+    tables = []
+    for metric, what in (("dead", "GC dead time per chain"), ("chain", "mean chain latency")):
+        def text(c, metric=metric) -> str:
+            r = idx.get((c.heap_objects, c.profile, c.backend, c.gc_mode))
+            if r is None:
+                return "-"
+            v = getattr(r, f"{metric}_ratio")
+            if v != v:
+                return "default has none"
+            return f"{fmt_ratio(v)} {fmt_ci(getattr(r, f'{metric}_lo'), getattr(r, f'{metric}_hi'))}"
+
+        tables += _pivots(study, f"ratio-{metric}", f"Ratio of {what} to the default, 95% CI",
+                          f"{what[0].upper()}{what[1:]} in the mode / in the same runtime's default mode at the "
+                          "same point.",
+                          groups, text)
+    return tables
+
+
+def hits_tables(study: Study) -> list[Table]:
+    def text(r) -> str:
+        lo, hi = wilson(int(r.chains_hit), int(r.chains))
+        return (f"{fmt_pct(r.chains_hit_share)} [{fmt_pct(lo)}, {fmt_pct(hi)}] / "
+                f"{fmt_pct(r.calls_delayed_share)}")
+
+    return _pivots(study, "hits", "Chains that met a GC pause [95% CI] / calls delayed",
+                   "Share of chains with at least one call overlapped by a server GC pause (Wilson 95% interval over "
+                   "chains), and share of all calls overlapped. The claim's arithmetic assumes 100% / 100%.",
+                   study.groups, text)
+
+
+def claim_arithmetic_table(study: Study) -> Table:
+    """Per default runtime at its worst point: the claim's decomposition (50 delayed calls x 10 ms) next to the
+    measured one (delayed calls per chain x dead time per delayed call)."""
+    n = study.calls_per_chain
+    rows = [["the claim", "-", "-", "100%", str(n), fmt_ms(CLAIM_PAUSE_MS), fmt_ms(study.claim_ms)]]
+    for b, m in study.default_groups():
+        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
+        w = c.loc[c["dead_mean_ms"].idxmax()]
+        rows.append([f"{b}/{m}", study.point_label(w.heap_objects, w.profile), fmt_pct(w.chains_hit_share),
+                     fmt_pct(w.calls_delayed_share), f"{w.delayed_calls_per_chain:.3g}",
+                     fmt_ms(w.dead_per_delayed_call_ms), fmt_ms(w.dead_mean_ms)])
+    return Table("arithmetic", "The claim's arithmetic against the measured one",
+                 "Dead time per chain = delayed calls per chain x dead time per delayed call; for each runtime in its "
+                 "default setting at its worst grid point (largest mean dead time).",
+                 ["cell", "grid point", "chains hit", "calls delayed", "delayed calls / chain",
+                  "dead per delayed call (ms)", "dead per chain (ms)"], rows, {2, 3, 4, 5, 6})
+
+
+def control_table(study: Study) -> Table | None:
+    ctl = study.cells[study.cells["backend"] == CONTROL_BACKEND]
+    if not len(ctl):
+        return None
+    dflt = study.cells[study.cells[["backend", "gc_mode"]].apply(tuple, axis=1).isin(study.default_groups())
+                       & (study.cells["gc_events"] > 0)]
+    rows = []
+    for r in ctl.itertuples():
+        here = dflt[(dflt["heap_objects"] == r.heap_objects) & (dflt["profile"] == r.profile)]
+        big = here.loc[here["pause_max_ms"].idxmax()] if len(here) else None
+        rows.append([fmt_heap(r.heap_objects), r.profile, r.gc_mode, str(r.calls), fmt_ms(r.latency_p50_ms),
+                     fmt_ms(r.latency_p99_ms), fmt_ms(r.latency_p999_ms), fmt_ms(r.latency_max_ms),
+                     fmt_ms(r.chain_mean_ms),
+                     f"{fmt_ms(big['pause_max_ms'])} ({big['backend']})" if big is not None else "-"])
+    return Table("control", f"The no-GC control ({CONTROL_BACKEND}): call latency tail",
+                 "Call latency (ms, client send to response) of a server without any GC, per grid point; the last "
+                 "column is the largest GC pause any runtime reported at the same point, for scale.",
+                 ["heap", "profile", "gc mode", "calls", "p50", "p99", "p99.9", "max", "chain mean",
+                  "largest GC pause here"], rows, set(range(3, 10)))
+
+
+def context_table(study: Study) -> Table:
+    n = study.calls_per_chain
+    rows = []
+    for b, m in study.groups:
+        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
+        w = c.loc[c["dead_mean_ms"].idxmax()]
+        shares = [fmt_pct(w.dead_mean_ms / (w.chain_mean_ms + n * t * 1000)) for t in THINK_TIMES_S]
+        rows.append([b, m, study.point_label(w.heap_objects, w.profile), fmt_ms(w.dead_mean_ms),
+                     fmt_ms(w.chain_mean_ms), *shares])
+    return Table("context", "GC dead time as a share of an agent chain's wall time",
+                 f"At each cell's worst grid point: dead / (measured chain time + {n} x think time). The think "
+                 f"times are an assumption (LLM response time per call), not a measurement.",
+                 ["backend", "gc mode", "worst grid point", "dead/chain (ms)", "chain time (ms)",
+                  *(f"think {t:g} s" for t in THINK_TIMES_S)], rows, set(range(3, 5 + len(THINK_TIMES_S))))
+
+
+def spread_tables(study: Study) -> list[Table]:
+    def text(r) -> str:
+        d = r.rep_dead_spread
+        dead = "-" if d != d else "inf" if math.isinf(d) else f"x{fmt_ratio(d)}"
+        return f"x{fmt_ratio(r.rep_chain_spread)} / {dead}"
+
+    return _pivots(study, "spread", "Spread between repetitions: chain latency / dead time",
+                   "Max / min over the repetitions of a cell (each a fresh server process) of the mean chain latency "
+                   "and of the mean dead time per chain; x1 = identical; 'inf': a repetition without any dead time; '-': "
+                   "no dead time at all.",
+                   study.groups, text)
+
+
+def unmeasured_table(study: Study) -> Table:
+    rows = []
+    for meta in study.metas:
+        for c in meta.get("cells", []):
+            if c.get("status") != "ok":
+                rows.append([meta.get("run_id", "?"), str(c.get("backend")), str(c.get("gc_mode")), str(c.get("rep")),
+                             str(c.get("status")), str(c.get("reason", "") or "")])
+    return Table("unmeasured", "Cells not measured", "Skipped (a runtime without that setting) or failed cells.",
+                 ["point", "backend", "gc mode", "rep", "status", "reason"], rows, {3})
+
+
+# ---------------------------------------------------------------------------------------------- facts
+
+
+def _command(meta: dict) -> str:
+    argv = meta.get("command") or []
+    if not argv:
+        return "?"
+    prog = "python -m gcbench" if str(argv[0]).endswith("__main__.py") else Path(str(argv[0])).name
+    return " ".join([prog, shlex.join(str(a) for a in argv[1:])]).strip()
+
+
+def _utc(text) -> datetime | None:
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
+
+
+def fmt_duration(s: float) -> str:
+    if s != s:
+        return "-"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def wall_time(study: Study) -> tuple[float, float, str, str, bool]:
+    """(first start to last end, sum of the points' own durations, first start, last end, from file times).
+
+    Points written before run.json recorded `finished_utc` fall back to the file's modification time."""
+    starts, spans, ends, approx = [], [], [], False
+    for meta in study.metas:
+        t0 = _utc(meta.get("created_utc"))
+        t1 = _utc(meta.get("finished_utc"))
+        if t1 is None:
+            p = study.folder / str(meta.get("run_id", "")) / "run.json"
+            if p.is_file():
+                t1 = datetime.fromtimestamp(int(p.stat().st_mtime), timezone.utc).replace(tzinfo=None)
+                approx = True
+        if t0 is None or t1 is None:
+            continue
+        starts.append(t0)
+        ends.append(t1)
+        spans.append((t1 - t0).total_seconds())
+    if not starts:
+        return math.nan, math.nan, "?", "?", approx
+    span = (max(ends) - min(starts)).total_seconds()
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    return span, float(sum(spans)), min(starts).strftime(iso), max(ends).strftime(iso), approx
+
+
+def facts(study: Study) -> list[tuple[str, str]]:
+    m = study.manifest
+    grid = m.get("grid", {})
+    meta = study.metas[0]
+    env = meta.get("environment", {})
+    chain = meta.get("scenario", {}).get("chain", {})
+    span, summed, first, last, approx = wall_time(study)
+    versions: dict[str, str] = {}
+    for mt in study.metas:
+        versions.update(mt.get("environment", {}).get("backend_versions", {}))
+    freq = env.get("cpu_frequency", {}) or {}
+    mem = env.get("memory_total_bytes")
+    loads = [mt.get("environment", {}).get("load_average_before", [math.nan])[0] for mt in study.metas]
+    profiles = grid.get("profiles", {})
+    prof_text = "; ".join(f"{p}: " + (", ".join(f"{k}={v}" for k, v in o.items()) or "the base [work]")
+                          for p, o in profiles.items())
+    work = grid.get("base", {}).get("work", {})
+    modes = grid.get("gc_modes", {})
+    total_points = len(grid.get("heap_objects", [])) * len(profiles)
+    think = chain.get("think_ms", 0)
+    return [
+        ("sweep", f"{study.name} in {study.folder} (grid {m.get('grid_hash', '?')}, shard {m.get('shard', '?')})"),
+        ("command", "; ".join(dict.fromkeys(_command(mt) for mt in study.metas))),  # more than one: resumed, merged
+        ("sweep file", str(m.get("source", "?"))),
+        ("date (UTC)", f"sweep created {m.get('created_utc', '?')}; points measured from {first} to {last}"),
+        ("wall time", f"{fmt_duration(span)} from the first point's start to the last one's end "
+                      f"({fmt_duration(summed)} measuring the points)" + (" (partly from file times)" if approx else "")),
+        ("grid", f"{len(study.metas)} of {total_points or '?'} points measured: heap sizes "
+                 f"{', '.join(fmt_heap(h) for h in grid.get('heap_objects', study.heaps))} objects x profiles "
+                 f"{', '.join(profiles) or ', '.join(study.profiles)}; {grid.get('reps', '?')} repetition(s)"),
+        ("GC settings", "; ".join(f"{b}: {', '.join(modes.get(b, [DEFAULT_MODE]))}" for b in grid.get("backends", []))),
+        ("profiles", prof_text or "-"),
+        ("base work", ", ".join(f"{k}={v}" for k, v in work.items()) or "-"),
+        ("chains", f"{chain.get('chains', '?')} chains x {chain.get('calls', study.calls_per_chain)} calls per cell, "
+                   f"{chain.get('agents', 1)} agent(s), {chain.get('warmup_calls', '?')} warm-up calls, think time "
+                   f"{think} ms"),
+        ("machine", f"{env.get('cpu_model', '?')}, {env.get('cpu_count', '?')} CPUs"
+                    + (f", {mem / 2**30:.1f} GiB RAM" if isinstance(mem, int) else "")),
+        ("system", f"{env.get('platform', '?')}, host {env.get('hostname', '?')}, CPU governor "
+                   f"{freq.get('governor', '?')}; load average before each point "
+                   f"{min(loads):.2f} .. {max(loads):.2f}"),
+        ("runtimes", ", ".join(f"{b} ({v})" for b, v in versions.items()) or "-"),
+        ("harness", f"gcbench {env.get('gcbench_version', '?')} (commit {env.get('gcbench_git_commit') or '?'}), "
+                    f"Python {env.get('python_version', '?')}"),
+        ("the claim", f"a {CLAIM_PAUSE_MS:g} ms GC pause per call adds up to {CLAIM_PAUSE_MS:g} ms x "
+                      f"{study.calls_per_chain} calls = {fmt_ms(study.claim_ms)} ms of dead time per chain"),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+
+def sections(study: Study) -> list[Section]:
+    """The document, format-neutral: paragraphs, tables and figure names in reading order."""
+    if "sections" in study.cache:
+        return study.cache["sections"]
+    claim = study.claim_ms
+    n = study.calls_per_chain
+    intro, points = headline_points(study)
+    out = [Section("", "headline", "Headline", [intro, Bullets(points), headline_table(study)])]
+
+    out.append(Section("1", "dead-time", f"GC dead time per {n}-call chain against the claim's {fmt_ms(claim)} ms", [
+        f"GC dead time is the part of a chain's calls that the server spent inside a GC pause (each nanosecond "
+        f"counted once). The claim puts it at {CLAIM_PAUSE_MS:g} ms x {n} calls = {fmt_ms(claim)} ms. The "
+        f"counterfactual GC cost is what the chain would have saved with the GC off: a different measurement of "
+        f"the same thing, which also counts the GC's indirect costs (allocation slow paths, caches).",
+        "figure:dead_time", *dead_tables(study), Details(detail_table(study))]))
+
+    cross_text = full_gc_sentence(study)
+    out.append(Section("2", "pause-growth", "How pause size grows with the live heap", [
+        "Each runtime in its default setting: the largest and the 99th-percentile GC pause at each live-heap size.",
+        cross_text, "figure:pause_growth", *pause_tables(study), full_gc_table(study)]))
+
+    items: list = []
+    if len(study.ratios):
+        items = ["Each setting against the same runtime's default at the same grid point. A ratio below 1 is a "
+                 "gain. The dead-time ratio says how much GC pause time the setting removes from the chains; the "
+                 "chain-latency ratio says what the user of the chain sees, GC's indirect costs included.",
+                 mitigation_summary(study), "figure:mitigations", *mitigation_tables(study)]
+    else:
+        items = ["No runtime was measured in a setting besides its default: nothing to compare."]
+    out.append(Section("3", "mitigations", "What each mitigation buys", items))
+
+    out.append(Section("4", "hits", "How often a chain meets a pause", [
+        f"The claim's arithmetic assumes every one of the {n} calls meets a {CLAIM_PAUSE_MS:g} ms pause. In a "
+        f"runtime, pauses come when the allocation since the last collection crosses a threshold, not per call: "
+        f"the tables give how many chains and calls actually met one.",
+        *hits_sentences(study), "figure:chains_hit", claim_arithmetic_table(study), *hits_tables(study)]))
+
+    ctl = control_table(study)
+    if ctl is not None:
+        c = study.cells[study.cells["backend"] == CONTROL_BACKEND]
+        items = [f"{CONTROL_BACKEND} has no garbage collector: its latency tail is the transport, the harness and "
+                 f"the machine. Its worst call took {fmt_ms(c['latency_max_ms'].max())} ms and its p99.9 was at "
+                 f"most {fmt_ms(c['latency_p999_ms'].max())} ms over the grid; latency of that size in a GC runtime "
+                 f"is not evidence of GC.", ctl]
+    else:
+        items = [f"The sweep has no no-GC control backend ({CONTROL_BACKEND}): GC cannot be separated from the "
+                 f"rest of the latency tail here."]
+    out.append(Section("5", "control", "The no-GC control", items))
+
+    out.append(Section("6", "context", "GC in an agent's wall time", [
+        f"An agent waits for its LLM between tool calls. Assumed think time per call: "
+        f"{', '.join(f'{t:g} s' for t in THINK_TIMES_S)} (an assumption: a short completion to a long reasoning "
+        f"step). Share of wall time = measured dead time / (measured chain time + {n} x think time).",
+        context_table(study)]))
+
+    out.append(Section("", "variation", "What varies between repetitions", [*_variation_text(study),
+                                                                          *spread_tables(study)]))
+    if study.rerun is not None:
+        text, table = reproducibility(study, study.rerun)
+        out.append(Section("", "reproducibility", "Reproducibility: the same command run again", [text, table]))
+    items = [unmeasured_table(study)] if unmeasured_table(study).rows else []
+    out.append(Section("", "setup", "Machine, command and grid", ["facts", *items]))
+    study.cache["sections"] = out
+    return out
+
+
+def _variation_text(study: Study) -> list[str]:
+    c = study.cells
+    chain = c["rep_chain_spread"].dropna()
+    if not len(chain):
+        return ["Every cell was measured once (reps = 1): the spread between repetitions is unknown. Run the "
+                "sweep with reps >= 2 to see which ratios are stable."]
+    dead = c["rep_dead_spread"].dropna()
+    dead = dead[c.loc[dead.index, "dead_mean_ms"] > 0]
+    worst = c.loc[chain.idxmax()]
+    text = (f"Mean chain latency differs between repetitions of a cell by x{fmt_ratio(chain.median())} "
+            f"(median over cells), at most x{fmt_ratio(chain.max())} ({worst['backend']}/{worst['gc_mode']} at "
+            f"{study.point_label(worst.heap_objects, worst.profile)}); "
+            f"{int((chain > STABLE_SPREAD).sum())} of {len(chain)} cells vary by more than "
+            f"{(STABLE_SPREAD - 1) * 100:.0f}%.")
+    out = [text]
+    if len(dead):
+        finite = dead[np.isfinite(dead)]
+        zero = int((~np.isfinite(dead)).sum())
+        out.append(f"Mean dead time per chain varies more: median x{fmt_ratio(finite.median()) if len(finite) else '-'}"
+                   f", {int((dead > STABLE_SPREAD).sum())} of {len(dead)} cells with dead time beyond "
+                   f"{(STABLE_SPREAD - 1) * 100:.0f}%" + (f", {zero} with a repetition that had none" if zero else "")
+                   + ". Dead time is made of few pauses per chain, so a cell's total moves with whether one large "
+                   "collection falls inside the measured chains; ratios built on it are less stable than "
+                   "chain-latency ratios.")
+    return out
+
+
+def reproducibility(a: Study, b: Study) -> tuple[str, Table]:
+    """The mitigation ratios of two runs of the same sweep side by side: which reproduce within ~20%."""
+    keys = ["point", "heap_objects", "profile", "backend", "gc_mode"]
+    j = a.ratios.merge(b.ratios, on=keys, suffixes=("_a", "_b"))
+    rows, verdicts = [], []
+    for metric, label in (("chain", "mean chain latency"), ("dead", "GC dead time")):
+        x = j[[*keys, f"{metric}_ratio_a", f"{metric}_ratio_b"]].dropna()
+        x = x[(x[f"{metric}_ratio_a"] > 0) & (x[f"{metric}_ratio_b"] > 0)]
+        if not len(x):
+            continue
+        change = x[f"{metric}_ratio_b"] / x[f"{metric}_ratio_a"]
+        within = (change.between(1 / STABLE_SPREAD, STABLE_SPREAD)).mean()
+        verdicts.append(f"{fmt_pct(within)} of {len(x)} {label} ratios reproduced within "
+                        f"{(STABLE_SPREAD - 1) * 100:.0f}% (median change x{fmt_ratio(float(np.exp(np.abs(np.log(change))).median()))})")
+        worst = x.assign(change=change).iloc[np.argsort(-np.abs(np.log(change.to_numpy())))[:8]]
+        for r in worst.itertuples():
+            rows.append([label, a.point_label(r.heap_objects, r.profile), f"{r.backend}/{r.gc_mode}",
+                         fmt_ratio(getattr(r, f"{metric}_ratio_a")), fmt_ratio(getattr(r, f"{metric}_ratio_b")),
+                         f"x{fmt_ratio(r.change)}"])
+    text = (f"{b.folder} measured the same grid again. Of the ratios of each setting to its runtime's default: "
+            + "; ".join(verdicts) + ". Dead-time ratios rest on a few pauses per chain (one full collection more or "
+            "less inside the measured chains moves them), so they vary more than chain-latency ratios. The table "
+            "lists the ratios that moved most.") if verdicts else f"{b.folder}: no ratio in common with this sweep."
+    table = Table("reproducibility", "Ratios that moved most between the two runs",
+                  "Ratio of a setting to its runtime's default at the same grid point, in each run; change = second / first.",
+                  ["ratio of", "point", "setting", "first run", "re-run", "change"], rows, {3, 4, 5})
+    return text, table
