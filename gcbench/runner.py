@@ -123,6 +123,12 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
     failed: list[dict] = []
     call_errors: list[dict] = []
     unprepared: dict[str, str] = {}
+    spent = [0.0, 0]  # seconds and count of cells started so far: the time-left estimate
+
+    def time_left(i: int) -> str:
+        left = len(cells) - i
+        return f" (about {left * spent[0] / spent[1]:.0f} s left)" if left and spent[1] else ""
+
     try:
         control = (None, "")
         if config.hiccup_us > 0:
@@ -159,13 +165,15 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
             except Exception as e:  # noqa: BLE001  (a fault no check foresaw fails this cell, not the run)
                 cell = _cell_meta(backend, mode, rep, status="failed",
                                   reason=f"internal error: {e.__class__.__name__}: {e}")
+            spent[0] += time.monotonic() - t0
+            spent[1] += 1
             strays = _end_strays(log, label)
             if strays:
                 cell["stray_processes_killed"] = strays
             if cell["status"] == "failed":
                 failed.append(cell)
                 writer.add_cell(cell)
-                log(f"{label}: FAILED: {cell['reason']}")
+                log(f"{label}: FAILED: {cell['reason']}{time_left(i)}")
                 on_cell(cell)
                 continue
             errs = int((~calls["ok"]).sum())
@@ -182,6 +190,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
                    if cell.get("hiccup_us") else "")
                 + (f", {int((events['source'] == 'control').sum())} control hiccups" if cell.get("control") else "")
                 + (f", {errs} call errors (first: {cell['first_call_error']})" if errs else "")
+                + time_left(i)
             )
             on_cell(cell)
     except (Interrupted, KeyboardInterrupt):
