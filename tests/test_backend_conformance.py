@@ -143,3 +143,17 @@ def test_one_run_with_every_available_backend_gives_one_table(tmp_path):
     run = __import__("gcbench").load(info["run"])
     skipped = [c for c in run.meta["cells"] if c["status"] == "skipped"]
     assert all(c["reason"] for c in skipped)  # never skipped silently
+
+
+def test_python_sdk_freeze_happens_at_start_up(tmp_path):
+    """The SDK has no measurement hook, so `freeze` freezes the imported SDK and the start-up heap."""
+    from .conftest import run_cli
+
+    ready_backend("python-sdk")
+    proc = run_cli("run", "--backend", "python-sdk", "--gc-mode", "default,freeze", "--chains", "2", "--calls", "5",
+                   "--out", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    run = __import__("gcbench").load(json.loads(proc.stdout)["run"])
+    stats = {c["gc_mode"]: c["stats"] for c in run.meta["cells"]}
+    assert stats["default"]["freeze_count"] == 0
+    assert stats["freeze"]["freeze_count"] > 10_000  # the SDK's own import-time objects

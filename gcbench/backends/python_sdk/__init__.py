@@ -11,7 +11,7 @@ from gcbench.gcmode import GcMode
 from gcbench.scenario import Scenario
 
 SERVER = Path(__file__).with_name("server.py")
-SDK_MODES = {"default", "disabled", "thresholds"}
+SDK_MODES = {"default", "disabled", "thresholds", "freeze"}  # freeze: at start-up, before the first request
 
 
 class PythonSdkBackend(SubprocessBackend):
