@@ -194,7 +194,8 @@ def run_sweep(spec: SweepSpec, out_dir: Path, shard: tuple[int, int] = (0, 1), *
         check_compatible(read_manifest(out_dir), manifest, f"{out_dir} holds another sweep")
     else:
         (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    mine = [p for p in expand(spec) if p.index % shard[1] == shard[0]]
+    points = expand(spec)
+    mine = [p for p in points if p.index % shard[1] == shard[0]]
     todo = [p for p in mine if point_status(out_dir / p.id) not in DONE_STATUSES]
     cells_per_point = sum(len(spec.gc_modes[b]) for b in spec.backends) * spec.reps
     total = len(todo) * cells_per_point
@@ -226,7 +227,7 @@ def run_sweep(spec: SweepSpec, out_dir: Path, shard: tuple[int, int] = (0, 1), *
             aside = out_dir / f".{p.id}.incomplete-{int(time.time())}"
             os.replace(folder, aside)
             log(f"point {p.id}: an earlier attempt did not finish; kept as {aside.name}, measuring again")
-        log(f"point {p.index + 1}/{len(expand(spec))} {p.id}")
+        log(f"point {p.index + 1}/{len(points)} {p.id}")
         t_cell[0] = time.monotonic()
         execute(RunConfig(scenario=p.scenario, backends=backends, gc_modes=[], out_dir=out_dir, reps=spec.reps,
                           transport=transport, modes_by_backend={b: list(m) for b, m in spec.gc_modes.items()},
