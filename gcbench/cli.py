@@ -415,3 +415,30 @@ def compare(base, new, metrics, threshold, fmt, ratio, force):
     result = compare_runs(load_run(base), load_run(new), list(metrics), threshold, ratio, force=force)
     click.echo(render(result, fmt), nl=False)
     sys.exit(result.exit_code)
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True, metavar="RUN...", type=click.Path(path_type=Path))
+def upgrade(folders):
+    """Rewrite run folders (or sweep folders: the manifest and every point) in this gcbench's format.
+
+    Every command already reads older folders by upgrading them in memory; this makes it permanent, e.g. for
+    a baseline kept in a CI cache. A folder written by a newer gcbench is refused (upgrade gcbench).
+    """
+    from gcbench.formats import RUN_FORMAT, SWEEP_FORMAT
+    from gcbench.store import RUN_JSON, upgrade_folder
+    from gcbench.sweep import MANIFEST, upgrade_sweep
+
+    def say(path: Path, what: str, stored: int, rewritten: bool, latest: int) -> None:
+        state = f"schema_version {stored} -> {latest}, rewritten" if rewritten else f"already schema_version {latest}"
+        click.echo(f"{path}: {what} {state}")
+
+    for folder in folders:
+        if (folder / MANIFEST).is_file():
+            say(folder, "sweep manifest", *upgrade_sweep(folder), SWEEP_FORMAT)
+            points = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")
+                      and (p / RUN_JSON).is_file()]
+            for point in points:
+                say(point, "run folder", *upgrade_folder(point), RUN_FORMAT)
+        else:
+            say(folder, "run folder", *upgrade_folder(folder), RUN_FORMAT)

@@ -12,42 +12,21 @@ from pathlib import Path
 import pandas as pd
 
 from gcbench.errors import GcbenchError
+from gcbench.formats import (
+    CALL_COLUMNS,
+    COLUMN_SINCE,
+    EVENT_COLUMNS,
+    RUN_FORMAT,
+    RunTables,
+    check_version,
+    stored_run_format,
+    upgrade_run,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = RUN_FORMAT  # what the writer writes; formats.py has the history and the upgrades
 RUN_JSON = "run.json"
 CALLS = "calls.parquet"
 GC_EVENTS = "gc_events.parquet"
-
-CALL_COLUMNS = {
-    "backend": "string",
-    "gc_mode": "string",
-    "rep": "int32",
-    "agent": "int32",
-    "chain": "int32",
-    "call": "int32",
-    "t_send_ns": "int64",
-    "t_recv_ns": "int64",
-    "t_intended_ns": "int64",  # when the call was due (open loop: from the fixed chain schedule)
-    "latency_ns": "int64",
-    "ok": "bool",
-    "error": "string",
-    "gc_overlap_ns": "int64",
-}
-EVENT_COLUMNS = {
-    "backend": "string",
-    "gc_mode": "string",
-    "rep": "int32",
-    "source": "string",  # server | client | control (the idle hiccup-meter process beside the cell)
-    "type": "string",  # gc | stall | hiccup (the meter's late wake-ups: never counted as GC)
-    "runtime": "string",
-    "kind": "string",
-    "generation": "int32",
-    "start_ns": "int64",
-    "end_ns": "int64",
-    "duration_ns": "int64",
-    "collected": "int64",
-    "measured": "bool",  # inside the cell's measurement window (not warm-up or shutdown)
-}
 
 
 def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
@@ -64,19 +43,44 @@ def conform(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     return out[list(columns) + [c for c in out.columns if c not in columns]]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def _fsync_dir(folder: Path) -> None:
+    """The rename itself reaches the disk (a crash right after it keeps the new name)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def _atomic_replace(path: Path, write) -> None:
+    """write(tmp) then rename over path: readers see the old file or the new one, never a part of one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_replace(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_json(path: Path, doc: dict) -> None:
+    atomic_write_bytes(path, (json.dumps(doc, indent=2, default=str) + "\n").encode())
 
 
 def _atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    _atomic_replace(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def safe_run_id(text: str) -> str:
@@ -135,18 +139,24 @@ class RunWriter:
     def _write(self) -> None:
         calls = pd.concat(self._calls, ignore_index=True) if self._calls else empty_frame(CALL_COLUMNS)
         events = pd.concat(self._events, ignore_index=True) if self._events else empty_frame(EVENT_COLUMNS)
-        _atomic_write_parquet(self.path / CALLS, calls)
-        _atomic_write_parquet(self.path / GC_EVENTS, events)
-        # run.json last: it names what the tables hold
-        _atomic_write_bytes(self.path / RUN_JSON, (json.dumps(self.meta, indent=2, default=str) + "\n").encode())
+        write_folder(self.path, self.meta, calls, events)
+
+
+def write_folder(path: Path, meta: dict, calls: pd.DataFrame, events: pd.DataFrame) -> None:
+    _atomic_write_parquet(path / CALLS, calls)
+    _atomic_write_parquet(path / GC_EVENTS, events)
+    # run.json last: it names what the tables hold (an upgrade cut short leaves new tables and the old
+    # run.json, which loads: every upgrade leaves a column it finds already there alone)
+    atomic_write_json(path / RUN_JSON, meta)
 
 
 @dataclass
 class RunData:
     path: Path
-    meta: dict
+    meta: dict  # upgraded: meta["schema_version"] is RUN_FORMAT
     calls: pd.DataFrame
     gc_events: pd.DataFrame
+    stored_format: int = RUN_FORMAT  # the format the folder holds on disk (before the upgrades on load)
 
     @property
     def scenario(self) -> dict:
@@ -154,6 +164,7 @@ class RunData:
 
 
 def load_run(path: str | os.PathLike) -> RunData:
+    """A run folder of any known format, upgraded in memory to the latest one (formats.py)."""
     p = Path(path)
     if p.is_file() and p.name == RUN_JSON:
         p = p.parent
@@ -170,30 +181,49 @@ def load_run(path: str | os.PathLike) -> RunData:
         raise GcbenchError(f"{meta_path}: corrupted ({e.__class__.__name__}: {str(e)[:80]})") from None
     if not isinstance(meta, dict) or "schema_version" not in meta:
         raise GcbenchError(f"{meta_path}: not a gcbench run.json (no schema_version)")
-    version = meta["schema_version"]
-    if type(version) is not int or version != SCHEMA_VERSION:
-        raise GcbenchError(
-            f"{meta_path}: schema_version {json.dumps(version)[:40]} is not supported by this gcbench "
-            f"(it reads {SCHEMA_VERSION})"
-        )
+    version = check_version(meta_path, meta["schema_version"], RUN_FORMAT)  # a newer one: "upgrade gcbench"
     _check_meta(meta_path, meta)
     tables = []
-    for name, cols in ((CALLS, CALL_COLUMNS), (GC_EVENTS, EVENT_COLUMNS)):
+    for name in (CALLS, GC_EVENTS):
         f = p / name
         if not f.is_file():
             raise GcbenchError(f"{f}: missing table")
         try:
-            df = pd.read_parquet(f)
+            tables.append(pd.read_parquet(f))
         except Exception as e:  # pyarrow raises several types for a damaged file
             raise GcbenchError(f"{f}: corrupted table ({e.__class__.__name__})") from None
-        missing = [c for c in cols if c not in df.columns]
+    stored = stored_run_format(version, tables[0].columns)
+    _check_columns(p, tables, stored)
+    run = upgrade_run(RunTables(meta, tables[0], tables[1]), stored)
+    _check_columns(p, [run.calls, run.gc_events], RUN_FORMAT)
+    return RunData(p, run.meta, run.calls, run.gc_events, stored)
+
+
+def upgrade_folder(path: str | os.PathLike) -> tuple[int, bool]:
+    """Rewrite a run folder in the latest format (what load_run does in memory); (the schema_version it
+    said, rewritten)."""
+    run = load_run(path)
+    stored_version = json.loads((run.path / RUN_JSON).read_text(encoding="utf-8"))["schema_version"]
+    if stored_version == RUN_FORMAT:
+        return stored_version, False
+    meta = {**run.meta, "upgraded_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "upgraded_from_schema_version": stored_version}
+    write_folder(run.path, meta, conform(run.calls, CALL_COLUMNS), conform(run.gc_events, EVENT_COLUMNS))
+    return stored_version, True
+
+
+def _check_columns(folder: Path, tables: list[pd.DataFrame], fmt: int) -> None:
+    """Every column the format declares is there with its kind of type (checked before the upgrades, so a
+    damaged old folder is named as such, and after them)."""
+    for name, df, cols in ((CALLS, tables[0], CALL_COLUMNS), (GC_EVENTS, tables[1], EVENT_COLUMNS)):
+        f = folder / name
+        declared = {c: t for c, t in cols.items() if fmt >= COLUMN_SINCE.get(c, 1)}
+        missing = [c for c in declared if c not in df.columns]
         if missing:
             raise GcbenchError(f"{f}: missing columns {', '.join(missing)}")
-        for c, t in cols.items():
+        for c, t in declared.items():
             if not _KIND_OK[t](df[c].dtype):
                 raise GcbenchError(f"{f}: column {c!r} holds {df[c].dtype}, expected {t}")
-        tables.append(df)
-    return RunData(p, meta, tables[0], tables[1])
 
 
 _KIND_OK = {

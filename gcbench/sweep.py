@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gcbench.errors import GcbenchError
+from gcbench.formats import SWEEP_FORMAT, SWEEP_KIND, check_version, upgrade_manifest
 from gcbench.gcmode import GcMode, parse_gc_mode
 from gcbench.metadata import MACHINE_KEYS, collect_environment
 from gcbench.scenario import (
@@ -142,7 +143,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def _manifest(spec: SweepSpec, shard: tuple[int, int]) -> dict:
     env = collect_environment()
     return {
-        "kind": "gcbench-sweep", "schema_version": 1, "name": spec.name, "grid_hash": spec.grid_hash(),
+        "kind": SWEEP_KIND, "schema_version": SWEEP_FORMAT, "name": spec.name, "grid_hash": spec.grid_hash(),
         "grid": spec.to_dict(), "source": spec.source, "shard": f"{shard[0] + 1}/{shard[1]}",
         "gcbench_version": env["gcbench_version"], "machine": {k: env.get(k) for k in MACHINE_KEYS},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -150,16 +151,39 @@ def _manifest(spec: SweepSpec, shard: tuple[int, int]) -> dict:
 
 
 def read_manifest(folder: Path) -> dict:
+    """A sweep folder's manifest of any known format, upgraded in memory to the latest one (formats.py)."""
     path = folder / MANIFEST
     try:
         m = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise GcbenchError(f"{folder}: not a sweep folder (no {MANIFEST})") from None
-    except ValueError:
+    except OSError as e:
+        raise GcbenchError(f"{path}: cannot read: {e.strerror}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise GcbenchError(f"{path}: corrupted") from None
-    if m.get("kind") != "gcbench-sweep":
+    if not isinstance(m, dict) or m.get("kind") != SWEEP_KIND:
         raise GcbenchError(f"{path}: not a gcbench sweep manifest")
-    return m
+    if "schema_version" not in m:
+        raise GcbenchError(f"{path}: not a gcbench sweep manifest (no schema_version)")
+    found = check_version(path, m["schema_version"], SWEEP_FORMAT)  # a newer one: "upgrade gcbench"
+    return upgrade_manifest(m, found)
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Atomically (temp file, fsync, rename): an interrupted write leaves no half manifest behind."""
+    from gcbench.store import atomic_write_json
+
+    atomic_write_json(folder / MANIFEST, manifest)
+
+
+def upgrade_sweep(folder: Path) -> tuple[int, bool]:
+    """Rewrite a sweep manifest in the latest format; (the schema_version it said, rewritten)."""
+    manifest = read_manifest(folder)  # refuses a damaged or newer manifest
+    stored = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["schema_version"]
+    if stored == SWEEP_FORMAT:
+        return stored, False
+    write_manifest(folder, manifest)
+    return stored, True
 
 
 def check_compatible(a: dict, b: dict, what: str) -> None:
@@ -193,7 +217,7 @@ def run_sweep(spec: SweepSpec, out_dir: Path, shard: tuple[int, int] = (0, 1), *
     if (out_dir / MANIFEST).exists():
         check_compatible(read_manifest(out_dir), manifest, f"{out_dir} holds another sweep")
     else:
-        (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        write_manifest(out_dir, manifest)
     points = expand(spec)
     mine = [p for p in points if p.index % shard[1] == shard[0]]
     todo = [p for p in mine if point_status(out_dir / p.id) not in DONE_STATUSES]
@@ -245,7 +269,7 @@ def merge(out_dir: Path, shards: list[Path], log: Callable[[str], None] = print)
         check_compatible(read_manifest(out_dir), manifests[0], f"{out_dir} holds another sweep")
     else:
         merged = {**manifests[0], "shard": "merged", "merged_from": [str(s) for s in shards]}
-        (out_dir / MANIFEST).write_text(json.dumps(merged, indent=2) + "\n")
+        write_manifest(out_dir, merged)
     copied = 0
     for shard in shards:
         for folder in sorted(shard.iterdir()):

@@ -90,7 +90,7 @@ DAMAGES = {
     "run-json-deep": (_overwrite(RUN_JSON, b"[" * 200000 + b"]" * 200000), "run.json: corrupted (RecursionError"),
     "run-json-a-list": (_overwrite(RUN_JSON, b"[1, 2]"), "run.json: not a gcbench run.json (no schema_version)"),
     "no-schema-version": (_edit_meta(schema_version=_DROP), "not a gcbench run.json (no schema_version)"),
-    "future-schema": (_edit_meta(schema_version=2), "schema_version 2 is not supported by this gcbench (it reads 1)"),
+    "future-schema": (_edit_meta(schema_version=99), "schema_version 99 is newer than this gcbench reads (1 to "),
     "schema-as-text": (_edit_meta(schema_version="1"), 'schema_version "1" is not supported'),
     "schema-as-bool": (_edit_meta(schema_version=True), "schema_version true is not supported"),
     "cells-not-a-list": (_edit_meta(cells="none"), "field 'cells' should be list, not str"),

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import gcbench
+from gcbench.formats import RUN_FORMAT
 from gcbench.store import load_run
 
 from .conftest import run_cli
@@ -22,7 +23,8 @@ def test_run_writes_a_loadable_folder_with_every_call(tiny_scenario, tmp_path):
     run, info = _run("--scenario", str(tiny_scenario), "--backend", "python,inproc",
                      "--gc-mode", "default,disabled", "--reps", "2", out=tmp_path)
     calls, meta = run.calls, run.meta
-    assert meta["schema_version"] == 1 and meta["status"] == "complete"
+    assert meta["status"] == "complete"
+    assert json.loads((run.path / "run.json").read_text())["schema_version"] == RUN_FORMAT == run.stored_format
     assert meta["scenario"]["name"] == "tiny"
     assert {"python_version", "cpu_model", "cpu_count", "platform"} <= set(meta["environment"])
     cells = meta["cells"]

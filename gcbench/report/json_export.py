@@ -9,10 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from gcbench.analysis import HDR_HIGHEST_NS, HDR_LOWEST_NS, HDR_SIGNIFICANT_DIGITS, merge_histograms
+from gcbench.formats import REPORT_FORMAT, REPORT_KIND
 from gcbench.report.base import Exporter
 from gcbench.report.model import Report
-
-REPORT_SCHEMA = "gcbench-report/1"
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -28,7 +27,9 @@ def report_dict(report: Report) -> dict:
                        "hdr_histogram": merge_histograms(list(g["hdr_histogram"])).encode().decode("ascii")})
     env = report.run.meta.get("environment", {})
     return {
-        "schema": REPORT_SCHEMA,
+        "kind": REPORT_KIND,
+        "schema_version": REPORT_FORMAT,  # formats.py has the history
+        "run_schema_version": report.run.meta.get("schema_version"),
         "run_id": report.run_id,
         "scenario": report.run.scenario,
         "environment": {k: env.get(k) for k in ("hostname", "cpu_model", "cpu_count", "platform", "python_version",

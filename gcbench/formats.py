@@ -1,0 +1,158 @@
+"""Versioned file formats: what each version of a run folder, a sweep manifest and the JSON report holds, and
+the upgrades that read an older run folder or manifest as the latest one (applied in memory on load;
+`gcbench upgrade` rewrites a folder on disk). A format newer than this gcbench is refused: "upgrade gcbench".
+
+Every file carries an integer "schema_version"; sweep.json and the JSON report also carry a "kind", as they
+can be found anywhere (run.json is named by its folder).
+
+To add a column or a field (the tool, memory and concurrency columns to come, for example):
+  1. raise RUN_FORMAT, declare the column in CALL_COLUMNS or EVENT_COLUMNS and its version in COLUMN_SINCE;
+  2. add one function to RUN_UPGRADES, under the new version, turning a folder of the previous version into
+     the new one. It says what an old folder did not record (a documented "not recorded" value, with a note)
+     and never invents a measurement; it leaves a column it finds already there alone;
+  3. add a line to the history below and a golden folder of the previous version to tests/data/
+     (tests/data/README.md says how they are made); tests/test_formats.py loads every one of them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import NamedTuple
+
+import pandas as pd
+
+from gcbench.errors import GcbenchError
+
+# ---------------------------------------------------------------------------------------------- run folder
+# run.json "schema_version"; tables calls.parquet and gc_events.parquet.
+#   1  The original (commit 5f63d4b): calls without t_intended_ns.
+#   2  calls.t_intended_ns: when each call was due (closed loop: previous reply + think time; open loop: its
+#      slot in the fixed chain schedule). Commit d8ba415 added the column without raising the version, so the
+#      folders written from then until this change say 1 and hold the column: the loader reads
+#      "1 with t_intended_ns" as 2 (see stored_run_format). Upgrading a real format 1 sets it to 0, which the
+#      analysis reads as "not recorded" (a chain is then timed from its first send). The same commit added
+#      scenario.chain.rate_per_s to run.json: a format 1 chain was closed loop, rate_per_s 0.0 (without it,
+#      compare refuses an old baseline: "scenario.chain.rate_per_s differs").
+RUN_FORMAT = 2
+
+CALL_COLUMNS = {
+    "backend": "string",
+    "gc_mode": "string",
+    "rep": "int32",
+    "agent": "int32",
+    "chain": "int32",
+    "call": "int32",
+    "t_send_ns": "int64",
+    "t_recv_ns": "int64",
+    "t_intended_ns": "int64",  # when the call was due (format 2; 0: not recorded)
+    "latency_ns": "int64",
+    "ok": "bool",
+    "error": "string",
+    "gc_overlap_ns": "int64",
+}
+EVENT_COLUMNS = {
+    "backend": "string",
+    "gc_mode": "string",
+    "rep": "int32",
+    "source": "string",  # server | client | control (the idle hiccup-meter process beside the cell)
+    "type": "string",  # gc | stall | hiccup (the meter's late wake-ups: never counted as GC)
+    "runtime": "string",
+    "kind": "string",
+    "generation": "int32",
+    "start_ns": "int64",
+    "end_ns": "int64",
+    "duration_ns": "int64",
+    "collected": "int64",
+    "measured": "bool",  # inside the cell's measurement window (not warm-up or shutdown)
+}
+# the format a column first appeared in (the others are in every format): a folder is checked for the
+# columns of its own format before it is upgraded
+COLUMN_SINCE = {"t_intended_ns": 2}
+
+
+class RunTables(NamedTuple):
+    meta: dict
+    calls: pd.DataFrame
+    gc_events: pd.DataFrame
+
+
+def _note(meta: dict, text: str) -> None:
+    """What an upgrade could not recover, kept in run.json for whoever reads the numbers."""
+    meta.setdefault("format_notes", []).append(text)
+
+
+def _add_t_intended(run: RunTables) -> RunTables:
+    chain = run.meta.get("scenario", {}).get("chain")
+    if isinstance(chain, dict):
+        chain.setdefault("rate_per_s", 0.0)  # closed loop: the only kind of chain format 1 knew
+    if "t_intended_ns" in run.calls:
+        return run
+    calls = run.calls.copy()
+    calls["t_intended_ns"] = pd.Series(0, index=calls.index, dtype="int64")
+    _note(run.meta, "format 1 -> 2: calls.t_intended_ns was not recorded (0); chains are timed from their first send")
+    return RunTables(run.meta, calls, run.gc_events)
+
+
+# version -> the function that turns a folder of version - 1 into that version
+RUN_UPGRADES: dict[int, Callable[[RunTables], RunTables]] = {
+    2: _add_t_intended,
+}
+
+
+def stored_run_format(schema_version: int, call_columns) -> int:
+    """The format a folder really holds: "1 with t_intended_ns" was written between d8ba415 and format 2."""
+    if schema_version == 1 and "t_intended_ns" in call_columns:
+        return 2
+    return schema_version
+
+
+def upgrade_run(run: RunTables, found: int) -> RunTables:
+    run = apply_upgrades(RUN_UPGRADES, found, RUN_FORMAT, run)
+    run.meta["schema_version"] = RUN_FORMAT
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- sweep manifest
+# sweep.json "kind": "gcbench-sweep", "schema_version".
+#   1  The original (commit 908feaf): name, grid_hash, grid, source, shard, gcbench_version, machine,
+#      created_utc (merge adds merged_from).
+SWEEP_KIND = "gcbench-sweep"
+SWEEP_FORMAT = 1
+SWEEP_UPGRADES: dict[int, Callable[[dict], dict]] = {}
+
+
+def upgrade_manifest(manifest: dict, found: int) -> dict:
+    manifest = apply_upgrades(SWEEP_UPGRADES, found, SWEEP_FORMAT, manifest)
+    manifest["schema_version"] = SWEEP_FORMAT
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------- JSON report
+# `gcbench report --format json`; written for other tools, never read back by gcbench (so no upgrades).
+#   1  "schema": "gcbench-report/1" (commit e50227f).
+#   2  "kind": "gcbench-report", "schema_version": 2 (the scheme of sweep.json), and "run_schema_version":
+#      the run folder format the report was made from (after upgrading on load: always RUN_FORMAT).
+REPORT_KIND = "gcbench-report"
+REPORT_FORMAT = 2
+
+
+# ---------------------------------------------------------------------------------------------- shared
+
+
+def check_version(path, version: object, latest: int) -> int:
+    """The stored schema_version as an int from 1 to latest, or one line saying why not."""
+    shown = json.dumps(version)[:40]
+    if type(version) is not int or version < 1:
+        raise GcbenchError(f"{path}: schema_version {shown} is not supported by this gcbench (it reads 1 to {latest})")
+    if version > latest:
+        raise GcbenchError(f"{path}: schema_version {version} is newer than this gcbench reads (1 to {latest}): "
+                           f"upgrade gcbench")
+    return version
+
+
+def apply_upgrades(upgrades: dict, found: int, latest: int, doc):
+    """Run the upgrades from version found + 1 to latest, in order, one function per version."""
+    for version in range(found + 1, latest + 1):
+        doc = upgrades[version](doc)
+    return doc
