@@ -232,7 +232,7 @@ def calibrate(mode, stalls, per_stall, chains, threshold_ms, transport, out_dir,
 def sweep(sweep_file, out_dir, shard, transport):
     """Run a grid: live-heap sizes x allocation profiles x backends x their GC modes, in one command.
 
-    SWEEP_FILE is a scenario TOML with a [sweep] table (see scenarios/claim-check.toml). Each grid point is
+    SWEEP_FILE is a scenario TOML with a [sweep] table (see gcbench/scenarios/claim-check.toml). Each grid point is
     one run folder in the sweep folder; an interrupted sweep resumes where it stopped when run again.
     """
     from gcbench.runner import Interrupted

@@ -10,7 +10,7 @@ import tomllib
 
 from gcbench.errors import GcbenchError
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"  # package data: in a wheel too
 
 # Caps keep a typo from exhausting the machine before anything is measured.
 MAX_CALLS = 100_000
@@ -107,7 +107,7 @@ class Scenario:
 
 
 def list_builtin() -> list[tuple[str, str]]:
-    """(name, description) of every scenario shipped in scenarios/."""
+    """(name, description) of every scenario shipped in gcbench/scenarios/."""
     out = []
     for path in sorted(BUILTIN_DIR.glob("*.toml")):
         try:
