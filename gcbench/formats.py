@@ -29,7 +29,7 @@ from gcbench.errors import GcbenchError
 #   1  The original (commit 5f63d4b): calls without t_intended_ns.
 #   2  calls.t_intended_ns: when each call was due (closed loop: previous reply + think time; open loop: its
 #      slot in the fixed chain schedule). Commit d8ba415 added the column without raising the version, so the
-#      folders written from then until this change say 1 and hold the column: the loader reads
+#      folders written from then until 5980df5 (the first to write 2) say 1 and hold the column: the loader reads
 #      "1 with t_intended_ns" as 2 (see stored_run_format). Upgrading a real format 1 sets it to 0, which the
 #      analysis reads as "not recorded" (a chain is then timed from its first send). The same commit added
 #      scenario.chain.rate_per_s to run.json: a format 1 chain was closed loop, rate_per_s 0.0 (without it,
