@@ -144,7 +144,13 @@ def physical_memory_bytes() -> int:
 
 
 def heap_flags(mode: GcMode, scenario: Scenario) -> list[str]:
-    """-Xms/-Xmx for a mode: its N MiB when given, Epsilon's estimate, else the JVM's own sizing."""
+    """-Xms/-Xmx for a mode: its N MiB when given, Epsilon's estimate, else the JVM's own sizing.
+
+    A fixed heap is also touched at start-up (AlwaysPreTouch), so no collector pays first-touch page faults
+    inside the calls: Epsilon never reuses memory, and without it took 29-32 minor faults per big-heap call
+    (112 KB of new objects / 4 KiB pages) against 2-6 with it and 13 for G1 with a 512 MiB heap (measured,
+    /proc/<pid>/stat, 1000 calls).
+    """
     if mode.arg is not None:
         mib = mode.int_args()[0]
     elif mode.name == "epsilon":
@@ -157,7 +163,7 @@ def heap_flags(mode: GcMode, scenario: Scenario) -> list[str]:
             )
     else:
         return []
-    return [f"-Xms{mib}m", f"-Xmx{mib}m"]
+    return [f"-Xms{mib}m", f"-Xmx{mib}m", "-XX:+AlwaysPreTouch"]
 
 
 def jvm_log_path(events_path: Path) -> Path:
