@@ -12,6 +12,7 @@ CELL_KEYS = ["backend", "gc_mode", "rep"]
 GROUP_KEYS = ["backend", "gc_mode"]
 LATENCY_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 OFF_MODE = "disabled"  # the GC-off cell of a backend, the counterfactual's first choice
+OFF_MODES = {"java": "epsilon"}  # backends whose GC-off mode has another name (the JVM's no-op collector)
 CONTROL_BACKEND = "rust"  # no GC at all: the reference for a runtime that has no off switch (Node)
 NO_REFERENCE = "no GC-off reference in this run"
 BOOTSTRAP_SAMPLES = 2000
@@ -285,11 +286,13 @@ def cell_rng(seed: int, *parts: str) -> np.random.Generator:
 def reference_cell(backend: str, gc_mode: str, present: set[tuple[str, str]]) -> tuple[str, str] | None:
     """The GC-off cell that (backend, gc mode) is compared with, or None when the run has none.
 
-    First choice: the same backend with GC disabled. A runtime without an off switch (Node) is compared with
-    the no-GC control backend (`rust`), preferring its `disabled`, then `default` cell.
+    First choice: the same backend with GC disabled (`epsilon` for java, OFF_MODES). A runtime without an off
+    switch (Node) is compared with the no-GC control backend (`rust`), preferring its `disabled`, then
+    `default` cell.
     """
-    if (backend, OFF_MODE) in present:
-        return (backend, OFF_MODE)
+    off = OFF_MODES.get(backend.split("+")[0], OFF_MODE)  # java+meter too
+    if (backend, off) in present:
+        return (backend, off)
     for mode in (OFF_MODE, "default"):
         if (CONTROL_BACKEND, mode) in present:
             return (CONTROL_BACKEND, mode)

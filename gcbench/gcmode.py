@@ -17,7 +17,16 @@ MODES: dict[str, tuple[bool, str]] = {
     "memlimit": (True, "Go: GOGC=off with GOMEMLIMIT=N MiB, e.g. memlimit:512"),
     "semi": (True, "Node: --max-semi-space-size=N (MiB), e.g. semi:64"),
     "old": (True, "Node: --max-old-space-size=N (MiB)"),
+    "g1": (False, "JVM: G1 (g1:N also fixes the heap at N MiB)"),
+    "parallel": (False, "JVM: the parallel collector (parallel:N: heap N MiB)"),
+    "serial": (False, "JVM: the serial collector (serial:N: heap N MiB)"),
+    "zgc": (False, "JVM: ZGC (zgc:N: heap N MiB)"),
+    "shenandoah": (False, "JVM: Shenandoah, where the JDK build has it (shenandoah:N: heap N MiB)"),
+    "epsilon": (False, "JVM: Epsilon, no collection at all: the JVM's GC off (epsilon:N: heap N MiB)"),
+    "heap": (True, "JVM: the JVM's own collector with the heap fixed at N MiB, e.g. heap:1024"),
 }
+# Modes whose argument may be left out (name or name:N); N is a positive integer.
+OPTIONAL_ARG = {"g1", "parallel", "serial", "zgc", "shenandoah", "epsilon"}
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ def parse_gc_mode(text: str) -> GcMode:
     name, sep, arg = text.partition(":")
     if name not in MODES:
         raise GcbenchError(f"unknown --gc-mode {text!r}; valid modes: {', '.join(describe_syntax())}")
-    takes_arg = MODES[name][0]
+    takes_arg = MODES[name][0] or (name in OPTIONAL_ARG and bool(sep))
     if takes_arg != bool(sep):
         need = "needs an argument" if takes_arg else "takes no argument"
         raise GcbenchError(f"--gc-mode {text!r}: {name} {need} ({MODES[name][1]})")
@@ -69,4 +78,4 @@ def parse_gc_modes(text: str) -> list[GcMode]:
 
 
 def describe_syntax() -> list[str]:
-    return [f"{n}:N" if takes else n for n, (takes, _) in MODES.items()]
+    return [f"{n}:N" if takes else f"{n}[:N]" if n in OPTIONAL_ARG else n for n, (takes, _) in MODES.items()]

@@ -12,6 +12,7 @@ during that cell (scheduler, other processes), stored with source "control".
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -68,7 +69,7 @@ class Metered(SubprocessBackend):
 
     def launch_spec(self, mode: GcMode, scenario: Scenario, ctx: CellContext) -> LaunchSpec:
         spec = self.inner.launch_spec(mode, scenario, ctx)
-        return LaunchSpec(spec.argv, {**spec.env, **meter_env(self.hiccup_us, self.floor_us)}, spec.cwd)
+        return dataclasses.replace(spec, env={**spec.env, **meter_env(self.hiccup_us, self.floor_us)})
 
 
 def meter_hiccup_us(backend: Backend) -> int:

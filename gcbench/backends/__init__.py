@@ -9,6 +9,7 @@ from gcbench.errors import GcbenchError
 def _registry() -> dict[str, type[Backend]]:
     from gcbench.backends.go import GoBackend
     from gcbench.backends.inproc import InprocBackend
+    from gcbench.backends.java import JavaBackend
     from gcbench.backends.node import NodeBackend
     from gcbench.backends.node_sdk import NodeSdkBackend
     from gcbench.backends.python import PythonBackend
@@ -24,6 +25,7 @@ def _registry() -> dict[str, type[Backend]]:
         StallBackend,
         NodeBackend,
         NodeSdkBackend,
+        JavaBackend,
         InprocBackend,
     ]
     return {cls.name: cls for cls in classes}

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,9 @@ class LaunchSpec:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)  # added to the harness's environment
     cwd: str | None = None
+    # runs once the server has exited, before stop() returns: a probe that turns what the runtime wrote
+    # (e.g. the JVM's log) into side-channel events
+    after_exit: Callable[[], None] | None = None
 
 
 @dataclass
@@ -132,6 +136,7 @@ class SubprocessServer(ServerHandle):
 
     def __init__(self, spec: LaunchSpec, env: dict[str, str], ctx: CellContext) -> None:
         self.ctx = ctx
+        self.after_exit = spec.after_exit
         self.transport = None
         self.watch: MemoryWatch | None = None
         with procs.held():  # a process that exists is registered (and watched) before a signal can act
@@ -236,6 +241,8 @@ class SubprocessServer(ServerHandle):
                     pass
             if proc.poll() is None:
                 proc.wait()
+            if self.after_exit is not None:
+                self.after_exit()
             return proc.returncode
         finally:
             procs.unregister_group(proc.pid)
