@@ -370,9 +370,13 @@ def claim_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(calls: pd.DataFrame, events: pd.DataFrame, calls_per_chain: int,
-              n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+              n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
+              cells: list[dict] | None = None) -> pd.DataFrame:
     """One row per (backend, gc mode): latency, pauses, GC dead time per chain, counterfactual GC cost, and the
-    claim (10 ms x calls per chain) next to what was measured, with a one-line verdict."""
+    claim (10 ms x calls per chain) next to what was measured, with a one-line verdict.
+
+    `cells` (run.json's cells) adds the warnings that come from a server's stats record (clock steps, pauses
+    that could not be placed)."""
     if len(calls) == 0:
         return pd.DataFrame()
     claim_ms = CLAIM_PAUSE_MS * calls_per_chain
@@ -414,7 +418,7 @@ def summarize(calls: pd.DataFrame, events: pd.DataFrame, calls_per_chain: int,
                       r.dead_max_ms, r.pause_max_ms, r.chains_hit_share)
         for r in out.itertuples()
     ]
-    out["warnings"] = instability_warnings(out, chains, ev)
+    out["warnings"] = instability_warnings(out, chains, ev, cells)
     return out
 
 
@@ -423,9 +427,11 @@ UNSTABLE_CHAIN_CV = 0.25  # std / mean of chain latency
 FEW_FULL_COLLECTIONS = 5
 
 
-def instability_warnings(summary: pd.DataFrame, chains: pd.DataFrame, events: pd.DataFrame) -> list[list[str]]:
+def instability_warnings(summary: pd.DataFrame, chains: pd.DataFrame, events: pd.DataFrame,
+                         cells: list[dict] | None = None) -> list[list[str]]:
     """pyperf-style warnings per (backend, gc mode): repetitions that disagree, chains too spread out to
-    trust a mean, and too few CPython full collections to say anything about them."""
+    trust a mean, too few CPython full collections to say anything about them, and (from the cells' stats
+    records) wall-clock steps and GC pauses that could not be placed."""
     out = []
     for r in summary.itertuples():
         ch = chains[(chains["backend"] == r.backend) & (chains["gc_mode"] == r.gc_mode)]
@@ -445,8 +451,28 @@ def instability_warnings(summary: pd.DataFrame, chains: pd.DataFrame, events: pd
             if full < FEW_FULL_COLLECTIONS:
                 w.append(f"only {full} CPython full collection(s) seen: too few to say anything about their cost "
                          "(longer runs or a bigger live heap, see CPython's 25% pending rule)")
+        w += stats_warnings([c.get("stats") or {} for c in cells or ()
+                             if c.get("backend") == r.backend and c.get("gc_mode") == r.gc_mode
+                             and c.get("status") == "ok"])
         out.append(w)
     return out
+
+
+def stats_warnings(stats: list[dict]) -> list[str]:
+    """Warnings from the stats records of one (backend, gc mode)'s cells."""
+    w = []
+    steps = sum(int(s.get("clock_steps") or 0) for s in stats)
+    if steps:
+        step_ms = max(int(s.get("clock_step_max_ns") or 0) for s in stats) / 1e6
+        w.append(f"the wall clock stepped {steps} time(s) (largest {fmt_ms(step_ms)} ms): GC pause times converted "
+                 "from it use the offset read nearest each pause, and one near a step may be off by up to the step")
+    phases = [s["stw_phases"] for s in stats if isinstance(s.get("stw_phases"), dict)]
+    unplaced = sum(int(p.get("unplaced_no_line", 0)) + int(p.get("unplaced_mismatch", 0)) for p in phases)
+    if unplaced:
+        pause_ms = sum(int(p.get("unplaced_pause_ns", 0)) for p in phases) / 1e6
+        w.append(f"{unplaced} GC cycle(s) could not be split into their stop-the-world phases (no matching "
+                 f"gctrace line): their {fmt_ms(pause_ms)} ms of pause is left out of attribution and pause tables")
+    return w
 
 
 # ---------------------------------------------------------------------------------------------- histograms

@@ -286,6 +286,7 @@ def measure_cell(
         finally:
             control_exit = control_proc.stop() if control_proc is not None else None
     server_events, stats, bad_lines = read_side_channel(ctx.events_path)
+    server_events, stats = backend.finish_events(server_events, stats, ctx)
     control_events: list[dict] = []
     control_meta: dict | None = None
     if control_proc is not None:

@@ -92,6 +92,11 @@ class Backend(ABC):
     @abstractmethod
     def start(self, mode: GcMode, scenario: Scenario, ctx: CellContext) -> ServerHandle: ...
 
+    def finish_events(self, events: list[dict], stats: dict, ctx: CellContext) -> tuple[list[dict], dict]:
+        """After the server has stopped: complete its side-channel events and stats record from what else it
+        left (Go: the phases of each cycle from its stderr). Runs outside the measurement."""
+        return events, stats
+
 
 class SubprocessBackend(Backend):
     """A server that runs as a child process; subclasses only say how to launch it."""

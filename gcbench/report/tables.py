@@ -161,7 +161,9 @@ def warnings_tables(report: Report) -> list[Table]:
     if not rows:
         return []
     return [Table("warnings", "Warnings", "Cells whose numbers may not be stable: repetitions that disagree, chains "
-                  "too spread out, too few CPython full collections.", ["cell", "warning"], rows)]
+                  "too spread out, too few CPython full collections, wall-clock steps, GC pauses that could not be "
+                  "placed.",
+                  ["cell", "warning"], rows)]
 
 
 def all_tables(report: Report) -> list[Table]:

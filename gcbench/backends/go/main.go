@@ -1,9 +1,17 @@
 // gcbench's built-in Go MCP tool server: standard library only, contract in ../PROTOCOL.md.
 //
 // Go has no per-collection callback, so GC pauses are read after the fact from the runtime's circular
-// buffer of the last 256 stop-the-world pauses (runtime/debug.ReadGCStats, which does not stop the world).
-// After every response the server reads the cheap /gc/cycles/total metric and drains the buffer once
-// 128 cycles have gone by, on gcbench/flush and at exit, so no pause is lost.
+// buffer of the last 256 cycles (runtime/debug.ReadGCStats, which does not stop the world).
+// After every response the server reads the cheap /gc/cycles/total metric and a (wall, monotonic) clock
+// pair, and drains the buffer once 128 cycles have gone by, on gcbench/flush and at exit, so no pause is lost.
+//
+// What the buffer holds per cycle (runtime/mgc.go, gcMarkTermination, read in go1.27.3's source):
+// PauseNs[i] is the SUM of the cycle's two stop-the-world phases (sweep termination, then mark
+// termination after the whole concurrent mark, 49-117 ms later at 3M live objects on the 2-core test
+// box), and PauseEnd[i] is the wall clock read next to nanotime() at the end of mark termination. So
+// the server writes one "stw_cycle" event per cycle whose END is exact and whose start is not a real
+// moment; the Python adapter splits it into its two phases with the runtime's GODEBUG=gctrace=1 line
+// for the cycle (gcbench/probes/go_gctrace.py), after the cell.
 package main
 
 import (
@@ -39,6 +47,9 @@ const (
 	flushEveryEvents  = 10_000
 	drainEveryCycles  = 128 // half the runtime's 256-entry pause buffer
 	pauseBufferLen    = 256
+	clockRingLen      = 2*drainEveryCycles + 8 // two samples per change of the cycle count between drains
+	clockStepNs       = 1_000_000              // an offset change beyond this between samples is a clock step
+	clockSlackNs      = 10_000                 // a conversion this close to its bracket still counts as inside
 	maxHTTPBodyBytes  = 64 << 20
 	maxLineBytes      = 256 << 20
 	oobMinHeapBytes   = 4 << 20 // the runtime's minimum heap goal at GOGC=100
@@ -79,6 +90,127 @@ type pauseEvent struct {
 	oob     bool // a whole runtime.GC() run between calls (oob mode), not a stop-the-world pause
 }
 
+// clockSample is one (wall, monotonic) pair, read after a response: PauseEnd is wall-clock time, and
+// the wall clock can be stepped (NTP, an administrator), so each cycle is converted with the offset of
+// a pair read close to it, never with one read long after.
+type clockSample struct {
+	monoNs int64  // CLOCK_MONOTONIC: the midpoint of two reads around the wall-clock read
+	wallNs int64  // Unix ns
+	numGC  uint32 // cycles completed before the pair was read
+}
+
+func (c clockSample) offsetNs() int64 { return c.wallNs - c.monoNs }
+
+func absNs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+// monoOfWall converts wall-clock Unix ns to CLOCK_MONOTONIC for a cycle that ended between the samples
+// prev and next (hasPrev false: no sample before it, e.g. a cycle during start-up). When their offsets
+// differ (a clock step in between), the conversion that lands inside [prev, next] is the right one;
+// when both or neither do (a step smaller than the bracket), the one that lands nearer its own sample,
+// so the error is at most the step.
+func monoOfWall(wallNs int64, prev, next clockSample, hasPrev bool) int64 {
+	b := wallNs - next.offsetNs()
+	if !hasPrev || prev.offsetNs() == next.offsetNs() {
+		return b
+	}
+	a := wallNs - prev.offsetNs()
+	inside := func(t int64) bool { return t >= prev.monoNs-clockSlackNs && t <= next.monoNs+clockSlackNs }
+	if inside(a) != inside(b) {
+		if inside(a) {
+			return a
+		}
+		return b
+	}
+	if absNs(a-prev.monoNs) <= absNs(next.monoNs-b) {
+		return a
+	}
+	return b
+}
+
+// clockRing keeps, of the samples read since the last drain, those that bracket each new cycle: the
+// last sample before the cycle count changed and the first after. Preallocated; nothing on the call path.
+type clockRing struct {
+	kept    [clockRingLen]clockSample // numGC non-decreasing
+	n       int
+	last    clockSample // the most recent sample (kept or not)
+	started bool
+
+	samples uint64
+	steps   uint64 // offset changes beyond clockStepNs between consecutive samples
+	stepMax int64  // the largest offset change between consecutive samples, ns
+	dropped uint64 // samples pushed out of a full ring (should stay 0)
+}
+
+func (r *clockRing) push(c clockSample) {
+	if r.n == len(r.kept) {
+		copy(r.kept[:], r.kept[1:])
+		r.n--
+		r.dropped++
+	}
+	r.kept[r.n] = c
+	r.n++
+}
+
+func (r *clockRing) add(c clockSample) {
+	r.samples++
+	if !r.started {
+		r.push(c)
+	} else {
+		step := absNs(c.offsetNs() - r.last.offsetNs())
+		if step > r.stepMax {
+			r.stepMax = step
+		}
+		if step > clockStepNs {
+			r.steps++
+		}
+		if c.numGC != r.last.numGC {
+			if r.n == 0 || r.kept[r.n-1] != r.last {
+				r.push(r.last)
+			}
+			r.push(c)
+		}
+	}
+	r.last, r.started = c, true
+}
+
+// bracket returns the last kept sample with numGC < cycle (ok false if none) and the first with
+// numGC >= cycle (the latest sample if none), scanning from *from, which it advances: call it for
+// cycles in increasing order.
+func (r *clockRing) bracket(cycle uint32, from *int) (prev clockSample, hasPrev bool, next clockSample) {
+	i := *from
+	for i < r.n && r.kept[i].numGC < cycle {
+		i++
+	}
+	*from = i
+	if i > 0 {
+		prev, hasPrev = r.kept[i-1], true
+	}
+	if i < r.n {
+		return prev, hasPrev, r.kept[i]
+	}
+	return prev, hasPrev, r.last
+}
+
+// forget keeps only the latest sample: every cycle up to its numGC has been converted.
+func (r *clockRing) forget() {
+	if r.started {
+		r.kept[0] = r.last
+		r.n = 1
+	}
+}
+
+func readClock(numGC uint32) clockSample {
+	m0 := nanotime()
+	wall := time.Now().UnixNano()
+	m1 := nanotime()
+	return clockSample{monoNs: m0 + (m1-m0)/2, wallNs: wall, numGC: numGC}
+}
+
 type server struct {
 	mu         sync.Mutex // one request at a time, in arrival order
 	oob        bool
@@ -96,6 +228,7 @@ type server struct {
 	pauseNs      [pauseBufferLen]uint64 // ReadGCStats' copy, back in the runtime's circular layout
 	pauseEnd     [pauseBufferLen]uint64
 	cyclesSample []metrics.Sample // read after every response (plus the heap metrics in oob mode)
+	clocks       clockRing        // a (wall, monotonic) pair after every response
 
 	oobCollections uint64
 	oobCollectNs   int64 // wall time spent in runtime.GC() between calls: the server is busy meanwhile
@@ -355,7 +488,9 @@ func (s *server) afterResponse() {
 		s.events = append(s.events, pauseEvent{endNs: t1, pauseNs: t1 - t0, oob: true})
 		metrics.Read(s.cyclesSample[:1])
 	}
-	if uint32(s.cyclesSample[0].Value.Uint64())-s.seenNumGC >= drainEveryCycles {
+	numGC := uint32(s.cyclesSample[0].Value.Uint64())
+	s.clocks.add(readClock(numGC)) // after the metric: every cycle it counts ended before this pair
+	if numGC-s.seenNumGC >= drainEveryCycles {
 		s.drainPauses()
 	}
 }
@@ -394,26 +529,31 @@ func (s *server) drainPauses() {
 // appendPauses buffers an event for each cycle after seenNumGC up to numGC, from the runtime's circular
 // buffers (cycle c at index (c-1) % 256; pauseEnd is wall-clock Unix ns).
 func (s *server) appendPauses(numGC uint32, pauseNs, pauseEnd *[pauseBufferLen]uint64) {
-	// Convert wall clock to CLOCK_MONOTONIC with a pair read now, which also follows any step of the
-	// wall clock since start-up.
-	monoBefore := nanotime()
-	wallNs := time.Now().UnixNano()
-	monoNs := (monoBefore + nanotime()) / 2
+	s.clocks.add(readClock(numGC)) // closes the bracket of the cycles since the last response
+	s.convertPauses(numGC, pauseNs, pauseEnd)
+}
+
+// convertPauses is appendPauses without reading the clock: each cycle's end is converted to
+// CLOCK_MONOTONIC with the clock samples that bracket it.
+func (s *server) convertPauses(numGC uint32, pauseNs, pauseEnd *[pauseBufferLen]uint64) {
 	fresh := numGC - s.seenNumGC
 	if fresh > pauseBufferLen {
 		s.lost += fresh - pauseBufferLen
 		fresh = pauseBufferLen
 	}
+	from := 0
 	for i := fresh; i > 0; i-- {
 		c := numGC - i + 1 // oldest first
 		idx := (c - 1) % pauseBufferLen
+		prev, hasPrev, next := s.clocks.bracket(c, &from)
 		s.events = append(s.events, pauseEvent{
 			cycle:   c,
-			endNs:   int64(pauseEnd[idx]) - wallNs + monoNs,
+			endNs:   monoOfWall(int64(pauseEnd[idx]), prev, next, hasPrev),
 			pauseNs: int64(pauseNs[idx]),
 		})
 	}
 	s.seenNumGC = numGC
+	s.clocks.forget()
 	if len(s.events) >= flushEveryEvents {
 		s.writeEvents(nil)
 	}
@@ -454,7 +594,8 @@ func (s *server) writeEvents(ms *runtime.MemStats) {
 		if e.oob {
 			b = append(b, `{"type":"gc","runtime":"go","kind":"oob-collect","generation":-1,"start_ns":`...)
 		} else {
-			b = append(b, `{"type":"gc","runtime":"go","kind":"pause","generation":-1,"start_ns":`...)
+			// both phases of the cycle: the end is exact, the start is not a real moment (see the top)
+			b = append(b, `{"type":"gc","runtime":"go","kind":"stw_cycle","generation":-1,"start_ns":`...)
 		}
 		b = strconv.AppendInt(b, e.endNs-e.pauseNs, 10)
 		b = append(b, `,"end_ns":`...)
@@ -507,6 +648,12 @@ func (s *server) runtimeStats(ms *runtime.MemStats) map[string]any {
 		"pauses_lost":      s.lost,
 		"oob_collections":  s.oobCollections,
 		"oob_collect_ns":   s.oobCollectNs,
+		// the wall-to-monotonic conversion of PauseEnd
+		"clock_samples":           s.clocks.samples,
+		"clock_steps":             s.clocks.steps,
+		"clock_step_max_ns":       s.clocks.stepMax,
+		"clock_samples_dropped":   s.clocks.dropped,
+		"clock_step_threshold_ns": clockStepNs,
 	}
 	named := map[string]string{
 		"/cpu/classes/gc/total:cpu-seconds":          "gc_cpu_seconds",
