@@ -56,7 +56,7 @@ EVENT_COLUMNS = {
     "gc_mode": "string",
     "rep": "int32",
     "source": "string",  # server | client | control (the idle hiccup-meter process beside the cell)
-    "type": "string",  # gc | stall | hiccup (the meter's late wake-ups: never counted as GC)
+    "type": "string",  # gc | stall | hiccup (late wake-ups: never GC) | gc_unplaced (a Go cycle whose phases could not be timed: left out of attribution) | safepoint (JVM, not GC)
     "runtime": "string",
     "kind": "string",
     "generation": "int32",
