@@ -229,3 +229,22 @@ def test_env_node_script_gets_the_node_probe_and_heap_flags(tmp_path):
     limit_mib = {m: cells[m]["stats"]["heap_size_limit_bytes"] / 2**20 for m in ("default", "old:200")}
     # old:200 caps the old generation (the limit adds the young generation); the default is ~2-4 GiB here
     assert 200 <= limit_mib["old:200"] < 300 < limit_mib["default"], limit_mib
+
+
+def test_node_probe_preloaded_by_node_options_also_runs_in_worker_threads(tmp_path):
+    """NODE_OPTIONS=--require reaches a worker thread's own V8 isolate (Node 20: two stats records)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no node")
+    from gcbench.backends.custom import NODE_PROBE
+
+    script = tmp_path / "w.js"
+    script.write_text("const { Worker } = require('worker_threads');\n"
+                      "new Worker('let k = []; for (let i = 0; i < 2e6; i++) { k.push({ i }); "
+                      "if (k.length > 1e5) k = []; }', { eval: true });\n")
+    events = tmp_path / "events.jsonl"
+    subprocess.run([node, str(script)], check=True, timeout=120,
+                   env={**os.environ, "GCBENCH_EVENTS": str(events), "NODE_OPTIONS": f"--require={NODE_PROBE}"})
+    stats = [json.loads(ln) for ln in events.read_text().splitlines() if '"stats"' in ln]
+    assert len(stats) == 2  # the main thread's and the worker's
+    assert max(s["gc_minor"] for s in stats) > 0
