@@ -57,7 +57,11 @@ def main() -> None:
                    "gogc:N, memlimit:MiB, semi:MiB, old:MiB. A backend skips a mode it cannot apply, with a reason.")
 @click.option("--server-cmd", default=None, metavar="COMMAND",
               help="Drive your own MCP stdio server, e.g. \"python my_server.py\" (split like a shell, run without "
-                   "one). Python and Node servers get the GC probe attached automatically.")
+                   "one). gcbench detects what it runs (console scripts, uvx, npx, ...): Python and Node servers get the "
+                   "GC probe attached automatically.")
+@click.option("--runtime", type=click.Choice(["python", "node", "go", "java", "other"]), default=None,
+              help="What --server-cmd runs, when gcbench's detection (shebangs, uvx, npx, Go build info, ...) "
+                   "gets it wrong; it decides how the GC probe is attached. Default: detected.")
 @click.option("--tool", default=None, metavar="NAME", help="Tool to call on --server-cmd's server (default: work).")
 @click.option("--tool-args", default=None, metavar="JSON", help="Arguments of --tool as a JSON object.")
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="Chains per cell (overrides the scenario).")
@@ -90,7 +94,7 @@ def main() -> None:
               help="Run every backend twice in the same run, without and with the hiccup meter (`NAME+meter`), "
                    "and report the meter's cost on latency. Implies --hiccup-us 1000 unless given.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout instead of a table.")
-def run(scenario, backends, gc_modes, server_cmd, tool, tool_args, chains, calls, rate_per_s, reps, out_dir, transport,
+def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chains, calls, rate_per_s, reps, out_dir, transport,
         call_timeout, start_timeout, max_server_memory, pin, hiccup_us, hiccup_floor_us, meter_overhead, as_json):
     """Run a scenario against backends and GC modes; write a run folder and print the summary.
 
@@ -131,7 +135,7 @@ def run(scenario, backends, gc_modes, server_cmd, tool, tool_args, chains, calls
                 click.echo(f"gcbench: not running backend {b.name}: {a.reason}", err=True)
     config = RunConfig(
         scenario=sc,
-        backends=select_backends(names, server_cmd or sc.server.command, tool or sc.server.tool, args),
+        backends=select_backends(names, server_cmd or sc.server.command, tool or sc.server.tool, args, runtime),
         gc_modes=parse_gc_modes(gc_modes),
         out_dir=out_dir,
         reps=reps,

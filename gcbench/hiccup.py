@@ -67,6 +67,12 @@ class Metered(SubprocessBackend):
     def tool_arguments(self, scenario: Scenario) -> dict:
         return self.inner.tool_arguments(scenario)
 
+    def run_info(self) -> dict:
+        return self.inner.run_info()
+
+    def before_measure(self, handle, mode: GcMode, ctx: CellContext) -> dict:
+        return self.inner.before_measure(handle, mode, ctx)
+
     def launch_spec(self, mode: GcMode, scenario: Scenario, ctx: CellContext) -> LaunchSpec:
         spec = self.inner.launch_spec(mode, scenario, ctx)
         return dataclasses.replace(spec, env={**spec.env, **meter_env(self.hiccup_us, self.floor_us)})

@@ -102,6 +102,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
     scenario = config.scenario
     env = collect_environment()
     env["backend_versions"] = {b.name: b.availability().version for b in config.backends}
+    env["backend_info"] = {b.name: info for b in config.backends if (info := b.run_info())}
     env["pinning"] = pin_cores(config.pin)
     writer = RunWriter(
         config.out_dir,
@@ -275,6 +276,7 @@ def measure_cell(
             session.timeout_s = config.call_timeout_s
             for _ in range(scenario.chain.warmup_calls):
                 session.request("tools/call", {"name": backend.tool, "arguments": arguments})
+            before = backend.before_measure(handle, mode, ctx)
             session.control("gcbench/measure")
             records, client_events, window = _measure(handle, scenario, backend, arguments, think_ns, config)
             session.control("gcbench/flush")
@@ -304,7 +306,7 @@ def measure_cell(
         t_measure_start_ns=window[0], t_measure_end_ns=window[1],
         client_gc_events_in_window=int(sum(1 for e in client_events if e["end_ns"] >= window[0] and e["start_ns"] <= window[1])),
         stats=stats, side_channel_bad_lines=bad_lines,
-        hiccup_us=meter_hiccup_us(backend), control=control_meta,
+        hiccup_us=meter_hiccup_us(backend), control=control_meta, **before,
     )
     return cell, calls, events
 

@@ -52,17 +52,19 @@ def get_backend(name: str) -> Backend:
 
 
 def select_backends(names: list[str] | None, server_cmd: str = "", tool: str = "work",
-                    tool_args: dict | None = None) -> list[Backend]:
+                    tool_args: dict | None = None, runtime: str | None = None) -> list[Backend]:
     """The backends of a run: the named ones (default: every available server backend) and a user's server."""
     chosen = [get_backend(n) for n in dict.fromkeys(names)] if names else []
     if server_cmd:
         from gcbench.backends.custom import CustomBackend
 
-        custom = CustomBackend(server_cmd, tool=tool, tool_args=tool_args)
+        custom = CustomBackend(server_cmd, tool=tool, tool_args=tool_args, runtime=runtime)
         avail = custom.availability()
         if not avail.ok:
             raise GcbenchError(f"--server-cmd: {avail.reason}")
         chosen.append(custom)
+    elif runtime is not None:
+        raise GcbenchError("--runtime applies to --server-cmd (or [server] command in the scenario); give one")
     elif not names:
         chosen = [get_backend(n) for n in default_backend_names()]
     return chosen

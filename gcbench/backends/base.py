@@ -89,6 +89,17 @@ class Backend(ABC):
     def tool_arguments(self, scenario: Scenario) -> dict:
         return scenario.work.as_arguments()
 
+    def run_info(self) -> dict:
+        """What run.json should record about this backend beyond its version (e.g. a detected runtime)."""
+        return {}
+
+    def before_measure(self, handle: ServerHandle, mode: GcMode, ctx: CellContext) -> dict:
+        """Called between warm-up and the measured calls; what it returns goes into the cell's record.
+
+        Raises CellError when the GC mode could not be applied (the cell fails with the reason).
+        """
+        return {}
+
     @abstractmethod
     def start(self, mode: GcMode, scenario: Scenario, ctx: CellContext) -> ServerHandle: ...
 
