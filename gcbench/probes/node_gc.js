@@ -36,6 +36,7 @@ const KIND_NAMES = {
   [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
 };
 const FORCED_FLAG = constants.NODE_PERFORMANCE_GC_FLAGS_FORCED;
+const KIND_CODES = Object.fromEntries(Object.entries(KIND_NAMES).map(([code, name]) => [name, Number(code)]));
 
 // performance.timeOrigin expressed in CLOCK_MONOTONIC ns; the read pair with the smallest gap wins.
 function monotonicOriginNs() {
@@ -67,6 +68,16 @@ class NodeGcProbe {
     this.flushes = 0;
     this.counts = { minor: 0, major: 0, incremental: 0, weakcb: 0 };
     this.pauseTotalMs = 0;
+    // Notes from the oob collector, one per gc() call it made: its kind, the performance.now() window
+    // around the call and the old generation in use before and after. Matched on flush to the forced
+    // entry of that kind that started inside the window; unmatched notes wait for a later flush.
+    this.noteKinds = new Uint8Array(FLUSH_EVERY_EVENTS);
+    this.noteStartMs = new Float64Array(FLUSH_EVERY_EVENTS);
+    this.noteEndMs = new Float64Array(FLUSH_EVERY_EVENTS);
+    this.noteOldBefore = new Float64Array(FLUSH_EVERY_EVENTS);
+    this.noteOldAfter = new Float64Array(FLUSH_EVERY_EVENTS);
+    this.notes = 0;
+    this.notesDropped = 0;
     this.observer = new PerformanceObserver((list) => this.record(list.getEntries()));
     this.observer.observe({ entryTypes: ['gc'] });
   }
@@ -86,6 +97,39 @@ class NodeGcProbe {
       this.pauseTotalMs += e.duration;
       if (this.pending === FLUSH_EVERY_EVENTS) this.flush();
     }
+  }
+
+  noteForced(kind, startMs, endMs, oldBeforeBytes, oldAfterBytes) {
+    const n = this.notes;
+    if (n === FLUSH_EVERY_EVENTS) {
+      this.notesDropped++;
+      return;
+    }
+    this.noteKinds[n] = KIND_CODES[kind];
+    this.noteStartMs[n] = startMs;
+    this.noteEndMs[n] = endMs;
+    this.noteOldBefore[n] = oldBeforeBytes;
+    this.noteOldAfter[n] = oldAfterBytes;
+    this.notes = n + 1;
+  }
+
+  // The note for forced entry i, as extra JSON fields ('' if none); notes and entries are both in time
+  // order, so one cursor walks the notes: `cursor.at` only moves forward.
+  noteFieldsFor(i, cursor) {
+    const start = this.startMs[i];
+    while (cursor.at < this.notes && this.noteEndMs[cursor.at] < start) cursor.at++;
+    const j = cursor.at;
+    if (j === this.notes || this.noteStartMs[j] > start || this.noteKinds[j] !== this.kinds[i]) return '';
+    cursor.at++;
+    return `,"old_gen_before_bytes":${this.noteOldBefore[j]},"old_gen_after_bytes":${this.noteOldAfter[j]}`;
+  }
+
+  // Drop the notes before the cursor (matched, or passed by a later entry: theirs was never delivered).
+  keepNotesFrom(at) {
+    const left = this.notes - at;
+    const columns = [this.noteKinds, this.noteStartMs, this.noteEndMs, this.noteOldBefore, this.noteOldAfter];
+    for (const column of columns) column.copyWithin(0, at, this.notes);
+    this.notes = left;
   }
 
   resetCounts() {
@@ -124,6 +168,7 @@ class NodeGcProbe {
       malloced_bytes: heap.malloced_memory,
       external_bytes: mem.external,
       rss_bytes: mem.rss,
+      oob_notes_dropped: this.notesDropped,
     };
     if (this.meter) Object.assign(rec, this.meter.stats());
     for (const space of v8.getHeapSpaceStatistics()) {
@@ -144,16 +189,18 @@ class NodeGcProbe {
     const n = this.pending;
     const pid = process.pid;
     const lines = [];
+    const cursor = { at: 0 };
     for (let i = 0; i < n; i++) {
       const startNs = this.originNs + BigInt(Math.round(this.startMs[i] * 1e6));
       const endNs = startNs + BigInt(Math.round(this.durationMs[i] * 1e6));
       const kind = KIND_NAMES[this.kinds[i]] || `kind${this.kinds[i]}`;
-      const forced = this.flags[i] & FORCED_FLAG ? ',"forced":true' : '';
+      const forced = this.flags[i] & FORCED_FLAG ? `,"forced":true${this.noteFieldsFor(i, cursor)}` : '';
       lines.push(
         `{"type":"gc","runtime":"node","kind":"${kind}","generation":-1,` +
           `"start_ns":${startNs},"end_ns":${endNs}${forced},"pid":${pid}}`,
       );
     }
+    this.keepNotesFrom(cursor.at);
     this.pending = 0;
     if (this.meter) this.meter.drainLines(lines, this.originNs, pid);
     lines.push(JSON.stringify(this.statsRecord()));
@@ -298,5 +345,8 @@ module.exports = {
   probe, // null when GCBENCH_EVENTS is unset
   flush: () => (probe ? probe.flush() : 0),
   resetCounts: () => probe && probe.resetCounts(),
+  // for the oob collector: old-generation use around each of its gc() calls (a no-op without a probe)
+  noteForced: (kind, startMs, endMs, oldBeforeBytes, oldAfterBytes) =>
+    probe && probe.noteForced(kind, startMs, endMs, oldBeforeBytes, oldAfterBytes),
   NodeGcProbe,
 };

@@ -30,7 +30,8 @@ class Server {
     if (!KNOWN_MODES.test(gcMode)) throw new Error(`unknown GC mode '${gcMode}'`);
     this.gcMode = gcMode;
     this.state = new WorkState(heapObjects);
-    this.oob = gcMode === 'oob' ? new OutOfBandCollector() : null; // after the start-up heap exists
+    // after the start-up heap exists; the probe puts old-generation use around each gc() on its event
+    this.oob = gcMode === 'oob' ? new OutOfBandCollector(gcProbe.noteForced) : null;
   }
 
   // One parsed message -> the reply object, or null for a notification.

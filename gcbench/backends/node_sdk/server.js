@@ -125,7 +125,7 @@ function main() {
   if (!KNOWN_MODES.test(gcMode)) die(`unknown GC mode '${gcMode}'`);
   const sdk = loadSdk();
   const state = new WorkState(parseInt(process.env.GCBENCH_HEAP_OBJECTS || '0', 10) || 0);
-  const oob = gcMode === 'oob' ? new OutOfBandCollector() : null;
+  const oob = gcMode === 'oob' ? new OutOfBandCollector(gcProbe.noteForced) : null;
   const inputSchema = workInputSchema(sdk.z);
   const transport = process.env.GCBENCH_TRANSPORT || 'stdio';
   if (transport === 'stdio') {
