@@ -149,7 +149,7 @@ def run(scenario, backends, gc_modes, server_cmd, tool, tool_args, chains, calls
         result = execute(config)
         with procs.raising():  # the run folder is complete: a signal now only cuts the summary short
             data = load_run(result.path)
-            summary = summarize(data.calls, data.gc_events, sc.chain.calls)
+            summary = summarize(data.calls, data.gc_events, sc.chain.calls, cells=data.meta.get("cells"))
             if as_json:
                 click.echo(json.dumps({"run": str(result.path), "summary": summary.to_dict(orient="records"),
                                        "failed_cells": result.failed, "call_error_cells": result.call_errors,

@@ -80,7 +80,7 @@ def build_report(run: RunData, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOT
     chains = chain_table(calls) if len(calls) else pd.DataFrame(
         columns=["backend", "gc_mode", "rep", "chain", "calls", "t_start_ns", "t_end_ns", "busy_ns", "dead_ns",
                  "gc_calls", "errors", "chain_ns"]).astype({"dead_ns": np.int64, "chain_ns": np.int64})
-    summary = summarize(calls, run.gc_events, n, n_boot=n_boot, seed=seed)
+    summary = summarize(calls, run.gc_events, n, n_boot=n_boot, seed=seed, cells=run.meta.get("cells"))
     return Report(
         run=run,
         calls_per_chain=n,
