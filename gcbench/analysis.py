@@ -383,7 +383,6 @@ def counterfactual(chains: pd.DataFrame, n_boot: int = BOOTSTRAP_SAMPLES, seed: 
     for key in chain_ms:
         backend, mode = key
         runtime = runtimes.get(backend, "")
-        name = f"{backend}/{mode}"
         row = {c: np.nan for c in COUNTERFACTUAL_COLUMNS}
         row.update(backend=backend, gc_mode=mode, gc_cost_ref="", gc_cost_ref_kind="", runtime_diff_ref="")
         ref = reference_cell(backend, mode, present, runtime)

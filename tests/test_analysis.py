@@ -5,7 +5,6 @@ import pytest
 
 import gcbench
 from gcbench.analysis import (
-    NO_REFERENCE,
     bootstrap_stat,
     chain_table,
     claim_table,

@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 
 from gcbench.backends.stall import StallBackend
-from gcbench.calibrate import DETECT_K_MAD, MAD_TO_SIGMA, MIN_EXCESS_MS, analyse, calibrate, render, stall_plan
+from gcbench.calibrate import (
+    DETECT_K_MAD,
+    MAD_TO_SIGMA,
+    MIN_EXCESS_MS,
+    analyse,
+    calibrate,
+    render,
+    stall_plan,
+)
 
 
 @pytest.fixture(autouse=True)
