@@ -13,7 +13,11 @@ GROUP_KEYS = ["backend", "gc_mode"]
 LATENCY_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 OFF_MODE = "disabled"  # the GC-off cell of a backend, the counterfactual's first choice
 OFF_MODES = {"java": "epsilon"}  # backends whose GC-off mode has another name (the JVM's no-op collector)
-CONTROL_BACKEND = "rust"  # no GC at all: the reference for a runtime that has no off switch (Node)
+CONTROL_BACKEND = "rust"  # no GC at all: a runtime difference against it is shown for Node, never as GC cost
+NO_GC_RUNTIMES = frozenset({"rust"})  # no garbage collector: a cell is its own reference
+# Runtimes that cannot turn GC off: V8 has no such switch (the node backends refuse --gc-mode disabled).
+# Every other runtime with a GC can, so without its `disabled` cell there is no GC cost to state.
+NO_OFF_SWITCH_RUNTIMES = frozenset({"node"})
 NO_REFERENCE = "no GC-off reference in this run"
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 20240601
@@ -283,16 +287,27 @@ def cell_rng(seed: int, *parts: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32("/".join(parts).encode())])
 
 
-def reference_cell(backend: str, gc_mode: str, present: set[tuple[str, str]]) -> tuple[str, str] | None:
-    """The GC-off cell that (backend, gc mode) is compared with, or None when the run has none.
+def reference_cell(backend: str, gc_mode: str, present: set[tuple[str, str]], runtime: str = "") -> tuple[str, str] | None:
+    """The same-runtime GC-off cell that (backend, gc mode) is compared with, or None when the run has none.
 
-    First choice: the same backend with GC disabled (`epsilon` for java, OFF_MODES). A runtime without an off
-    switch (Node) is compared with the no-GC control backend (`rust`), preferring its `disabled`, then
-    `default` cell.
+    The same backend with GC disabled (`epsilon` for java, OFF_MODES); the no-GC control (`rust`) is its own
+    reference. Never another runtime:
+    the difference between two runtimes is not GC cost (see runtime_reference). Without events to check, no
+    GC-quiet cell can be chosen here (counterfactual does that).
     """
     off = OFF_MODES.get(backend.split("+")[0], OFF_MODE)  # java+meter too
     if (backend, off) in present:
         return (backend, off)
+    if backend == CONTROL_BACKEND or runtime in NO_GC_RUNTIMES:
+        return (backend, gc_mode)
+    return None
+
+
+def runtime_reference(backend: str, runtime: str, present: set[tuple[str, str]]) -> tuple[str, str] | None:
+    """The no-GC control cell a runtime without an off switch is set against, as a runtime difference (never
+    called GC cost), or None: a runtime that has an off switch is only ever compared with itself."""
+    if runtime not in NO_OFF_SWITCH_RUNTIMES or backend == CONTROL_BACKEND:
+        return None
     for mode in (OFF_MODE, "default"):
         if (CONTROL_BACKEND, mode) in present:
             return (CONTROL_BACKEND, mode)
@@ -300,47 +315,155 @@ def reference_cell(backend: str, gc_mode: str, present: set[tuple[str, str]]) ->
     return (CONTROL_BACKEND, control[0]) if control else None
 
 
-def counterfactual(chains: pd.DataFrame, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
-    """Per (backend, gc mode): counterfactual GC cost = mean chain latency minus that of the GC-off reference.
+def backend_runtimes(events: pd.DataFrame | None, cells: list[dict] | None = None) -> dict[str, str]:
+    """backend -> runtime: from run.json's cells when given, else from the runtime its server events name."""
+    out: dict[str, str] = {}
+    for c in cells or []:
+        if c.get("backend") and c.get("runtime"):
+            out.setdefault(str(c["backend"]), str(c["runtime"]))
+    if events is not None and len(events) and {"source", "runtime", "backend"} <= set(events.columns):
+        ev = events[(events["source"] == "server") & (events["runtime"].astype(str) != "")]
+        for b, g in ev.groupby("backend", sort=False, observed=True):
+            out.setdefault(str(b), str(g["runtime"].mode().iloc[0]))
+    return out
 
-    The 95% confidence interval resamples chains (and repetitions, when there are several; see bootstrap_stat),
-    independently in both cells. The
-    reference row itself gets cost 0; a row with no reference gets NaN and `gc_cost_ref` = "".
+
+def gc_quiet_cells(events: pd.DataFrame | None, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The cells (backend, gc mode) whose measured windows saw zero server GC events, verified from gc_events:
+    only for a backend whose probe did report GC events somewhere in the run (warm-up included), so that a
+    backend without a probe never looks quiet. Maps each quiet cell to the GC events of its backend's other
+    cells (the evidence that the probe reports)."""
+    if events is None or len(events) == 0 or "source" not in events.columns:
+        return {}
+    gc_ev = events[(events["source"] == "server") & (events["type"] == "gc")]
+    reported = gc_ev.groupby("backend", observed=True).size().to_dict()
+    measured = measured_server_events(gc_ev)
+    in_window = measured.groupby(GROUP_KEYS, observed=True).size().to_dict() if len(measured) else {}
+    return {k: int(reported[k[0]]) for k in keys if reported.get(k[0], 0) > 0 and in_window.get(k, 0) == 0}
+
+
+COUNTERFACTUAL_COLUMNS = [
+    "backend", "gc_mode", "gc_cost_ref", "gc_cost_ref_kind", "gc_cost_ms", "gc_cost_lo_ms", "gc_cost_hi_ms",
+    "gc_cost_share", "gc_cost_note", "runtime_diff_ref", "runtime_diff_ms", "runtime_diff_lo_ms",
+    "runtime_diff_hi_ms", "runtime_diff_share"]
+
+
+def counterfactual(chains: pd.DataFrame, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
+                   events: pd.DataFrame | None = None, runtimes: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per (backend, gc mode): counterfactual GC cost = mean chain latency minus that of a same-runtime reference.
+
+    The reference, in order of preference: the same backend with GC `disabled` (kind gc-off); the backend itself
+    when its runtime has no GC (no-gc, the control); a cell of the same backend whose measured window had zero
+    server GC events, verified from `events` (gc-quiet, e.g. Node with a young generation big enough that no
+    scavenge ran). Without one there is no GC cost (NaN, `gc_cost_ref` ""), and `gc_cost_note` says why. A
+    runtime without an off switch (Node) and without a GC-quiet cell gets the runtime difference against the
+    no-GC control instead, in the runtime_diff_* columns: that is the whole difference between two servers,
+    never GC cost. The reference row itself gets cost 0.
+
+    The 95% confidence intervals resample chains (and repetitions, when there are several; see
+    bootstrap_stat), independently in both cells.
     """
-    cols = ["backend", "gc_mode", "gc_cost_ref", "gc_cost_ms", "gc_cost_lo_ms", "gc_cost_hi_ms", "gc_cost_share"]
     if len(chains) == 0:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=COUNTERFACTUAL_COLUMNS)
+    runtimes = runtimes if runtimes is not None else backend_runtimes(events)
     chain_ms, reps = {}, {}
     for k, g in chains.groupby(GROUP_KEYS, sort=False, observed=True):
         chain_ms[k] = g["chain_ns"].to_numpy() / 1e6
         reps[k] = g["rep"].to_numpy()
     present = set(chain_ms)
+    quiet = gc_quiet_cells(events, list(chain_ms))
+
+    def diff(key, ref) -> dict:
+        x, r = chain_ms[key], chain_ms[ref]
+        d = (bootstrap_stat(x, cell_rng(seed, *key), n_boot, groups=reps[key])
+             - bootstrap_stat(r, cell_rng(seed, *key, "ref", *ref), n_boot, groups=reps[ref]))
+        lo, hi = np.percentile(d, [2.5, 97.5])
+        cost = float(x.mean() - r.mean())
+        return {"ms": cost, "lo_ms": float(lo), "hi_ms": float(hi),
+                "share": cost / float(r.mean()) if r.mean() > 0 else np.nan}
+
     rows = []
-    for key, x in chain_ms.items():
-        ref = reference_cell(*key, present)
-        row = {"backend": key[0], "gc_mode": key[1], "gc_cost_ref": "", "gc_cost_ms": np.nan,
-               "gc_cost_lo_ms": np.nan, "gc_cost_hi_ms": np.nan, "gc_cost_share": np.nan}
+    for key in chain_ms:
+        backend, mode = key
+        runtime = runtimes.get(backend, "")
+        row = {c: np.nan for c in COUNTERFACTUAL_COLUMNS}
+        row.update(backend=backend, gc_mode=mode, gc_cost_ref="", gc_cost_ref_kind="", runtime_diff_ref="")
+        ref = reference_cell(backend, mode, present, runtime)
+        kind = "" if ref is None else "gc-off" if ref[1] in (OFF_MODE, *OFF_MODES.values()) else "no-gc"
+        mine = [k for k in chain_ms if k[0] == backend]
+        own_quiet = [k for k in mine if k in quiet]
+        if ref is None and own_quiet and len(own_quiet) < len(mine):  # a quiet cell that a GC'd one is set against
+            ref, kind = (key if key in own_quiet else own_quiet[0]), "gc-quiet"
         if ref is not None:
-            row["gc_cost_ref"] = f"{ref[0]}/{ref[1]}"
+            label = f"{ref[0]}/{ref[1]}"
+            row.update(gc_cost_ref=label, gc_cost_ref_kind=kind)
+            what = {"gc-off": "GC off, same backend",
+                    "no-gc": "no garbage collector in this runtime: the control",
+                    "gc-quiet": f"GC-quiet: 0 server GC events in its measured window ({len(set(reps[ref]))} "
+                                f"rep(s)), while its probe reported {quiet.get(ref, 0)} elsewhere in the run"}[kind]
             if ref == key:
-                row.update(gc_cost_ms=0.0, gc_cost_lo_ms=0.0, gc_cost_hi_ms=0.0, gc_cost_share=0.0)
+                row.update(gc_cost_ms=0.0, gc_cost_lo_ms=0.0, gc_cost_hi_ms=0.0, gc_cost_share=0.0,
+                           gc_cost_note=f"the reference ({what})")
             else:
-                r = chain_ms[ref]
-                diff = (bootstrap_stat(x, cell_rng(seed, *key), n_boot, groups=reps[key])
-                        - bootstrap_stat(r, cell_rng(seed, *key, "ref", *ref), n_boot, groups=reps[ref]))
-                cost = float(x.mean() - r.mean())
-                lo, hi = np.percentile(diff, [2.5, 97.5])
-                row.update(gc_cost_ms=cost, gc_cost_lo_ms=float(lo), gc_cost_hi_ms=float(hi),
-                           gc_cost_share=cost / float(r.mean()) if r.mean() > 0 else np.nan)
+                row.update({f"gc_cost_{k}": v for k, v in diff(key, ref).items()})
+                row["gc_cost_note"] = f"vs {label} ({what})"
+        else:
+            other = runtime_reference(backend, runtime, present)
+            if runtime in NO_OFF_SWITCH_RUNTIMES:
+                row["gc_cost_note"] = (f"{runtime} has no GC off switch and no {backend} cell of this run was "
+                                       "GC-quiet" + (f"; runtime difference vs {other[0]}/{other[1]} instead "
+                                                     "(not GC cost)" if other else ""))
+            else:
+                row["gc_cost_note"] = f"no GC-off cell of {backend} in this run (measure --gc-mode disabled too)"
+            if key in quiet:
+                row["gc_cost_note"] += "; its measured window had 0 server GC events"
+            if other is not None:
+                row["runtime_diff_ref"] = f"{other[0]}/{other[1]}"
+                row.update({f"runtime_diff_{k}": v for k, v in diff(key, other).items()})
         rows.append(row)
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=COUNTERFACTUAL_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------------- the claim
 
 
+CLAIM_FIT_SHARE = 0.99  # the claim's arithmetic fits a cell when (nearly) every call lost >= 10 ms to GC
+CALL_LOSS_COLUMNS = ["backend", "gc_mode", "calls_delayed_share", "calls_lost_claim", "calls_lost_claim_share",
+                     "loss_per_delayed_call_mean_ms", "loss_per_delayed_call_p50_ms", "loss_per_delayed_call_p90_ms",
+                     "loss_per_delayed_call_p99_ms", "loss_per_delayed_call_max_ms", "claim_fits"]
+
+
+def call_loss_table(calls: pd.DataFrame) -> pd.DataFrame:
+    """Per (backend, gc mode): what GC cost each call. The share of calls overlapped by any GC event at all, the
+    share that lost at least the claim's 10 ms, and the distribution of the loss over the delayed calls (a mean
+    alone mixes a thousand 20 us young collections with a few 200 ms full ones). `claim_fits`: at least
+    CLAIM_FIT_SHARE of the calls lost >= 10 ms, which is what "a 10 ms pause on every call" needs."""
+    if len(calls) == 0:
+        return pd.DataFrame(columns=CALL_LOSS_COLUMNS)
+    loss_ms = calls["gc_overlap_ns"].to_numpy() / 1e6
+    c = pd.DataFrame({"backend": calls["backend"], "gc_mode": calls["gc_mode"], "loss_ms": loss_ms,
+                      "delayed": loss_ms > 0, "lost_claim": loss_ms >= CLAIM_PAUSE_MS})
+    g = c.groupby(GROUP_KEYS, sort=False, observed=True)
+    out = pd.DataFrame({"calls_delayed_share": g["delayed"].mean(),
+                        "calls_lost_claim": g["lost_claim"].sum().astype(np.int64),
+                        "calls_lost_claim_share": g["lost_claim"].mean()})
+    d = c[c["delayed"]].groupby(GROUP_KEYS, sort=False, observed=True)["loss_ms"]
+    if len(c[c["delayed"]]):
+        q = d.quantile([0.5, 0.9, 0.99]).unstack()
+        out = out.join(pd.DataFrame({"loss_per_delayed_call_mean_ms": d.mean(), "loss_per_delayed_call_p50_ms": q[0.5],
+                                     "loss_per_delayed_call_p90_ms": q[0.9], "loss_per_delayed_call_p99_ms": q[0.99],
+                                     "loss_per_delayed_call_max_ms": d.max()}))
+    for col in CALL_LOSS_COLUMNS[5:10]:
+        if col not in out:
+            out[col] = np.nan
+    out["claim_fits"] = out["calls_lost_claim_share"] >= CLAIM_FIT_SHARE
+    out = out.reset_index()
+    return _group_order(calls).merge(out, on=GROUP_KEYS, how="left")[CALL_LOSS_COLUMNS]
+
+
 def claim_verdict(backend: str, gc_mode: str, calls_per_chain: int, chains: int, dead_mean_ms: float,
-                  dead_p99_ms: float, dead_max_ms: float, pause_max_ms: float, hit_share: float) -> str:
+                  dead_p99_ms: float, dead_max_ms: float, pause_max_ms: float, hit_share: float,
+                  lost_claim_share: float = float("nan")) -> str:
     """One line that states the measured numbers next to the claim's."""
     claim_ms = CLAIM_PAUSE_MS * calls_per_chain
     name = f"{backend}/{gc_mode}"
@@ -354,15 +477,19 @@ def claim_verdict(backend: str, gc_mode: str, calls_per_chain: int, chains: int,
     judged = ("the measured total reaches the claim" if ratio <= 1 else
               f"the claim overstates the per-chain total {ratio:.0f}x" if ratio >= 10 else
               f"the claim overstates the per-chain total {ratio:.1f}x")
+    per_call = (f"; {fmt_share(lost_claim_share)} of calls lost >= {CLAIM_PAUSE_MS:g} ms to GC (the claim: every call)"
+                if lost_claim_share == lost_claim_share else "")
     return (f"{head} (p99 {fmt_ms(dead_p99_ms)}, max {fmt_ms(dead_max_ms)} ms), {claim}; "
-            f"largest pause {fmt_ms(pause_max_ms)} ms vs 10 ms; {fmt_share(hit_share)} of chains hit; {judged}")
+            f"largest pause {fmt_ms(pause_max_ms)} ms vs 10 ms; {fmt_share(hit_share)} of chains hit{per_call}; "
+            f"{judged}")
 
 
 def claim_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The claim check: measured dead time per chain vs 10 ms x calls, largest pause vs 10 ms, and a verdict."""
+    """The claim check: measured dead time per chain vs 10 ms x calls, largest pause vs 10 ms, the share of
+    calls that lost >= 10 ms, and a verdict."""
     cols = ["backend", "gc_mode", "chains", "claim_ms", "dead_mean_ms", "dead_p50_ms", "dead_p99_ms",
             "dead_max_ms", "dead_mean_vs_claim", "dead_p99_vs_claim", "pause_max_ms", "pause_max_vs_claim",
-            "chains_hit_share", "verdict"]
+            "chains_hit_share", "calls_lost_claim_share", "claim_fits", "verdict"]
     return summary[cols].copy() if len(summary) else pd.DataFrame(columns=cols)
 
 
@@ -372,16 +499,16 @@ def claim_table(summary: pd.DataFrame) -> pd.DataFrame:
 def summarize(calls: pd.DataFrame, events: pd.DataFrame, calls_per_chain: int,
               n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
               cells: list[dict] | None = None) -> pd.DataFrame:
-    """One row per (backend, gc mode): latency, pauses, GC dead time per chain, counterfactual GC cost, and the
-    claim (10 ms x calls per chain) next to what was measured, with a one-line verdict.
-
-    `cells` (run.json's cells) adds the warnings that come from a server's stats record (clock steps, pauses
-    that could not be placed)."""
+    """One row per (backend, gc mode): latency, pauses, GC dead time per chain and per call, counterfactual GC
+    cost, the harness's own GC, and the claim (10 ms x calls per chain) next to what was measured, with a
+    one-line verdict. `cells` (run.json's) name each backend's runtime, carry the harness's own counts and the
+    servers' stats records (clock steps, pauses that could not be placed become warnings)."""
     if len(calls) == 0:
         return pd.DataFrame()
     claim_ms = CLAIM_PAUSE_MS * calls_per_chain
     chains = chain_table(calls)
     out = latency_table(calls).merge(chain_stats(chains), on=GROUP_KEYS, how="left")
+    out = out.merge(call_loss_table(calls), on=GROUP_KEYS, how="left")
 
     ev = measured_server_events(events)
     ev_cols = {"gc_events": 0, "pause_max_ms": 0.0, "pause_total_ms": 0.0, "pause_p50_ms": np.nan,
@@ -406,7 +533,9 @@ def summarize(calls: pd.DataFrame, events: pd.DataFrame, calls_per_chain: int,
     out["gc_events"] = out["gc_events"].astype(np.int64)
     out["gc_events_by_kind"] = [by_kind.get((b, m), {}) for b, m in zip(out["backend"], out["gc_mode"], strict=False)]
 
-    out = out.merge(counterfactual(chains, n_boot, seed), on=GROUP_KEYS, how="left")
+    out = out.merge(counterfactual(chains, n_boot, seed, events, backend_runtimes(events, cells)),
+                    on=GROUP_KEYS, how="left")
+    out = out.merge(harness_gc_table(events, cells, _group_order(calls)), on=GROUP_KEYS, how="left")
     out["claim_ms"] = claim_ms
     out["calls_per_chain"] = calls_per_chain
     out["dead_mean_vs_claim"] = out["dead_mean_ms"] / claim_ms
@@ -415,11 +544,42 @@ def summarize(calls: pd.DataFrame, events: pd.DataFrame, calls_per_chain: int,
     out["pause_max_vs_claim"] = out["pause_max_ms"] / CLAIM_PAUSE_MS
     out["verdict"] = [
         claim_verdict(r.backend, r.gc_mode, calls_per_chain, int(r.chains), r.dead_mean_ms, r.dead_p99_ms,
-                      r.dead_max_ms, r.pause_max_ms, r.chains_hit_share)
+                      r.dead_max_ms, r.pause_max_ms, r.chains_hit_share, r.calls_lost_claim_share)
         for r in out.itertuples()
     ]
-    out["warnings"] = instability_warnings(out, chains, ev, cells)
+    out["warnings"] = [w + ([f"{r.client_gc_events} collection(s) of the harness's own GC inside the measured "
+                             "window: its pauses are inside these call latencies"] if r.client_gc_events else [])
+                       for w, r in zip(instability_warnings(out, chains, ev, cells), out.itertuples(), strict=True)]
     return out
+
+
+HARNESS_COLUMNS = ["backend", "gc_mode", "client_gc_events", "client_tracked_allocations_max"]
+
+
+def harness_gc_table(events: pd.DataFrame, cells: list[dict] | None, groups: pd.DataFrame) -> pd.DataFrame:
+    """Per (backend, gc mode): the harness's own GC. `client_gc_events`: collections of the harness's process
+    inside the measured windows (its GC is disabled while measuring, so only an explicit gc.collect() can
+    cause one: a warning when non-zero). `client_tracked_allocations_max`: the largest growth of the harness's
+    gc.get_count()[0] over one cell's window (net GC-tracked objects it allocated; NaN when not recorded):
+    what its young generation would have had to collect with its GC on."""
+    out = groups[GROUP_KEYS].copy()
+    n = np.zeros(len(out), np.int64)
+    if len(events) and "source" in events.columns:
+        client = events[events["source"] == "client"]
+        if "measured" in client.columns:
+            client = client[client["measured"].astype(bool)]
+        counts = client.groupby(GROUP_KEYS, observed=True).size().to_dict()
+        n = np.array([counts.get((b, m), 0) for b, m in zip(out["backend"], out["gc_mode"], strict=True)], np.int64)
+    out["client_gc_events"] = n
+    alloc: dict[tuple[str, str], int] = {}
+    for c in cells or []:
+        v = c.get("client_tracked_allocations")
+        if c.get("status") == "ok" and type(v) is int:
+            k = (str(c.get("backend")), str(c.get("gc_mode")))
+            alloc[k] = max(alloc.get(k, 0), v)
+    out["client_tracked_allocations_max"] = [alloc.get((b, m), np.nan)
+                                             for b, m in zip(out["backend"], out["gc_mode"], strict=True)]
+    return out[HARNESS_COLUMNS]
 
 
 UNSTABLE_REP_SPREAD = 1.2  # fastest vs slowest repetition's mean chain latency

@@ -193,7 +193,8 @@ def _install_signal_handlers(interrupted_cls=None) -> None:
               help="How many stalls of each length (at random call positions; 0: a stall-free run).")
 @click.option("--chains", type=click.IntRange(min=1), default=10, show_default=True, help="Chains of 50 calls.")
 @click.option("--threshold", "threshold_ms", type=click.FloatRange(min=0.001), default=None,
-              help="Excess latency (ms) that counts as a stall. Default: half the shortest stall.")
+              help="Excess latency (ms) over the median that counts as a stall. Default: from the latencies "
+                   "alone, max(10 x MAD, 0.5 ms).")
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
               show_default=True, help="Folder under which the calibration run folder is created.")
@@ -219,6 +220,7 @@ def calibrate(mode, stalls, per_stall, chains, threshold_ms, transport, out_dir,
     if as_json:
         click.echo(json.dumps({
             "run": str(res.run_path), "threshold_ms": res.threshold_ms, "baseline_ms": res.baseline_ms,
+            "spread_ms": res.spread_ms, "threshold_rule": res.rule,
             "false_stalls": res.false_stalls, "stall_free_calls": res.stall_free_calls,
             "summary": res.summary.to_dict(orient="records"), "stalls": res.per_stall.to_dict(orient="records"),
         }, indent=2))

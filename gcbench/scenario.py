@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
+import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import tomllib
 
 from gcbench.errors import GcbenchError
 

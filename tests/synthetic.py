@@ -37,6 +37,8 @@ class Cell:
     pauses: list[Pause] = field(default_factory=list)
     gap_ns: int = 1_000  # between a response and the next send
     runtime: str = "python"
+    client_pauses: list[Pause] = field(default_factory=list)  # collections of the harness's own GC
+    info: dict = field(default_factory=dict)  # more run.json cell fields (stats, client counts), every rep
 
 
 def constant_cell(backend: str, gc_mode: str, latency_ns: int, reps: int = 1, chains: int = 4, calls: int = 5,
@@ -62,11 +64,12 @@ def _cell_frames(cell: Cell, t0: int) -> tuple[pd.DataFrame, pd.DataFrame, int]:
                 calls_rows.append({"backend": cell.backend, "gc_mode": cell.gc_mode, "rep": rep, "agent": 0,
                                    "chain": chain, "call": call, "t_send_ns": t, "t_recv_ns": t + lat, "t_intended_ns": 0,
                                    "latency_ns": lat, "ok": True, "error": None, "gc_overlap_ns": 0})
-                for p in cell.pauses:
+                for source, p in [*(("server", p) for p in cell.pauses), *(("client", p) for p in cell.client_pauses)]:
                     if (p.rep, p.chain, p.call) == (rep, chain, call):
                         s = t + p.offset_ns
                         event_rows.append({"backend": cell.backend, "gc_mode": cell.gc_mode, "rep": rep,
-                                           "source": "server", "type": "gc", "runtime": cell.runtime,
+                                           "source": source, "type": "gc",
+                                           "runtime": cell.runtime if source == "server" else "python",
                                            "kind": f"gen{p.generation}", "generation": p.generation,
                                            "start_ns": s, "end_ns": s + p.duration_ns, "duration_ns": p.duration_ns,
                                            "collected": 0, "measured": p.measured})
@@ -98,7 +101,7 @@ def write_run(out_dir: Path, cells: list[Cell], scenario_name: str = "synthetic"
         calls_df, events_df, t = _cell_frames(cell, t)
         for rep in range(cell.latency_ns.shape[0]):
             info = {"backend": cell.backend, "runtime": cell.runtime, "gc_mode": cell.gc_mode, "rep": rep,
-                    "in_process": False, "status": "ok"}
+                    "in_process": False, "status": "ok", **cell.info}
             c = calls_df[calls_df["rep"] == rep]
             e = events_df[events_df["rep"] == rep] if len(events_df) else events_df
             writer.add_cell(info, c, e)

@@ -5,7 +5,6 @@ import pytest
 
 import gcbench
 from gcbench.analysis import (
-    NO_REFERENCE,
     bootstrap_stat,
     chain_table,
     claim_table,
@@ -17,6 +16,7 @@ from gcbench.analysis import (
     latency_table,
     merge_histograms,
     reference_cell,
+    runtime_reference,
     summarize,
 )
 from gcbench.report.text import render_summary
@@ -129,23 +129,125 @@ def test_gc_event_table_per_generation(known_run):
 def test_reference_selection():
     present = {("python", "default"), ("python", "disabled"), ("node", "default"), ("rust", "default")}
     assert reference_cell("python", "default", present) == ("python", "disabled")
-    assert reference_cell("node", "default", present) == ("rust", "default")
-    assert reference_cell("rust", "default", present) == ("rust", "default")
-    assert reference_cell("node", "default", {("node", "default"), ("go", "default")}) is None
+    assert reference_cell("rust", "default", present) == ("rust", "default")  # no GC: its own reference
+    # another runtime is never a GC-off reference: not for node, not for python without its disabled cell
+    assert reference_cell("node", "default", present, "node") is None
+    assert reference_cell("python", "default", {("python", "default"), ("rust", "default")}, "python") is None
+    # only a runtime without an off switch is set against the control, and then as a runtime difference
+    assert runtime_reference("node", "node", present) == ("rust", "default")
+    assert runtime_reference("python", "python", present) is None
+    assert runtime_reference("node", "node", {("node", "default"), ("go", "default")}) is None
 
 
-def test_runtime_without_off_switch_uses_the_control_or_says_there_is_none(tmp_path):
-    with_control = gcbench.load(write_run(tmp_path / "a", [
-        constant_cell("node", "default", 2 * MS), constant_cell("rust", "default", MS)]))
-    cf = counterfactual(chain_table(with_control.calls)).set_index("backend")
-    assert cf.loc["node", "gc_cost_ref"] == "rust/default"
-    assert cf.loc["node", "gc_cost_ms"] == pytest.approx(5.0)  # 5 calls x 1 ms
-    assert cf.loc["rust", "gc_cost_ms"] == 0.0
+def _runtime(cell: Cell, runtime: str) -> Cell:
+    cell.runtime = runtime
+    return cell
 
-    alone = gcbench.load(write_run(tmp_path / "b", [constant_cell("node", "default", 2 * MS)]))
+
+def test_python_without_its_gc_off_cell_gets_no_gc_cost_against_rust(tmp_path):
+    """`gcbench run -b python,rust -g default`: the difference to rust is the runtime, not GC."""
+    py = constant_cell("python", "default", 3 * MS, pauses=[Pause(0, 0, 1, 1_000, 200_000)])
+    run = gcbench.load(write_run(tmp_path, [py, _runtime(constant_cell("rust", "default", MS), "rust")]))
+    s = summarize(run.calls, run.gc_events, 5, cells=run.meta["cells"]).set_index("backend")
+    p = s.loc["python"]
+    assert p["gc_cost_ref"] == "" and np.isnan(p["gc_cost_ms"]) and np.isnan(p["gc_cost_lo_ms"])
+    assert p["runtime_diff_ref"] == "" and np.isnan(p["runtime_diff_ms"])  # python has an off switch: no rust
+    assert p["gc_cost_note"] == "no GC-off cell of python in this run (measure --gc-mode disabled too)"
+    assert s.loc["rust", "gc_cost_ref_kind"] == "no-gc" and s.loc["rust", "gc_cost_ms"] == 0.0
+    text = render_summary(s.reset_index(), 5)
+    assert "python/default: no GC cost: no GC-off cell of python" in text
+    assert "rust" not in text.split("python/default: no GC cost")[1].splitlines()[0]
+    assert "Runtime difference" not in text
+
+
+def test_node_uses_a_gc_quiet_cell_verified_from_its_events_else_only_a_runtime_difference(tmp_path):
+    scavenges = [Pause(0, c, 2, 1_000, 50_000) for c in range(4)]
+    warmup = [Pause(0, 0, 0, -500_000, 10_000, measured=False)]  # before the window: not inside it
+    node = _runtime(constant_cell("node", "default", 2 * MS, pauses=scavenges), "node")
+    quiet = _runtime(constant_cell("node", "semi:1024", int(1.5 * MS), pauses=warmup), "node")
+    rust = _runtime(constant_cell("rust", "default", MS), "rust")
+    run = gcbench.load(write_run(tmp_path / "quiet", [node, quiet, rust]))
+    s = summarize(run.calls, run.gc_events, 5, cells=run.meta["cells"]).set_index(["backend", "gc_mode"])
+    d = s.loc[("node", "default")]
+    assert d["gc_cost_ref"] == "node/semi:1024" and d["gc_cost_ref_kind"] == "gc-quiet"
+    assert d["gc_cost_ms"] == 2.5 and d["gc_cost_lo_ms"] == 2.5 and d["gc_cost_hi_ms"] == 2.5  # 5 x 0.5 ms
+    assert d["gc_cost_note"] == ("vs node/semi:1024 (GC-quiet: 0 server GC events in its measured window (1 rep(s)), "
+                                 "while its probe reported 5 elsewhere in the run)")
+    assert d["runtime_diff_ref"] == ""  # a same-runtime reference exists: no runtime difference
+    q = s.loc[("node", "semi:1024")]
+    assert q["gc_cost_ms"] == 0.0 and q["gc_cost_ref_kind"] == "gc-quiet"
+
+    # without the quiet cell: no GC cost, the runtime difference against the control, named as such
+    alone = gcbench.load(write_run(tmp_path / "alone", [node, rust]))
+    a = summarize(alone.calls, alone.gc_events, 5, cells=alone.meta["cells"]).set_index("backend").loc["node"]
+    assert a["gc_cost_ref"] == "" and np.isnan(a["gc_cost_ms"])
+    assert a["runtime_diff_ref"] == "rust/default" and a["runtime_diff_ms"] == 5.0  # 5 calls x 1 ms
+    assert a["gc_cost_note"] == ("node has no GC off switch and no node cell of this run was GC-quiet; "
+                                 "runtime difference vs rust/default instead (not GC cost)")
+
+    # a cell without events is not GC-quiet when its backend's probe reported nothing anywhere in the run
+    mute = [_runtime(constant_cell("node", m, MS), "node") for m in ("default", "semi:1024")]
+    m = summarize(*(lambda r: (r.calls, r.gc_events))(gcbench.load(write_run(tmp_path / "mute", mute))), 5,
+                  cells=[{"backend": "node", "runtime": "node"}])
+    assert (m["gc_cost_ref"] == "").all()
+
+
+def test_counterfactual_without_runtimes_takes_them_from_the_events(tmp_path):
+    node = _runtime(constant_cell("node", "default", 2 * MS, pauses=[Pause(0, 0, 0, 1_000, 1_000)]), "node")
+    run = gcbench.load(write_run(tmp_path, [node, _runtime(constant_cell("rust", "default", MS), "rust")]))
+    cf = counterfactual(chain_table(run.calls), events=run.gc_events).set_index("backend")
+    assert cf.loc["node", "runtime_diff_ref"] == "rust/default" and cf.loc["node", "gc_cost_ref"] == ""
+
+
+def test_a_run_without_any_reference_says_so(tmp_path):
+    alone = gcbench.load(write_run(tmp_path, [constant_cell("go", "default", 2 * MS)]))
     s = summarize(alone.calls, alone.gc_events, 5)
     assert s.loc[0, "gc_cost_ref"] == "" and np.isnan(s.loc[0, "gc_cost_ms"])
-    assert f"node/default: {NO_REFERENCE}" in render_summary(s, 5)
+    assert "go/default: no GC cost: no GC-off cell of go in this run" in render_summary(s, 5)
+
+
+def test_per_call_loss_counts_calls_that_lost_10_ms_not_a_mean(tmp_path):
+    """Every call meets a 20 us young collection and 20 of 200 calls a 200 ms full one: every call is
+    'delayed' and a delayed call loses 20 ms on average, yet only 10% of the calls lost >= 10 ms."""
+    lat = np.full((1, 20, 10), MS, np.int64)
+    lat[0, :, 3] = 250 * MS
+    young = [Pause(0, ch, c, 100_000, 20_000) for ch in range(20) for c in range(10)]
+    full = [Pause(0, ch, 3, 200_000, 200 * MS, generation=2) for ch in range(20)]
+    run = gcbench.load(write_run(tmp_path, [Cell("python", "default", lat, young + full)]))
+    r = summarize(run.calls, run.gc_events, 10).iloc[0]
+    assert r["calls_delayed_share"] == 1.0
+    assert r["loss_per_delayed_call_mean_ms"] == pytest.approx(20.02)  # the old metric: >= 10 ms, 100% delayed
+    assert r["calls_lost_claim"] == 20 and r["calls_lost_claim_share"] == 0.1
+    assert not r["claim_fits"]
+    assert r["loss_per_delayed_call_p50_ms"] == pytest.approx(0.02)
+    assert r["loss_per_delayed_call_p90_ms"] == pytest.approx(0.02 + 0.1 * 200.0, rel=1e-9)  # linear at the edge
+    assert r["loss_per_delayed_call_max_ms"] == pytest.approx(200.02)
+    assert "10% of calls lost >= 10 ms to GC (the claim: every call)" in r["verdict"]
+    # every call losing 10 ms or more: the claim's arithmetic fits
+    big = [Pause(0, ch, c, 100_000, 10 * MS) for ch in range(4) for c in range(5)]
+    fit = gcbench.load(write_run(tmp_path / "fit", [constant_cell("python", "default", 11 * MS, pauses=big)]))
+    f = summarize(fit.calls, fit.gc_events, 5).iloc[0]
+    assert f["calls_lost_claim_share"] == 1.0 and f["claim_fits"]
+
+
+def test_harness_gc_is_counted_and_warned_about(tmp_path):
+    quiet = constant_cell("python", "default", MS)
+    quiet.info = {"client_gc_events_in_window": 0, "client_tracked_allocations": 1234}
+    noisy = constant_cell("python", "disabled", MS)
+    noisy.client_pauses = [Pause(0, 1, 2, 1_000, 30_000), Pause(0, 2, 4, 2 * MS, 30_000, measured=False)]
+    noisy.info = {"client_gc_events_in_window": 1, "client_tracked_allocations": 98_765}
+    run = gcbench.load(write_run(tmp_path, [quiet, noisy]))
+    s = summarize(run.calls, run.gc_events, 5, cells=run.meta["cells"]).set_index("gc_mode")
+    assert s.loc["default", "client_gc_events"] == 0 and s.loc["disabled", "client_gc_events"] == 1
+    assert s.loc["default", "client_tracked_allocations_max"] == 1234
+    assert s.loc["disabled", "client_tracked_allocations_max"] == 98_765
+    assert s.loc["default", "warnings"] == []
+    assert s.loc["disabled", "warnings"] == ["1 collection(s) of the harness's own GC inside the measured window: "
+                                             "its pauses are inside these call latencies"]
+    assert s.loc["disabled", "dead_max_ms"] == 0  # the harness's collection is not server dead time
+    text = render_summary(s.reset_index(), 5)
+    assert ("Harness: its own GC was disabled while measuring; 1 collection(s) of it inside the measured windows "
+            "(see WARNINGS); it allocated up to 98,765 net GC-tracked objects in one cell's window") in text
 
 
 def test_bootstrap_is_seeded_and_covers_the_difference(tmp_path):

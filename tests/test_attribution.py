@@ -51,11 +51,29 @@ def test_attribute_uses_only_server_events_of_the_same_cell():
     assert attribute(calls, hiccup).tolist() == [0, 0, 0]
 
 
-def test_large_input_is_vectorised():
-    rng = np.random.default_rng(0)
+def test_large_input_is_vectorised_and_exact():
     n = 200_000
-    starts = np.sort(rng.integers(0, 10**12, n))
-    calls_s, calls_e = starts, starts + 1000
-    gs = np.sort(rng.integers(0, 10**12, n))
-    got = overlap_ns(calls_s, calls_e, gs, gs + 500)
-    assert got.shape == (n,) and (got >= 0).all() and (got <= 1000).all()
+    base = 7_123_456_789_013 + np.arange(n, dtype=np.int64) * 2_000  # calls of 1,000 ns every 2,000 ns
+    # pause k starts 500 ns into call k and runs 750 ns (250 of them in the gap after it); every 4th call
+    # also sits inside a pause that starts 10 ns before it and ends 10 ns after it (overlapping the first)
+    gs = np.concatenate([base + 500, base[::4] - 10])
+    ge = np.concatenate([base + 1_250, base[::4] + 1_010])
+    expected = np.full(n, 500, np.int64)
+    expected[::4] = 1_000
+    got = overlap_ns(base, base + 1_000, gs, ge)
+    assert got.dtype == np.int64 and np.array_equal(got, expected)
+
+
+def test_random_overlaps_equal_a_nanosecond_timeline():
+    """Against an independent count: a boolean array with one slot per nanosecond."""
+    rng = np.random.default_rng(0)
+    span = 2_000_000
+    cs = np.sort(rng.integers(0, span - 5_000, 3_000))
+    ce = cs + rng.integers(0, 5_000, 3_000)
+    gs = rng.integers(0, span - 3_000, 1_500)
+    ge = gs + rng.integers(0, 3_000, 1_500)
+    busy = np.zeros(span, bool)
+    for s, e in zip(gs, ge, strict=True):
+        busy[s:e] = True
+    covered = np.concatenate(([0], np.cumsum(busy)))
+    assert overlap_ns(cs, ce, gs, ge).tolist() == (covered[ce] - covered[cs]).tolist()

@@ -7,11 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from gcbench.scenario import BUILTIN_DIR
 

@@ -140,8 +140,10 @@ def test_every_figure_and_table_grows_with_backends_and_modes(tmp_path):
     cells = _cells(("python", "go"))
     cells.append(noisy_cell("python", "freeze", 1.1 * MS, seed=40))
     node = noisy_cell("node", "default", 1.3 * MS, seed=41)
-    node.pauses = _pauses(30, 10, 5, 300_000)
-    cells += [node, noisy_cell("rust", "default", 0.8 * MS, seed=42)]
+    node.pauses, node.runtime = _pauses(30, 10, 5, 300_000), "node"
+    rust = noisy_cell("rust", "default", 0.8 * MS, seed=42)
+    rust.runtime = "rust"
+    cells += [node, rust]
     rep = build(write_run(tmp_path, cells))
     assert rep.backends == ["python", "go", "node", "rust"]
     figs = {f.name: f.figure for f in all_figures(rep)}
@@ -156,7 +158,10 @@ def test_every_figure_and_table_grows_with_backends_and_modes(tmp_path):
     tables = {t.key: t for t in all_tables(rep)}
     assert len(tables["claim"].rows) == len(tables["latency"].rows) == len(tables["gc_cost"].rows) == 7
     cost = {(r[0], r[1]): r[2] for r in tables["gc_cost"].rows}
-    assert cost[("node", "default")] == "rust/default" and cost[("go", "default")] == "go/disabled"
+    assert cost[("go", "default")] == "go/disabled" and cost[("rust", "default")] == "(is the reference)"
+    # node has no GC off switch and no GC-quiet cell here: no GC cost, the runtime difference in its own table
+    assert cost[("node", "default")] == "-"
+    assert [r[:3] for r in tables["runtime_diff"].rows] == [["node", "default", "rust/default"]]
 
 
 def test_a_run_without_gc_pauses_still_reports(tmp_path):
@@ -181,3 +186,68 @@ def test_importing_the_report_package_draws_nothing():
     code = "import sys, gcbench.report; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+class _EchoTransport:
+    """Answers every tools/call at once; keeps `keep` new lists per call (the harness's own allocation) and
+    runs an explicit gc.collect() on the call numbered `collect_at`."""
+
+    def __init__(self, keep: int, collect_at: int = -1):
+        self.keep, self.collect_at, self.kept, self.pending, self.calls = keep, collect_at, [], [], 0
+
+    def send(self, data: bytes, agent: int) -> None:
+        self.pending.append(int(data.split(b'"id":', 1)[1].split(b",", 1)[0]))
+
+    def poll(self, timeout_s):
+        import gc
+        import time
+
+        out = []
+        for msg_id in self.pending:
+            self.kept.extend([i] for i in range(self.keep))
+            if self.calls == self.collect_at:
+                gc.collect()
+            self.calls += 1
+            out.append((time.monotonic_ns(), {"jsonrpc": "2.0", "id": msg_id, "result": {"content": []}}))
+        self.pending = []
+        return out
+
+
+def _measure_with(transport):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from gcbench.runner import _measure
+    from gcbench.scenario import Chain, Scenario
+
+    scenario = Scenario(name="fake", description="", chain=Chain(calls=5, chains=2, agents=1, warmup_calls=0))
+    handle = SimpleNamespace(session=SimpleNamespace(transport=transport))
+    backend = SimpleNamespace(in_process=False, tool="work")
+    return _measure(handle, scenario, backend, {}, np.zeros((2, 5), np.int64), SimpleNamespace(call_timeout_s=5.0))
+
+
+def _inside(client: list[dict], window: tuple[int, int]) -> list[dict]:
+    return [e for e in client if e["end_ns"] >= window[0] and e["start_ns"] <= window[1]]
+
+
+def test_the_harness_counts_its_own_allocation_and_collections_while_measuring():
+    records, client, window, allocs = _measure_with(_EchoTransport(keep=100))
+    assert len(records) == 10 and records.ok.all()
+    assert _inside(client, window) == []  # (the collection just before the window is recorded too)
+    # 10 calls x 100 kept lists on top of what the same chains allocate keeping nothing (the loop's buffers:
+    # 27 objects on CPython 3.11.7)
+    assert allocs - _measure_with(_EchoTransport(keep=0))[3] == 1_000
+    records, client, window, allocs = _measure_with(_EchoTransport(keep=10, collect_at=3))
+    inside = _inside(client, window)
+    assert len(inside) == 1 and window[0] <= inside[0]["start_ns"] <= inside[0]["end_ns"] <= window[1]
+    assert allocs is None  # the collection reset the count: no number rather than a wrong one
+
+
+def test_reports_show_the_harness_gc(tmp_path):
+    cell = constant_cell("python", "default", MS)
+    cell.info = {"client_gc_events_in_window": 0, "client_tracked_allocations": 4321}
+    rep = build(write_run(tmp_path, [cell]))
+    md = export(rep, "md")
+    assert ("**harness GC**: its own GC was disabled while measuring; 0 collection(s) of it inside the measured "
+            "windows; it allocated up to 4,321 net GC-tracked objects in one cell's window") in md

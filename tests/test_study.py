@@ -18,8 +18,12 @@ from tests.synthetic import Cell, Pause, write_run
 
 HEAPS = [0, 100_000, 1_000_000]
 PROFILES = {"light": {"alloc_objects": 100}, "cyclic": {"alloc_objects": 400, "cyclic_fraction": 1.0}}
-GEN2_MS = {0: 2.0, 100_000: 5.0, 1_000_000: 20.0}  # log-log: 10 ms is reached at sqrt(1e5 * 1e6) objects
-CROSSING = math.sqrt(1e5 * 1e6)
+GEN2_MS = {0: 2.0, 100_000: 5.0, 1_000_000: 20.0}
+# the probe's count of GC-tracked objects: the grid's heap plus the server's own import-time heap (python saw
+# 33,035 at heap 0). log-log on those counts, 10 ms is reached at sqrt(133,035 x 1,033,035) tracked objects,
+# not at sqrt(1e5 x 1e6) = 316,228 grid objects
+BASE_TRACKED = 33_035
+CROSSING = math.sqrt((100_000 + BASE_TRACKED) * (1_000_000 + BASE_TRACKED))
 GEN0_MS = 1.0
 REPS, CHAINS, CALLS = 2, 4, 5
 MODES = {"python": ["default", "freeze", "disabled"], "go": ["default"], "rust": ["default"]}
@@ -34,10 +38,11 @@ def _point_cells(heap: int) -> list[Cell]:
     young = [Pause(rep, 1, 2, 1_000, int(GEN0_MS * MS), generation=0) for rep in range(REPS)]
     rust = lat(1.0)
     rust[1] = int(1.2 * MS)  # the second repetition is 20% slower: a known spread
+    stats = {"stats": {"type": "stats", "runtime": "python", "tracked_objects": heap + BASE_TRACKED}}
     return [
-        Cell("python", "default", lat(30), full + young),
-        Cell("python", "freeze", lat(29.5), young),
-        Cell("python", "disabled", lat(29)),
+        Cell("python", "default", lat(30), full + young, info=stats),
+        Cell("python", "freeze", lat(29.5), young, info=stats),
+        Cell("python", "disabled", lat(29), info=stats),
         Cell("go", "default", lat(1), [Pause(0, 3, 4, 1_000, MS // 10, generation=-1)], runtime="go"),
         Cell("rust", "default", rust, runtime="rust"),
     ]
@@ -84,6 +89,11 @@ def test_the_study_holds_the_known_numbers(study):
     for key in ("light", "cyclic", "all"):
         assert study.crossings[key].status == "crossed"
         assert study.crossings[key].heap_objects == pytest.approx(CROSSING, rel=1e-9)
+    # nanoseconds per tracked object of one full collection, per heap size: the pause / the probe's count
+    f = study.full_gc[study.full_gc["profile"] == "all"].set_index("heap_objects")
+    assert f["tracked_objects"].tolist() == [h + BASE_TRACKED for h in HEAPS]
+    for h in HEAPS:
+        assert f.loc[h, "ns_per_object_p50"] == pytest.approx(GEN2_MS[h] * 1e6 / (h + BASE_TRACKED), rel=1e-12)
     # mitigation ratios against the same backend's default at the same point (constant latencies: exact)
     r = study.ratios
     f = r[(r["backend"] == "python") & (r["gc_mode"] == "freeze") & (r["point"] == "h1000000-light")].iloc[0]
@@ -103,7 +113,10 @@ def test_headline_states_measured_numbers(study):
     text = headline_text(study)
     worst = (GEN2_MS[1_000_000] + GEN0_MS) / CHAINS
     assert f"{worst:.3g} ms (python at 1M objects" in text
-    assert f"{fmt_count(CROSSING)} live objects" in text and fmt_count(CROSSING) == "316,000"
+    assert f"about {fmt_count(CROSSING)} tracked objects" in text and fmt_count(CROSSING) == "371,000"
+    assert "between 133,000 objects: 5 ms and 1,030,000 objects: 20 ms" in text
+    # the median over the heap sizes of the cost per tracked object: 5 ms / 133,035 objects
+    assert f"a median {5e6 / (100_000 + BASE_TRACKED):.3g} ns per tracked object" in text
     assert f"{GEN2_MS[1_000_000]:.3g} ms (python" in text  # the largest pause
     assert "No cell fits the claim's arithmetic" in text
     assert "x0.983" in text  # python freeze: the median chain-latency ratio
@@ -140,7 +153,7 @@ def test_markdown_and_text(study, tmp_path):
     assert len(links) == len(FIGURES) and all((tmp_path / name).is_file() for name in links)
     text = export_study(study, "text")
     assert "1. GC dead time per 5-call chain" in text and "data:image" not in text
-    assert "think 2 s" in text and "316,000" in text
+    assert "think 2 s" in text and "371,000" in text
     assert "x1.2 / -" in text  # rust's spread: chain latency 1.2x between repetitions, no dead time
 
 
@@ -170,7 +183,7 @@ def test_cli_writes_every_output(sweep_dir, tmp_path):
 
 
 @pytest.mark.parametrize("heaps, pauses, status, heap", [
-    ([0, 100_000, 1_000_000], [2, 5, 20], "crossed", CROSSING),
+    ([0, 100_000, 1_000_000], [2, 5, 20], "crossed", math.sqrt(1e5 * 1e6)),
     ([100_000, 1_000_000], [5, 10], "crossed", 1_000_000),  # reached exactly at a measured size
     ([10_000, 100_000, 1_000_000], [5, 4, 40], "crossed", 250_000),  # the first upward crossing
     ([10_000, 100_000, 1_000_000], [5, math.nan, 20], "crossed", 100_000),  # an unmeasured size is skipped
@@ -232,3 +245,30 @@ def test_reproducibility_section_compares_the_ratios_of_a_rerun(study):
     assert f"of {n} mean chain latency ratios" in text and "100% of" not in text.split(";")[0]
     assert table.rows[0][0] == "mean chain latency" and table.rows[0][-1] == "x1.5"
     assert any(s.key == "reproducibility" for s in sections(replace(study, rerun=rerun, cache={})))
+
+
+def test_the_claim_fits_a_cell_only_when_nearly_every_call_lost_10_ms(tmp_path):
+    """Every call meets a 20 us young collection and 20 of 200 calls a 200 ms full one: 100% of calls are
+    'delayed' and a delayed call loses 20 ms on average (the old rule said: fits), but 10% lost >= 10 ms."""
+    grid = {"backends": ["python"], "gc_modes": {"python": ["default"]}, "heap_objects": [0],
+            "profiles": {"base": {}}, "reps": 1, "base": {"work": {}}}
+    (tmp_path / "sweep.json").write_text(json.dumps({
+        "kind": "gcbench-sweep", "schema_version": 1, "name": "young", "grid_hash": "x", "grid": grid,
+        "source": "young.toml", "shard": "1/1", "gcbench_version": "test", "machine": {}, "created_utc": "?"}))
+    lat = np.full((1, 20, 10), MS, np.int64)
+    lat[0, :, 3] = 250 * MS
+    young = [Pause(0, ch, c, 100_000, 20_000) for ch in range(20) for c in range(10)]
+    full = [Pause(0, ch, 3, 200_000, 200 * MS, generation=2) for ch in range(20)]
+    write_run(tmp_path, [Cell("python", "default", lat, young + full)], run_id="h0-base",
+              scenario_extra={"server": {"heap_objects": 0}})
+    st = build_study(tmp_path, n_boot=50)
+    c = st.cell(0, "base", "python", "default")
+    assert c.calls_delayed_share == 1.0 and c.dead_per_delayed_call_ms == pytest.approx(20.02)
+    assert c.calls_lost_claim_share == 0.1 and not c.claim_fits
+    text = headline_text(st)
+    assert "No cell fits the claim's arithmetic (at least 99% of its calls lost >= 10 ms)" in text
+    assert "a delayed call lost a median 0.02 ms (p99 200, max 200 ms), and 10% of its calls lost >= 10 ms" in text
+    from gcbench.report.study_document import claim_arithmetic_table
+
+    row = claim_arithmetic_table(st).rows[1]
+    assert row[3:7] == ["100%", "10%", "10", "0.02 / 200 / 200"]

@@ -22,8 +22,8 @@ class Exporter(ABC):
 # Section title -> items: "verdicts", "table:<key>", "figure:<name>". Tables and figures not listed here are
 # appended in a last section, so a new figure or table shows up without editing every exporter.
 SECTIONS: list[tuple[str, list[str]]] = [
-    ("Claim check", ["verdicts", "table:claim", "figure:claim_check", "figure:dead_time_hist"]),
-    ("Counterfactual GC cost", ["table:gc_cost"]),
+    ("Claim check", ["verdicts", "table:claim", "table:call_loss", "figure:claim_check", "figure:dead_time_hist"]),
+    ("Counterfactual GC cost", ["table:gc_cost", "table:runtime_diff"]),
     ("Call latency", ["table:latency", "figure:latency_cdf"]),
     ("Chains and GC dead time", ["table:chains", "figure:gc_timeline"]),
     ("GC events", ["table:gc_events", "figure:pause_sizes"]),

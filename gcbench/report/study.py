@@ -99,14 +99,15 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 class Crossing:
     status: str  # crossed | not-reached | already-above | no-data
     heap_objects: float  # the interpolated size (crossed), the largest measured (not-reached) or the first above
-    text: str
+    text: str  # in the study: sizes are the tracked objects the probe counted (gc.get_objects()), not the grid's
 
 
-def heap_crossing(heaps: list[int], pauses_ms: list[float], threshold_ms: float = CLAIM_PAUSE_MS) -> Crossing:
-    """The live-heap size at which the pause reaches `threshold_ms`, interpolated log-log between the two
+def heap_crossing(heaps: list[float], pauses_ms: list[float], threshold_ms: float = CLAIM_PAUSE_MS,
+                  noun: str = "live objects") -> Crossing:
+    """The heap size (`noun`) at which the pause reaches `threshold_ms`, interpolated log-log between the two
     measured heap sizes around the first upward crossing. Heap 0 has no logarithm: it is only compared with the
-    threshold. Heap sizes without a measured pause (NaN) are left out. `text` completes "it reaches X ms at: "."""
-    pts = sorted((int(h), float(p)) for h, p in zip(heaps, pauses_ms, strict=True) if p == p and p > 0)
+    threshold. Heap sizes or pauses not measured (NaN) are left out. `text` completes "it reaches X ms at: "."""
+    pts = sorted((int(h), float(p)) for h, p in zip(heaps, pauses_ms, strict=True) if h == h and p == p and p > 0)
     if not pts:
         return Crossing("no-data", math.nan, "no pause measured at any heap size")
     thr = f"{threshold_ms:g} ms"
@@ -127,7 +128,7 @@ def heap_crossing(heaps: list[int], pauses_ms: list[float], threshold_ms: float 
         if p0 < threshold_ms <= p1:
             frac = (math.log(threshold_ms) - math.log(p0)) / (math.log(p1) - math.log(p0))
             h = math.exp(math.log(h0) + frac * (math.log(h1) - math.log(h0)))
-            return Crossing("crossed", h, f"about {fmt_count(h)} live objects (interpolated log-log between "
+            return Crossing("crossed", h, f"about {fmt_count(h)} {noun} (interpolated log-log between "
                                           f"{fmt_count(h0)} objects: {fmt_ms(p0)} ms and {fmt_count(h1)} objects: "
                                           f"{fmt_ms(p1)} ms)")
     top = max(p for _, p in pos)
@@ -171,8 +172,8 @@ class Study:
     chains: pd.DataFrame  # analysis.chain_table rows with point, heap_objects, profile
     pauses: pd.DataFrame  # measured server GC events with point, heap_objects, profile, duration_ms
     ratios: pd.DataFrame  # each mode against its backend's default at the same point
-    full_gc: pd.DataFrame  # CPython generation-2 pauses per (profile or "all", heap)
-    crossings: dict[str, Crossing]  # per profile and "all": where a full collection reaches 10 ms (median)
+    full_gc: pd.DataFrame  # CPython generation-2 pauses per (profile or "all", heap), with tracked objects
+    crossings: dict[str, Crossing]  # per profile and "all": tracked objects where a full collection reaches 10 ms
     crossings_max: dict[str, Crossing]  # the same on the largest full collection
     rerun: Study | None = None  # the same sweep measured again (gcbench study --rerun): reproducibility
     cache: dict = field(default_factory=dict, repr=False)
@@ -220,15 +221,18 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
         where = {"point": info["point"], "heap_objects": int(info["heap_objects"]), "profile": info["profile"]}
         n = calls_per_chain_of(run)
         calls = run.calls
-        s = summarize(calls, run.gc_events, n, n_boot, seed)
+        s = summarize(calls, run.gc_events, n, n_boot, seed, cells=run.meta.get("cells"))
         ch = chain_table(calls).assign(**where)
-        delayed = (calls["gc_overlap_ns"] > 0).groupby([calls["backend"], calls["gc_mode"]], observed=True)
-        s = s.merge(delayed.mean().rename("calls_delayed_share").reset_index(), on=GROUP_KEYS, how="left")
         s = s.merge(_per_group(ch), on=GROUP_KEYS, how="left")
+        tracked = tracked_objects(run.meta)
+        s["tracked_objects"] = [_median([v for (b, m, _), v in tracked.items() if (b, m) == (r.backend, r.gc_mode)])
+                                for r in s.itertuples()]
         cells.append(s.assign(**where, calls_per_chain=n))
         chains.append(ch)
         ev = measured_server_events(run.gc_events)
-        pauses.append(ev.assign(**where, duration_ms=ev["duration_ns"] / 1e6))
+        ev_tracked = [tracked.get((b, m, int(rep)), math.nan)
+                      for b, m, rep in zip(ev["backend"], ev["gc_mode"], ev["rep"], strict=True)]
+        pauses.append(ev.assign(**where, duration_ms=ev["duration_ns"] / 1e6, tracked_objects=ev_tracked))
     cells_df = pd.concat(cells, ignore_index=True)
     chains_df = pd.concat(chains, ignore_index=True)
     pauses_df = pd.concat(pauses, ignore_index=True)
@@ -242,8 +246,8 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
     full_gc = _full_gc_table(pauses_df, cells_df, heaps, profiles)
     crossings, crossings_max = {}, {}
     for prof, g in full_gc.groupby("profile", sort=False):
-        crossings[prof] = heap_crossing(list(g["heap_objects"]), list(g["p50_ms"]))
-        crossings_max[prof] = heap_crossing(list(g["heap_objects"]), list(g["max_ms"]))
+        crossings[prof] = full_gc_crossing(g, "p50_ms")
+        crossings_max[prof] = full_gc_crossing(g, "max_ms")
     return Study(
         folder=folder, manifest=manifest, metas=[run.meta for _, run in pairs],
         calls_per_chain=int(cells_df["calls_per_chain"].mode().iloc[0]), heaps=heaps, profiles=profiles,
@@ -279,9 +283,36 @@ def _per_group(ch: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def tracked_objects(meta: dict) -> dict[tuple[str, str, int], float]:
+    """(backend, gc mode, rep) -> GC-tracked objects of the server, from its probe's last stats record
+    (`tracked_objects`, len(gc.get_objects()) at the cell's last flush: the objects a full collection traverses,
+    the server's import-time heap included, frozen objects not). Only CPython probes record it."""
+    out = {}
+    for c in meta.get("cells", []):
+        v = (c.get("stats") or {}).get("tracked_objects") if isinstance(c.get("stats"), dict) else None
+        if c.get("status") == "ok" and type(v) is int and v >= 0:
+            out[(str(c["backend"]), str(c["gc_mode"]), int(c.get("rep", 0)))] = float(v)
+    return out
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if len(values) else math.nan
+
+
+def full_gc_crossing(rows: pd.DataFrame, col: str) -> Crossing:
+    """Where the full collection (`col`: its median or largest pause) reaches 10 ms, on the measured tracked
+    objects; says so when pauses were measured but the probe counted no objects."""
+    if rows["count"].sum() and not rows["tracked_objects"].notna().any():
+        return Crossing("no-data", math.nan, "not known: the probe recorded no tracked-object count (stats."
+                                             "tracked_objects) in these runs")
+    return heap_crossing(list(rows["tracked_objects"]), list(rows[col]), noun="tracked objects")
+
+
 def _full_gc_table(pauses: pd.DataFrame, cells: pd.DataFrame, heaps: list[int], profiles: list[str]) -> pd.DataFrame:
     """CPython generation-2 pauses of the python backend in its default mode: count, median and max per heap
-    size, per profile and over all profiles ("all"). `python_measured` says whether that cell exists at all."""
+    size, per profile and over all profiles ("all"); the tracked objects the probe counted there (median over
+    the cells) and the median cost per tracked object of one full collection (each pause / its cell's count).
+    `python_measured` says whether that cell exists at all."""
     key = (FULL_COLLECTION_BACKEND, DEFAULT_MODE)
     sel = pauses[(pauses["backend"] == key[0]) & (pauses["gc_mode"] == key[1])
                  & (pauses["generation"] == FULL_COLLECTION_GENERATION)] if len(pauses) else pauses
@@ -292,10 +323,14 @@ def _full_gc_table(pauses: pd.DataFrame, cells: pd.DataFrame, heaps: list[int], 
         for h in heaps:
             d = sel[(sel["heap_objects"] == h) & ((sel["profile"] == prof) if prof != "all" else True)] \
                 if len(sel) else sel
-            d = d["duration_ms"].to_numpy() if len(d) else np.empty(0)
-            rows.append({"profile": prof, "heap_objects": h, "count": len(d),
-                         "p50_ms": float(np.median(d)) if len(d) else math.nan,
-                         "max_ms": float(d.max()) if len(d) else math.nan,
+            ms = d["duration_ms"].to_numpy() if len(d) else np.empty(0)
+            per_obj = (d["duration_ms"] * 1e6 / d["tracked_objects"]).dropna().to_numpy() if len(d) else np.empty(0)
+            here = c[(c["heap_objects"] == h) & ((c["profile"] == prof) if prof != "all" else True)]
+            rows.append({"profile": prof, "heap_objects": h, "count": len(ms),
+                         "p50_ms": float(np.median(ms)) if len(ms) else math.nan,
+                         "max_ms": float(ms.max()) if len(ms) else math.nan,
+                         "tracked_objects": _median(list(here["tracked_objects"].dropna())),
+                         "ns_per_object_p50": float(np.median(per_obj)) if len(per_obj) else math.nan,
                          "python_measured": any((pp, h) in measured for pp in (profiles if prof == "all" else [prof]))})
     out = pd.DataFrame(rows)
     if len(profiles) == 1:  # "all" would repeat the one profile

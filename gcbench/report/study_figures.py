@@ -147,10 +147,9 @@ def pause_growth(study: Study) -> FigureSpec:
             y = np.array([f.loc[f["heap_objects"] == h, "p50_ms"].iloc[0] for h in study.heaps], float)
             _log_line(ax, xs, y, "D:", color=FULL_GC_COLOR, lw=1.3, ms=5, mfc="none")
             c = study.crossings.get(prof)
-            if c is not None and c.status == "crossed":
-                ax.axvline(c.heap_objects, color=FULL_GC_COLOR, lw=0.8, ls="-.")
-                ax.annotate(f"{fmt_heap(c.heap_objects)}", (c.heap_objects, CLAIM_PAUSE_MS), textcoords="offset points",
-                            xytext=(4, -12), fontsize=8, color=FULL_GC_COLOR)
+            if c is not None and c.status == "crossed":  # on tracked objects, not on this axis' grid sizes
+                ax.annotate(f"full GC: {CLAIM_PAUSE_MS:g} ms at ~{fmt_heap(c.heap_objects)} tracked objects",
+                            (0.02, 0.97), xycoords="axes fraction", va="top", fontsize=8, color=FULL_GC_COLOR)
         ax.axhline(CLAIM_PAUSE_MS, color=CLAIM_COLOR, ls="--", lw=1.5)
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -49,8 +49,15 @@ def render_summary(summary: pd.DataFrame, calls_per_chain: int) -> str:
         lines += ["", "Claim check (mean GC dead time per chain vs the claim):",
                   *(f"  {v}" for v in summary["verdict"])]
     if "gc_cost_ms" in summary.columns:
-        lines += ["", "Counterfactual GC cost (mean chain latency minus the GC-off reference; 95% bootstrap CI "
-                      "over chains):", *(f"  {line}" for line in gc_cost_lines(summary))]
+        lines += ["", "Counterfactual GC cost (mean chain latency minus a same-runtime reference with GC off or "
+                      "GC-quiet; 95% bootstrap CI over chains):", *(f"  {line}" for line in gc_cost_lines(summary))]
+        diff = runtime_diff_lines(summary)
+        if diff:
+            lines += ["", "Runtime difference, NOT GC cost (a runtime without a GC off switch against the no-GC "
+                          "control: it mixes GC with every other difference between the two servers):",
+                      *(f"  {line}" for line in diff)]
+    if "client_gc_events" in summary.columns:
+        lines += ["", harness_line(summary)]
     warned = [(f"{r.backend}/{r.gc_mode}", w) for r in summary.itertuples() for w in getattr(r, "warnings", [])]
     if warned:
         lines += ["", "WARNINGS (the numbers above may not be stable):", *(f"  {g}: {w}" for g, w in warned)]
@@ -58,19 +65,39 @@ def render_summary(summary: pd.DataFrame, calls_per_chain: int) -> str:
 
 
 def gc_cost_lines(summary: pd.DataFrame) -> list[str]:
-    """One line per (backend, gc mode): the counterfactual GC cost with its CI, or why there is none."""
+    """One line per (backend, gc mode): the counterfactual GC cost with its CI and reference, or why there is none."""
     out = []
     for r in summary.itertuples():
         name = f"{r.backend}/{r.gc_mode}"
+        note = getattr(r, "gc_cost_note", "") or NO_REFERENCE
         if not r.gc_cost_ref:
-            out.append(f"{name}: {NO_REFERENCE}")
+            out.append(f"{name}: no GC cost: {note}")
         elif r.gc_cost_ref == name:
-            out.append(f"{name}: the GC-off reference")
+            out.append(f"{name}: {note}")
         else:
             out.append(f"{name}: {_signed_ms(r.gc_cost_ms)} ms per chain (95% CI {_signed_ms(r.gc_cost_lo_ms)} .. "
-                       f"{_signed_ms(r.gc_cost_hi_ms)}) vs {r.gc_cost_ref} "
-                       f"({_signed_share(r.gc_cost_share)})")
+                       f"{_signed_ms(r.gc_cost_hi_ms)}, {_signed_share(r.gc_cost_share)}) {note}")
     return out
+
+
+def runtime_diff_lines(summary: pd.DataFrame) -> list[str]:
+    """One line per (backend, gc mode) that has only another runtime to be set against."""
+    if "runtime_diff_ref" not in summary.columns:
+        return []
+    return [f"{r.backend}/{r.gc_mode}: {_signed_ms(r.runtime_diff_ms)} ms per chain (95% CI "
+            f"{_signed_ms(r.runtime_diff_lo_ms)} .. {_signed_ms(r.runtime_diff_hi_ms)}, "
+            f"{_signed_share(r.runtime_diff_share)}) vs {r.runtime_diff_ref}"
+            for r in summary.itertuples() if r.runtime_diff_ref]
+
+
+def harness_line(summary: pd.DataFrame) -> str:
+    """What the harness's own GC did while it measured (its GC is disabled then: collections are a fault)."""
+    n = int(summary["client_gc_events"].sum())
+    alloc = summary["client_tracked_allocations_max"].dropna() if "client_tracked_allocations_max" in summary else []
+    what = (f"; it allocated up to {int(alloc.max()):,} net GC-tracked objects in one cell's window "
+            "(growth of its gc.get_count()[0])" if len(alloc) else "")
+    return (f"Harness: its own GC was disabled while measuring; {n} collection(s) of it inside the measured "
+            f"windows{' (see WARNINGS)' if n else ''}{what}.")
 
 
 def _signed_ms(v: float) -> str:
