@@ -2,7 +2,7 @@
 
 The probe must not disturb what it measures: its gc.callbacks hook only appends (no write, no JSON, no heap
 walk), events are written on flush alone, every collection it saw is written or counted as dropped, and a
-drop shows up as a cell warning.
+drop shows up as a cell warning. The oob mode applies CPython's own trigger rule to CPython's own counts.
 """
 
 import gc
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import gcbench
+from gcbench.backends.python import server as pyserver
 from gcbench.probes import python_gc
 from gcbench.probes.python_gc import GcProbe
 from gcbench.runner import cell_id, probe_drop_warnings
@@ -132,3 +133,66 @@ def test_a_cell_with_more_events_than_the_old_buffer_has_no_write_inside_a_call(
     assert len(at_old_flush) >= 2
     bound_ms = max(20.0, 5 * float(np.median(non_gc_ms)))
     assert min(at_old_flush) < bound_ms, (at_old_flush, np.median(non_gc_ms))
+
+
+# ---------------------------------------------------------------------------------------------- oob
+
+
+@pytest.fixture
+def gc_off():
+    was = gc.isenabled()
+    gc.disable()
+    gc.collect()
+    yield
+    if was:
+        gc.enable()
+
+
+def _collections():
+    return [s["collections"] for s in gc.get_stats()]
+
+
+def test_oob_runs_nothing_while_the_young_count_is_under_its_threshold(gc_off):
+    # CPython only looks at the older generations when the young count exceeds threshold0
+    server = SimpleNamespace(thresholds=(700, 10, 10))
+    for _ in range(11):
+        gc.collect(0)  # each one adds 1 to the gen1 count
+    assert gc.get_count()[1] > 10 and gc.get_count()[0] <= 700
+    before = _collections()
+    assert pyserver.Server.collect_out_of_band(server) is None
+    assert _collections() == before
+
+
+def test_oob_collects_the_oldest_generation_over_its_threshold(gc_off):
+    server = SimpleNamespace(thresholds=(700, 10, 10))
+    for _ in range(11):
+        gc.collect(0)
+    keep = [[i] for i in range(2000)]  # young count over 700, and still over it after the call
+    assert gc.get_count()[0] > 700
+    before = _collections()
+    assert pyserver.Server.collect_out_of_band(server) == 1
+    after = _collections()
+    assert after[1] == before[1] + 1 and after[2] == before[2]
+    assert pyserver.Server.collect_out_of_band(server) is None  # young count back at 0
+    del keep
+
+
+def test_oob_counts_only_what_outlived_the_call(gc_off):
+    # what the docstring says: garbage freed by reference counting is not counted, garbage in cycles is
+    server = SimpleNamespace(thresholds=(700, 10, 10))
+    state = pyserver.WorkState()
+    pyserver.work(state, {"alloc_objects": 20000})
+    assert gc.get_count()[0] < 700
+    assert pyserver.Server.collect_out_of_band(server) is None
+    pyserver.work(state, {"alloc_objects": 2000, "cyclic_fraction": 1.0})
+    assert gc.get_count()[0] > 700
+    assert pyserver.Server.collect_out_of_band(server) == 0
+
+
+def test_oob_with_threshold0_zero_never_collects(gc_off):
+    # gc.set_threshold(0) turns CPython's automatic collection off; the emulation follows it
+    keep = [[i] for i in range(2000)]
+    before = _collections()
+    assert pyserver.Server.collect_out_of_band(SimpleNamespace(thresholds=(0, 10, 10))) is None
+    assert _collections() == before
+    del keep
