@@ -11,7 +11,7 @@ MODES: dict[str, tuple[bool, str]] = {
     "default": (False, "the runtime's out-of-the-box GC"),
     "disabled": (False, "automatic GC off (Python gc.disable(), Go GOGC=off); Node has no off switch"),
     "freeze": (False, "Python: gc.freeze() after the start-up heap and warm-up"),
-    "oob": (False, "out of band: automatic GC off, the collections run between calls instead"),
+    "oob": (False, "out of band: automatic GC off; the server collects between calls by its own rule instead"),
     "thresholds": (True, "Python: gc.set_threshold(T0,T1,T2), e.g. thresholds:10000,10,10"),
     "gogc": (True, "Go: GOGC=N, e.g. gogc:400"),
     "memlimit": (True, "Go: GOGC=off with GOMEMLIMIT=N MiB, e.g. memlimit:512"),

@@ -191,6 +191,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
                    if cell.get("hiccup_us") else "")
                 + (f", {int((events['source'] == 'control').sum())} control hiccups" if cell.get("control") else "")
                 + (f", {errs} call errors (first: {cell['first_call_error']})" if errs else "")
+                + "".join(f"; WARNING: {w}" for w in cell.get("warnings", []))
                 + time_left(i)
             )
             on_cell(cell)
@@ -310,7 +311,21 @@ def measure_cell(
         stats=stats, side_channel_bad_lines=bad_lines,
         hiccup_us=meter_hiccup_us(backend), control=control_meta, **before,
     )
+    warnings = probe_drop_warnings(stats)
+    if warnings:
+        cell["warnings"] = warnings
     return cell, calls, events
+
+
+def probe_drop_warnings(stats: dict) -> list[str]:
+    """What a server's probe saw but could not keep (its buffer was full): the cell's GC record is incomplete."""
+    out = []
+    for key, what in (("gc_events_dropped", "GC events"), ("hiccup_dropped", "hiccups")):
+        n = stats.get(key)
+        if type(n) is int and n > 0:
+            out.append(f"the server's probe dropped {n} {what} ({key} in its stats record): its buffer was full, "
+                       "so the cell's GC figures are incomplete")
+    return out
 
 
 def _measure(handle, scenario, backend, arguments, think_ns, config) \

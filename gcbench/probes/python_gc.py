@@ -2,8 +2,10 @@
 
 Standard library only, importable without the gcbench package: the built-in Python server, the
 auto-attached probe for users' servers and the harness itself all use it. The callback appends five
-integers to a preallocated ``array`` (no Python object per event, no I/O); ``flush()`` writes JSON lines
-to the side-channel file.
+integers to an ``array`` (no Python object kept per event, no I/O, no heap walk) and never writes:
+``flush()``, called only on ``gcbench/flush`` and at exit (outside the measured window), writes JSON lines
+to the side-channel file. Memory stays bounded: past ``GC_MAX_EVENTS`` unflushed events the callback only
+counts (``gc_events_dropped`` in the stats record).
 
 ``HiccupMeter`` (started by ``GcProbe.start_meter_from_env``) is the hiccup meter of PROTOCOL.md: a daemon
 thread that sleeps a fixed interval and records how late it woke. It needs the GIL to wake, so it sees every
@@ -21,7 +23,10 @@ import threading
 import time
 
 _FIELDS = 5  # generation, start_ns, end_ns, collected, uncollectable
-FLUSH_EVERY_EVENTS = 10_000
+# Events go into arrays of at most CHUNK_EVENTS; a full one is set aside and a new one started, so no append
+# inside the callback reallocates (copies) more than one chunk (640 KiB), however many events are held.
+CHUNK_EVENTS = 16_384
+GC_MAX_EVENTS = 2_000_000  # unflushed (80 MB at most); beyond this GC events are only counted as dropped
 HICCUP_FLOOR_US = 200  # default: only wake-ups later than this are recorded as events
 HICCUP_MAX_EVENTS = 1_000_000  # unflushed; beyond this hiccups are only counted (memory stays bounded)
 
@@ -105,8 +110,12 @@ class GcProbe:
         self.path = path
         self.runtime = runtime
         self.kind_prefix = kind_prefix
-        self._buf = array.array("q")
+        self._buf = array.array("q")  # the chunk being filled
+        self._chunks: list[array.array] = []  # full chunks, oldest first
+        self._held = 0  # events in _chunks and _buf
         self._start_ns = 0
+        self.seen = 0  # every collection the callback saw (held, written or dropped)
+        self.dropped = 0  # seen but not held: the buffer was at GC_MAX_EVENTS
         self.written = 0
         self._installed = False
         self._clock = time.monotonic_ns
@@ -132,47 +141,80 @@ class GcProbe:
             self._installed = False
 
     def _callback(self, phase: str, info: dict) -> None:
+        # Runs inside whatever call triggered the collection: appends only, never writes or walks the heap.
         if phase == "start":
             self._start_ns = self._clock()
             return
         end_ns = self._clock()
+        self.seen += 1
+        if self._held >= GC_MAX_EVENTS:
+            self.dropped += 1
+            return
         buf = self._buf
-        buf.append(info["generation"])
-        buf.append(self._start_ns)
-        buf.append(end_ns)
-        buf.append(info.get("collected", -1))
-        buf.append(info.get("uncollectable", -1))
-        if len(buf) >= FLUSH_EVERY_EVENTS * _FIELDS:
-            self.flush()
+        buf.extend((info["generation"], self._start_ns, end_ns, info.get("collected", -1),
+                    info.get("uncollectable", -1)))
+        self._held += 1
+        if len(buf) >= CHUNK_EVENTS * _FIELDS:
+            self._chunks.append(buf)
+            self._buf = array.array("q")
 
     def pending(self) -> int:
-        return len(self._buf) // _FIELDS
+        return self._held
+
+    def _take(self) -> list[array.array]:
+        """Detach every held chunk (the callback goes on filling a fresh one)."""
+        # Both new containers first: creating the list can trigger a collection, whose event must land in
+        # what is taken. From here on nothing GC-tracked is allocated, so no event falls between the steps.
+        fresh, fresh_chunks = array.array("q"), []
+        chunks = self._chunks
+        chunks.append(self._buf)
+        self._buf = fresh
+        self._chunks = fresh_chunks
+        self._held = 0
+        return chunks
 
     def drain(self) -> list[tuple[int, int, int, int, int]]:
         """Return the buffered events as tuples and empty the buffer (for in-process use)."""
-        b = self._buf
-        out = [tuple(b[i : i + _FIELDS]) for i in range(0, len(b), _FIELDS)]
-        del b[:]
+        out = []
+        for b in self._take():
+            out.extend(tuple(b[i : i + _FIELDS]) for i in range(0, len(b), _FIELDS))
         return out
 
-    def stats_record(self) -> dict:
+    def stats_record(self, gc_enabled: bool | None = None) -> dict:
         rec = {
             "type": "stats",
             "runtime": self.runtime,
             "python_version": sys.version.split()[0],
-            "gc_enabled": gc.isenabled(),
+            "gc_enabled": gc.isenabled() if gc_enabled is None else gc_enabled,
             "gc_counts": list(gc.get_count()),
             "gc_thresholds": list(gc.get_threshold()),
             "freeze_count": gc.get_freeze_count(),
             "collections": [s["collections"] for s in gc.get_stats()],
-            "tracked_objects": len(gc.get_objects()),
+            "tracked_objects": len(gc.get_objects()),  # a heap walk: only ever at flush, outside the window
+            "gc_events_seen": self.seen,
+            "gc_events_dropped": self.dropped,
+            "gc_events_max": GC_MAX_EVENTS,
+            "flush_ns": self._clock(),  # when this record was made: shows every write is outside the window
         }
         if self.meter is not None:
             rec.update(self.meter.stats())
         return rec
 
     def flush(self, stats: bool = True) -> int:
-        """Write buffered events (and a stats record) as JSON lines; return the total written so far."""
+        """Write buffered events (and a stats record) as JSON lines; return the total written so far.
+
+        Automatic GC is held off while it runs, so no collection happens between taking the events and
+        counting them in the stats record: every event ``gc_events_seen`` counts is written or dropped.
+        """
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._flush(stats, was_enabled)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _flush(self, stats: bool, gc_enabled: bool) -> int:
         events = self.drain()
         if self.path is None:
             return self.written
@@ -201,7 +243,7 @@ class GcProbe:
                     f'"start_ns":{due},"end_ns":{woke},"pid":{pid}}}'
                 )
         if stats:
-            lines.append(json.dumps(self.stats_record()))
+            lines.append(json.dumps(self.stats_record(gc_enabled)))
         with open(self.path, "a", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
         self.written += len(events)

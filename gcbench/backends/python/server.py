@@ -122,17 +122,29 @@ class Server:
         self.state = WorkState(heap_objects)
         self.probe.start_meter_from_env()  # after the start-up heap: building it is not a hiccup
 
-    def collect_out_of_band(self) -> None:
-        """Run the collection CPython's automatic GC would have run by now, outside any call.
+    def collect_out_of_band(self) -> int | None:
+        """Between calls, apply CPython's own trigger rule to CPython's own counters; return the generation
+        collected, or None.
 
-        Mirrors collect_generations() in CPython's gcmodule.c without its 25% long-lived-pending rule for
-        the oldest generation (that counter is not exposed), so full collections run somewhat more often.
+        The rule of _PyObject_GC_Link / gc_collect_generations (3.10 to 3.13): nothing unless the young count
+        exceeds threshold0 (and threshold0 is not 0); then the oldest generation whose count exceeds its
+        threshold, without the 25% long-lived-pending rule for the oldest (that counter is not exposed).
+
+        This is not the schedule automatic GC would have run. With GC off, gc.get_count()[0] still counts
+        tracked allocations, but net of deallocations (measured on 3.10.13, 3.11.7, 3.12.1 and 3.13.0, from
+        a count of 0: 20,000 lists allocated -> 20,002; all freed by reference counting -> 82). Automatic GC
+        fires while a call's temporaries are still alive (every threshold0 allocations); here the call's
+        freed garbage no longer counts, only what outlived the call (retained objects, garbage in cycles).
+        So this mode collects far less often than `default` (claim-check heavy profile, 400 measured calls:
+        363 young collections against 10,190), and each collection finds the call's temporaries already
+        gone: it is an out-of-band policy a server can really run, not `default`'s collections moved.
         """
-        counts = gc.get_count()
-        for gen in (2, 1, 0):
-            if counts[gen] > self.thresholds[gen]:
-                gc.collect(gen)
-                return
+        counts, limits = gc.get_count(), self.thresholds
+        if not limits[0] or counts[0] <= limits[0]:
+            return None
+        gen = 2 if counts[2] > limits[2] else 1 if counts[1] > limits[1] else 0
+        gc.collect(gen)
+        return gen
 
     def handle(self, msg: object) -> dict | None:
         if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or not isinstance(msg.get("method"), str):
