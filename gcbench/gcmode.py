@@ -15,7 +15,7 @@ MODES: dict[str, tuple[bool, str]] = {
     "thresholds": (True, "Python: gc.set_threshold(T0,T1,T2), e.g. thresholds:10000,10,10"),
     "gogc": (True, "Go: GOGC=N, e.g. gogc:400"),
     "memlimit": (True, "Go: GOGC=off with GOMEMLIMIT=N MiB, e.g. memlimit:512"),
-    "semi": (True, "Node: --max-semi-space-size=N (MiB), e.g. semi:64"),
+    "semi": (True, "Node: --min- and --max-semi-space-size=N (MiB), a fixed young generation, e.g. semi:64"),
     "old": (True, "Node: --max-old-space-size=N (MiB)"),
     "g1": (False, "JVM: G1 (g1:N also fixes the heap at N MiB)"),
     "parallel": (False, "JVM: the parallel collector (parallel:N: heap N MiB)"),

@@ -60,11 +60,11 @@ def test_adapter_availability_and_mode_mapping():
         assert backend.unsupported_reason(parse_gc_mode(text))
     for text in ("default", "oob", "semi:64", "old:512"):
         assert backend.unsupported_reason(parse_gc_mode(text)) is None
-    assert node_flags(parse_gc_mode("semi:64")) == ["--max-semi-space-size=64"]
+    assert node_flags(parse_gc_mode("semi:64")) == ["--min-semi-space-size=64", "--max-semi-space-size=64"]
     assert node_flags(parse_gc_mode("old:512")) == ["--max-old-space-size=512"]
     assert node_flags(parse_gc_mode("oob")) == ["--expose-gc"]
     argv = backend.launch_spec(parse_gc_mode("semi:64"), Scenario(name="t"), None).argv
-    assert argv[1:] == ["--max-semi-space-size=64", str(SERVER)]
+    assert argv[1:] == ["--min-semi-space-size=64", "--max-semi-space-size=64", str(SERVER)]
 
 
 def test_cpu_loop_matches_64_bit_xorshift():
@@ -367,3 +367,18 @@ def test_sdk_server_http(sdk_backend, tmp_path):
 
 def test_sdk_oob_mode_collects_between_calls(sdk_backend, tmp_path):
     _assert_oob_collections(_oob_events(sdk_backend, tmp_path))
+
+
+def test_a_large_fixed_semi_space_is_a_gc_quiet_reference(tmp_path):
+    """semi:N fixes the young generation (min = max): with 256 MiB the default scenario's measured window sees no
+    scavenge, so the counterfactual has a same-runtime reference for Node. With the maximum alone (the old flags)
+    V8 started small and scavenged as often as default."""
+    from .conftest import run_cli
+
+    proc = run_cli("run", "-b", "node", "-g", "default,semi:256", "--chains", "4", "--calls", "50",
+                   "--out", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["gc_mode"]: r for r in json.loads(proc.stdout)["summary"]}
+    assert rows["default"]["gc_events"] > 0  # counted in the measured window
+    assert rows["semi:256"]["gc_events"] == 0
+    assert rows["default"]["gc_cost_ref"] == "node/semi:256" and rows["default"]["gc_cost_ref_kind"] == "gc-quiet"
