@@ -207,6 +207,8 @@ class JavaBackend(SubprocessBackend):
             *heap_flags(mode, scenario),
             "-XX:+ExitOnOutOfMemoryError",  # a heap too small fails the cell with its reason, not a limp
             "-XX:+DisplayVMOutputToStderr",  # the VM's own messages (e.g. that one) go to stdout otherwise
+            # An IPv4 socket: otherwise the HTTP server binds 127.0.0.1 as ::ffff:127.0.0.1 on a dual-stack socket
+            "-Djava.net.preferIPv4Stack=true",
             "-cp", str(self.jar), "Server",
         ]
         events_path = ctx.events_path
