@@ -113,19 +113,19 @@ def run_chains(
             send(data, a)
             inflight[a] = t
         wake_ns = due[0][0] if due else None
-        deadline = 0
         if inflight:
+            # checked on every wake-up, not only when poll comes back empty: a server that keeps its pipe
+            # full of notifications never lets poll time out (`now` is this wake-up's one clock read; the
+            # calls just sent are later than it, so they cannot look late)
             deadline = min(inflight.values()) + timeout_ns
+            if now >= deadline:
+                late = min(inflight, key=inflight.get)
+                row = row_of[late]
+                raise CellError(f"no answer within {call_timeout_s:g} s (call {row % K} of chain {row // K})")
             if wake_ns is None or deadline < wake_ns:
                 wake_ns = deadline
         timeout_s = None if wake_ns is None else max(0.0, (wake_ns - now) / 1e9)
         replies = poll(timeout_s)
-        if not replies:
-            if inflight and clock() >= deadline:
-                late = min(inflight, key=inflight.get)
-                row = row_of[late]
-                raise CellError(f"no answer within {call_timeout_s:g} s (call {row % K} of chain {row // K})")
-            continue
         for t_r, msg in replies:
             if "method" in msg:
                 continue  # a server's own notification or request (e.g. a log message), not an answer
