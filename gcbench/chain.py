@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gcbench.errors import CellError
-from gcbench.mcp import call_outcome, call_template
+from gcbench.mcp import call_outcome, call_template, describe_id
 from gcbench.scenario import Chain, Think
 
 FIRST_CALL_ID = 1
@@ -65,6 +65,8 @@ def run_chains(
     clock: Callable[[], int] = time.monotonic_ns,
 ) -> CallRecords:
     """Drive every chain of a cell; return one row per call.
+
+    An id comes back exactly as sent: an integer (1.0 for 1 is refused, as in the handshake and warm-up).
 
     Closed loop (chain.rate_per_s == 0): `agents` agents each run their chains back to back.
     Open loop: chain i is due at t0 + i / rate whatever happened before (each chain its own agent), so a
@@ -132,7 +134,7 @@ def run_chains(
             msg_id = msg.get("id")
             row = msg_id - FIRST_CALL_ID if type(msg_id) is int else -1
             if not 0 <= row < total:
-                raise CellError(f"server answered with an id it was never sent: {msg_id!r}")
+                raise CellError(f"server answered with an id it was never sent: {describe_id(msg_id)}")
             a = row // K if open_loop else (row // K) % A
             if a not in inflight or row_of[a] != row:
                 raise CellError(f"server answered id {msg_id!r} twice or out of turn")

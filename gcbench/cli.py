@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 import gcbench
-from gcbench.errors import GcbenchError
+from gcbench.errors import GcbenchError, printable
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -18,8 +18,7 @@ EXIT_CELL_FAILED = 3
 
 def _fail(msg: str) -> None:
     # one line whatever the message holds (a scenario key or a path can carry a newline)
-    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(msg))
-    click.echo(f"ERROR: {line}", err=True)
+    click.echo(f"ERROR: {printable(msg)}", err=True)
     sys.exit(EXIT_BAD_INPUT)
 
 
@@ -162,11 +161,13 @@ def run(scenario, backends, gc_modes, server_cmd, tool, tool_args, chains, calls
     except Interrupted as e:
         click.echo("gcbench: interrupted; cells measured so far are saved", err=True)
         sys.exit(e.exit_code)
+    # what a server wrote (reasons, error texts) is escaped: it cannot rewrite these lines on a terminal
     for cell in result.failed:
-        click.echo(f"FAILED cell {cell['backend']} gc={cell['gc_mode']} rep={cell['rep']}: {cell['reason']}", err=True)
+        click.echo(f"FAILED cell {cell['backend']} gc={cell['gc_mode']} rep={cell['rep']}: "
+                   f"{printable(cell['reason'])}", err=True)
     for cell in result.call_errors:
         click.echo(f"CALL ERRORS in cell {cell['backend']} gc={cell['gc_mode']} rep={cell['rep']}: "
-                   f"{cell['call_errors']} calls answered with an error (first: {cell['first_call_error']}); "
+                   f"{cell['call_errors']} calls answered with an error (first: {printable(cell['first_call_error'])}); "
                    f"they are kept with ok=false", err=True)
     sys.exit(EXIT_CELL_FAILED if result.failed or result.call_errors else EXIT_OK)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import select
+import sys
 import time
 from collections.abc import Callable
 
-from gcbench.errors import CellError
+from gcbench.errors import CellError, printable
 
 PROTOCOL_VERSION = "2025-06-18"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # one message from a server; more is a fault (bounded harness memory)
@@ -34,18 +35,22 @@ def encode_notification(method: str, params: dict | None = None) -> bytes:
 
 
 def call_template(tool: str, arguments: dict) -> bytes:
-    """A tools/call request with a %d hole for the id: the per-call path only formats an integer."""
-    params = json.dumps({"name": tool, "arguments": arguments}, separators=(",", ":")).encode()
+    """A tools/call request with a %d hole for the id: the per-call path only formats an integer.
+
+    NaN and infinities are refused (ValueError): json.dumps would write `NaN`, which is not JSON. The CLI and
+    the scenario loader refuse them up front; this is the backstop for library callers.
+    """
+    params = json.dumps({"name": tool, "arguments": arguments}, separators=(",", ":"), allow_nan=False).encode()
     return b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":' + params.replace(b"%", b"%%") + b"}\n"
 
 
 def call_outcome(msg: dict) -> str | None:
-    """None when a tools/call response is a success, else a short error text."""
+    """None when a tools/call response is a success, else a short error text (safe to print: escaped)."""
     err = msg.get("error")
     if err is not None:
         if isinstance(err, dict):
-            return f"JSON-RPC error {err.get('code')}: {str(err.get('message'))[:200]}"
-        return f"JSON-RPC error: {str(err)[:200]}"
+            return f"JSON-RPC error {server_text(err.get('code'))}: {server_text(err.get('message'))}"
+        return f"JSON-RPC error: {server_text(err)}"
     result = msg.get("result")
     if not isinstance(result, dict):
         return "response has neither result nor error"
@@ -53,8 +58,33 @@ def call_outcome(msg: dict) -> str | None:
         content = result.get("content")
         first = content[0] if isinstance(content, list) and content else None
         text = first.get("text", "") if isinstance(first, dict) else ""
-        return f"tool error: {str(text)[:200]}"
+        return f"tool error: {server_text(text)}"
     return None
+
+
+def server_text(value: object, limit: int = 200) -> str:
+    """A value the server sent, as a short printable text; a nested list or object is only named (its repr
+    could be huge or nested deeper than repr can go)."""
+    if isinstance(value, str):
+        return printable(value[:limit])
+    if value is None or isinstance(value, (bool, int, float)):
+        return str(value)[:limit]
+    return f"<a JSON {'object' if isinstance(value, dict) else 'array'}>"
+
+
+def describe_id(msg_id: object) -> str:
+    """An id a server sent, for an error message; a float is refused and says why (JSON-RPC: the answer
+    carries the request's id; gcbench sends integers and wants them back unchanged)."""
+    if isinstance(msg_id, str):
+        return repr(msg_id[:100])  # repr escapes control characters
+    if isinstance(msg_id, float):
+        return f"{msg_id!r} (gcbench sends integer ids and needs them back unchanged, not as a float)"
+    return server_text(msg_id)
+
+
+def _too_deep(line: bytes | bytearray | str) -> CellError:
+    return CellError(f"server wrote a message nested deeper than gcbench can parse (about "
+                     f"{sys.getrecursionlimit()} levels of arrays or objects): {_snippet(line)!r}")
 
 
 def _snippet(line: bytes | bytearray | str) -> bytes:
@@ -161,6 +191,8 @@ class StdioTransport:
                 if not line.strip():
                     continue
                 raise CellError(f"server wrote non-JSON on stdout: {_snippet(line)!r}") from None
+            except RecursionError:
+                raise _too_deep(line) from None
             if not isinstance(msg, dict):
                 raise CellError(f"server wrote a JSON value that is not a message: {_snippet(line)!r}")
             out.append((t_recv, msg))
@@ -201,10 +233,11 @@ class Session:
             if left <= 0:
                 raise CellError(f"no answer to {method} within {timeout_s or self.timeout_s:g} s")
             for _, msg in self.transport.poll(left):
-                if msg.get("id") == msg_id:
+                got = msg.get("id")
+                if type(got) is int and got == msg_id:  # the chains' rule too: 1.0 is not the id 1 sent
                     return msg
                 if "id" in msg and "method" not in msg:
-                    raise CellError(f"answer to {method} carries unexpected id {msg.get('id')!r}")
+                    raise CellError(f"answer to {method} carries unexpected id {describe_id(got)}")
 
     def notify(self, method: str, params: dict | None = None) -> None:
         self.transport.send(encode_notification(method, params))
