@@ -146,8 +146,8 @@ class SubprocessServer(ServerHandle):
                     cwd=spec.cwd,
                     start_new_session=True,
                     close_fds=True,
-                    # set before exec, so every thread and child the server starts inherits it
-                    preexec_fn=(lambda: os.sched_setaffinity(0, ctx.cpu_affinity)) if ctx.cpu_affinity else None,
+                    # before exec: the cores (inherited by every thread and child), death with gcbench
+                    preexec_fn=procs.die_with_parent(ctx.cpu_affinity),
                 )
             except OSError as e:
                 self._stderr.close()
@@ -155,8 +155,7 @@ class SubprocessServer(ServerHandle):
             self.pid = self.proc.pid
             procs.register_group(self.pid, f"server {spec.argv[0]}")
             try:
-                if ctx.max_memory_bytes:
-                    self.watch = MemoryWatch(self.pid, ctx.max_memory_bytes)
+                self.watch = MemoryWatch(self.pid, ctx.max_memory_bytes)  # the cap, and the cell's guard
             except OSError:
                 self.stop(FAILED_STOP_GRACE_S)
                 raise
