@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import sys
 import time
@@ -93,11 +94,21 @@ def _snippet(line: bytes | bytearray | str) -> bytes:
 
 
 class StdioTransport:
-    """Newline-delimited JSON-RPC over a child's stdin/stdout pipes."""
+    """Newline-delimited JSON-RPC over a child's stdin/stdout pipes.
+
+    With server_pid, the server's own process is watched too (a pidfd in the same poll, Linux 5.3+): a
+    server that exits while a child it started still holds its stdout gives no end of file, and would
+    otherwise look hung until the call timeout (exit code 0 is taken for a launcher that handed over to
+    its child, and watched no more). Measured here (Linux 6.18, Python 3.11): the pidfd turned
+    readable 0.05 s after launch of a server that forked a sleeping child and exited with code 4, while
+    the pipe gave nothing; a poll() of two fds, one ready, took 438 ns against 395 ns for one (minimum of
+    15 x 50,000; medians 536 and 545 ns, within noise).
+    """
 
     kind = "stdio"
 
-    def __init__(self, write_fd: int, read_fd: int, describe_exit: Callable[[], str] = lambda: "") -> None:
+    def __init__(self, write_fd: int, read_fd: int, describe_exit: Callable[[], str] = lambda: "",
+                 server_pid: int | None = None) -> None:
         self._wfd = write_fd
         self._rfd = read_fd
         os.set_blocking(read_fd, False)
@@ -107,6 +118,13 @@ class StdioTransport:
         # select.poll, not the selectors module: a third of the per-call cost was selectors' bookkeeping
         self._poller = select.poll()
         self._poller.register(read_fd, select.POLLIN)
+        self._pidfd = -1
+        if server_pid is not None and hasattr(os, "pidfd_open"):
+            try:
+                self._pidfd = os.pidfd_open(server_pid)
+                self._poller.register(self._pidfd, select.POLLIN)
+            except OSError:  # an old kernel: the server's end of file is the only sign of its exit
+                self._pidfd = -1
         self._buf = bytearray()
         self._describe_exit = describe_exit
         self._clock = time.monotonic_ns
@@ -146,11 +164,13 @@ class StdioTransport:
 
     def read_raw(self, timeout_s: float | None) -> bytes:
         """Wait up to timeout_s and append what the server wrote to the buffer; b'' if nothing came."""
-        if not self._poller.poll(-1 if timeout_s is None else timeout_s * 1000.0):
+        events = self._poller.poll(-1 if timeout_s is None else timeout_s * 1000.0)
+        if not events:
             return b""
         try:
             chunk = os.read(self._rfd, READ_CHUNK)
         except BlockingIOError:
+            self._check_exited(events)
             return b""
         if not chunk:
             raise CellError(f"server closed its output{self._describe_exit()}")
@@ -159,11 +179,13 @@ class StdioTransport:
 
     def poll(self, timeout_s: float | None) -> list[tuple[int, dict]]:
         """Wait up to timeout_s for output; return (t_recv_ns, message) for each complete message read."""
-        if not self._poller.poll(-1 if timeout_s is None else timeout_s * 1000.0):
+        events = self._poller.poll(-1 if timeout_s is None else timeout_s * 1000.0)
+        if not events:
             return []
         try:
             chunk = os.read(self._rfd, READ_CHUNK)
         except BlockingIOError:
+            self._check_exited(events)  # woken by the server's exit, nothing left in the pipe
             return []
         t_recv = self._clock()
         if not chunk:
@@ -198,11 +220,37 @@ class StdioTransport:
             out.append((t_recv, msg))
         return out
 
+    def _check_exited(self, events: list[tuple[int, int]]) -> None:
+        """The server's process has exited and its pipe is empty but still open: a child holds it.
+
+        Exit code 0 is a launcher that handed its pipes to a child (the child answers from now on): the
+        watch ends there. Any other exit fails the cell at once, with the code.
+        """
+        if self._pidfd < 0 or not any(fd == self._pidfd for fd, _ in events):
+            return
+        try:  # WNOWAIT: the status stays for the Popen that reaps it
+            info = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except OSError:
+            info = None
+        if info is None or (info.si_code == os.CLD_EXITED and info.si_status == 0):
+            self._poller.unregister(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+            return
+        desc = self._describe_exit()  # " (exit code N); its stderr ends: ..."
+        code = re.match(r" \(exit code -?\d+\)", desc)
+        head, tail = (code.group(), desc[code.end():]) if code else ("", desc)
+        raise CellError(f"server exited{head}; a child still holds its output{tail}")
+
     def close(self) -> None:
-        try:
-            self._poller.unregister(self._rfd)
-        except (KeyError, ValueError, OSError):
-            pass
+        for fd in (self._rfd, self._pidfd):
+            try:
+                self._poller.unregister(fd)
+            except (KeyError, ValueError, OSError):
+                pass
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
 
 
 class Session:

@@ -16,7 +16,7 @@ from gcbench import procs
 from gcbench.errors import CellError
 from gcbench.gcmode import GcMode
 from gcbench.mcp import Session, StdioTransport
-from gcbench.mcp_http import HttpTransport
+from gcbench.mcp_http import HttpTransport, StdoutDrain
 from gcbench.memwatch import MemoryWatch
 from gcbench.scenario import Scenario
 
@@ -163,9 +163,11 @@ class SubprocessServer(ServerHandle):
             if ctx.transport == "http":
                 with procs.raising():
                     port = self._read_listening_port(ctx.timeout_s)
-                self.transport = HttpTransport("127.0.0.1", port, describe_exit=self.describe_exit)
+                self.transport = HttpTransport("127.0.0.1", port, describe_exit=self.describe_exit,
+                                               drain=StdoutDrain(self.proc.stdout.fileno(), self._stderr))
             else:
-                self.transport = StdioTransport(self.proc.stdin.fileno(), self.proc.stdout.fileno(), self.describe_exit)
+                self.transport = StdioTransport(self.proc.stdin.fileno(), self.proc.stdout.fileno(), self.describe_exit,
+                                                server_pid=self.pid)
             self.session = Session(self.transport, ctx.timeout_s)
         except BaseException:
             self.stop(FAILED_STOP_GRACE_S)
