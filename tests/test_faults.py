@@ -431,6 +431,22 @@ def test_float_id_is_refused_in_warm_up_as_in_chains():
         run_chains(Echo(), Chain(calls=2, chains=1), "work", {}, np.zeros((1, 2), np.int64), 1.0)
 
 
+def test_float_id_in_warm_up_fails_the_cell(tmp_path):
+    """A real server answering the first warm-up call with 1000000002.0: refused there as in the chains."""
+    scenario = tmp_path / "warm.toml"
+    scenario.write_text(FAULT_SCENARIO.replace("warmup_calls = 0", "warmup_calls = 1"))
+    marker = new_marker()
+    out = tmp_path / "runs"
+    proc = run_gcbench(["run", "-s", str(scenario), "--server-cmd", fault_cmd("float-id", 0), "-g", "default",
+                        "-o", str(out)], marker)
+    assert_no_orphans(marker)
+    assert proc.returncode == 3, proc.stderr
+    (cell,) = gcbench.load(only_run_folder(out)).meta["cells"]
+    assert cell["status"] == "failed"
+    assert cell["reason"] == ("answer to tools/call carries unexpected id 1000000002.0 (gcbench sends integer ids "
+                              "and needs them back unchanged, not as a float)")
+
+
 @pytest.mark.parametrize("sink", ["/dev/full", "closed-pipe"])
 def test_summary_to_a_full_or_closed_stdout_is_one_line(tmp_path, scenario, sink):
     marker = new_marker()
