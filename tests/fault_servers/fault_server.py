@@ -196,6 +196,8 @@ def serve_http(mode: str) -> None:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     print(f"GCBENCH_LISTENING {server.server_address[1]}", flush=True)
+    # end of input is the harness's polite stop, as for a stdio server
+    threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
     server.serve_forever()
 
 
