@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gcbench.errors import CellError
-from gcbench.mcp import call_outcome, call_template
+from gcbench.mcp import call_outcome, call_template, describe_id
 from gcbench.scenario import Chain, Think
 
 FIRST_CALL_ID = 1
@@ -66,6 +66,8 @@ def run_chains(
 ) -> CallRecords:
     """Drive every chain of a cell; return one row per call.
 
+    An id comes back exactly as sent: an integer (1.0 for 1 is refused, as in the handshake and warm-up).
+
     Closed loop (chain.rate_per_s == 0): `agents` agents each run their chains back to back.
     Open loop: chain i is due at t0 + i / rate whatever happened before (each chain its own agent), so a
     slow server makes chains queue up instead of silently lowering the load (wrk2's lesson); every call
@@ -113,26 +115,26 @@ def run_chains(
             send(data, a)
             inflight[a] = t
         wake_ns = due[0][0] if due else None
-        deadline = 0
         if inflight:
+            # checked on every wake-up, not only when poll comes back empty: a server that keeps its pipe
+            # full of notifications never lets poll time out (`now` is this wake-up's one clock read; the
+            # calls just sent are later than it, so they cannot look late)
             deadline = min(inflight.values()) + timeout_ns
+            if now >= deadline:
+                late = min(inflight, key=inflight.get)
+                row = row_of[late]
+                raise CellError(f"no answer within {call_timeout_s:g} s (call {row % K} of chain {row // K})")
             if wake_ns is None or deadline < wake_ns:
                 wake_ns = deadline
         timeout_s = None if wake_ns is None else max(0.0, (wake_ns - now) / 1e9)
         replies = poll(timeout_s)
-        if not replies:
-            if inflight and clock() >= deadline:
-                late = min(inflight, key=inflight.get)
-                row = row_of[late]
-                raise CellError(f"no answer within {call_timeout_s:g} s (call {row % K} of chain {row // K})")
-            continue
         for t_r, msg in replies:
             if "method" in msg:
                 continue  # a server's own notification or request (e.g. a log message), not an answer
             msg_id = msg.get("id")
             row = msg_id - FIRST_CALL_ID if type(msg_id) is int else -1
             if not 0 <= row < total:
-                raise CellError(f"server answered with an id it was never sent: {msg_id!r}")
+                raise CellError(f"server answered with an id it was never sent: {describe_id(msg_id)}")
             a = row // K if open_loop else (row // K) % A
             if a not in inflight or row_of[a] != row:
                 raise CellError(f"server answered id {msg_id!r} twice or out of turn")

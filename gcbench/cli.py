@@ -3,24 +3,47 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
 import click
 
 import gcbench
-from gcbench.errors import GcbenchError
+from gcbench.errors import GcbenchError, printable
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_CELL_FAILED = 3
+MAX_TIMEOUT_S = 86_400.0  # a day: poll() takes at most ~24 days, and no call is meant to take longer
 
 
 def _fail(msg: str) -> None:
     # one line whatever the message holds (a scenario key or a path can carry a newline)
-    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(msg))
-    click.echo(f"ERROR: {line}", err=True)
+    click.echo(f"ERROR: {printable(msg)}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+def _check_seconds(option: str, value: float) -> float:
+    """click's FloatRange lets nan through (every comparison with it is false), and inf or 1e308 overflow
+    the nanosecond deadlines in every cell: refused here, once."""
+    if not math.isfinite(value) or value > MAX_TIMEOUT_S:
+        raise GcbenchError(f"{option}: expected seconds from 0.001 to {MAX_TIMEOUT_S:g}, got {value}")
+    return value
+
+
+def _stdout_failed(e: OSError, run_path: Path) -> GcbenchError:
+    """stdout is full or closed (`> /dev/full`, a pipe whose reader left): point it at /dev/null so the
+    interpreter's last flush does not fail again, and say so in one line (the run folder is complete)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return GcbenchError(f"cannot write the summary to stdout ({e.strerror or e}); the run folder is complete: "
+                        f"{run_path}")
 
 
 class _Group(click.Group):
@@ -101,7 +124,8 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
     Every cell (backend x gc mode x repetition) gets a fresh server process. Exit codes: 0 ok, 2 bad input,
     3 a cell failed or some calls were answered with an error (every other cell is still measured and saved;
     the calls of a cell with call errors are kept, marked ok=false), 130/143 interrupted (SIGINT/SIGTERM:
-    cells measured so far are saved; a second signal stops at once).
+    cells measured so far are saved; a second signal stops at once). The summary cannot be written to stdout
+    (full, or a closed pipe): one ERROR line, exit 2, the run folder is complete.
     """
     from gcbench import procs
     from gcbench.analysis import summarize
@@ -111,19 +135,28 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
     from gcbench.report.hiccups import hiccup_records, render_hiccups
     from gcbench.report.text import render_summary
     from gcbench.runner import Interrupted, RunConfig, execute
-    from gcbench.scenario import load_scenario
+    from gcbench.scenario import check_tool_args, load_scenario
     from gcbench.store import load_run
 
     sc = load_scenario(scenario).with_overrides(chains=chains, calls=calls, rate_per_s=rate_per_s)
-    names = [n.strip() for n in backends.split(",") if n.strip()] if backends else None
+    names = [n.strip() for n in backends.split(",") if n.strip()] if backends is not None else None
+    if names == []:  # "" or ",": not "every default backend"
+        raise GcbenchError(f"--backend: no backend named in {backends!r}; see `gcbench backends`")
+    if server_cmd is not None and not server_cmd.strip():
+        raise GcbenchError("--server-cmd: empty command; leave the option out to run the built-in servers")
+    call_timeout = _check_seconds("--call-timeout", call_timeout)
+    start_timeout = _check_seconds("--start-timeout", start_timeout)
     args = sc.server.tool_args
     if tool_args is not None:
         try:
             args = json.loads(tool_args)
         except ValueError as e:
             raise GcbenchError(f"--tool-args: not valid JSON ({e})") from None
+        except RecursionError:
+            raise GcbenchError("--tool-args: nested too deeply") from None
         if not isinstance(args, dict):
             raise GcbenchError("--tool-args: must be a JSON object")
+        check_tool_args("--tool-args", args)
     try:
         memory_cap = parse_memory_cap(max_server_memory, total_memory_bytes())
     except ValueError as e:
@@ -149,29 +182,37 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
         meter_overhead=meter_overhead,
     )
     _install_signal_handlers(Interrupted)
+    stdout_error = None
     try:
         result = execute(config)
         with procs.raising():  # the run folder is complete: a signal now only cuts the summary short
             data = load_run(result.path)
             summary = summarize(data.calls, data.gc_events, sc.chain.calls, cells=data.meta.get("cells"))
-            if as_json:
-                click.echo(json.dumps({"run": str(result.path), "summary": summary.to_dict(orient="records"),
-                                       "failed_cells": result.failed, "call_error_cells": result.call_errors,
-                                       **hiccup_records(data)},
-                                      indent=2, default=str))
-            else:
-                click.echo(render_summary(summary, sc.chain.calls), nl=False)
-                click.echo(render_hiccups(data), nl=False)
-                click.echo(f"Run folder: {result.path}")
+            try:
+                if as_json:
+                    click.echo(json.dumps({"run": str(result.path), "summary": summary.to_dict(orient="records"),
+                                           "failed_cells": result.failed, "call_error_cells": result.call_errors,
+                                           **hiccup_records(data)},
+                                          indent=2, default=str))
+                else:
+                    click.echo(render_summary(summary, sc.chain.calls), nl=False)
+                    click.echo(render_hiccups(data), nl=False)
+                    click.echo(f"Run folder: {result.path}")
+            except OSError as e:
+                stdout_error = _stdout_failed(e, result.path)
     except Interrupted as e:
         click.echo("gcbench: interrupted; cells measured so far are saved", err=True)
         sys.exit(e.exit_code)
+    # what a server wrote (reasons, error texts) is escaped: it cannot rewrite these lines on a terminal
     for cell in result.failed:
-        click.echo(f"FAILED cell {cell['backend']} gc={cell['gc_mode']} rep={cell['rep']}: {cell['reason']}", err=True)
+        click.echo(f"FAILED cell {cell['backend']} gc={cell['gc_mode']} rep={cell['rep']}: "
+                   f"{printable(cell['reason'])}", err=True)
     for cell in result.call_errors:
         click.echo(f"CALL ERRORS in cell {cell['backend']} gc={cell['gc_mode']} rep={cell['rep']}: "
-                   f"{cell['call_errors']} calls answered with an error (first: {cell['first_call_error']}); "
+                   f"{cell['call_errors']} calls answered with an error (first: {printable(cell['first_call_error'])}); "
                    f"they are kept with ok=false", err=True)
+    if stdout_error is not None:
+        raise stdout_error
     sys.exit(EXIT_CELL_FAILED if result.failed or result.call_errors else EXIT_OK)
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from gcbench.errors import GcbenchError
 
+MAX_MODE_ARG = 2**31 - 1  # every number a mode takes must fit a C int / Go int32
+
 # name -> (takes an argument, help). The backend decides which it supports.
 MODES: dict[str, tuple[bool, str]] = {
     "default": (False, "the runtime's out-of-the-box GC"),
@@ -56,6 +58,9 @@ def parse_gc_mode(text: str) -> GcMode:
         if len(parts) != expected or not all(p.isascii() and p.isdigit() for p in parts) \
                 or (name != "thresholds" and int(parts[0]) <= 0):
             raise GcbenchError(f"--gc-mode {text!r}: expected {MODES[name][1]}")
+        big = next((p for p in parts if int(p) > MAX_MODE_ARG), None)
+        if big is not None:  # CPython's set_threshold takes a C int; Go reads GOGC as int32 (else: 100)
+            raise GcbenchError(f"--gc-mode {text!r}: {big} is above the cap of {MAX_MODE_ARG}")
         return GcMode(name, arg)
     return GcMode(name)
 

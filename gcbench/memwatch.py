@@ -1,4 +1,5 @@
-"""The server memory cap: a small watcher process stops a server whose processes use more than the cap.
+"""The cell's guard: a small watcher process beside each server that stops it when its processes use more
+than the memory cap, and ends every process of the cell when gcbench dies without stopping it.
 
 Why a watcher process, polling RSS:
 - an address-space limit (RLIMIT_AS) would break Go and Node, which reserve far more virtual memory than
@@ -8,9 +9,15 @@ Why a watcher process, polling RSS:
   the harness's GIL. Each tick it reads only /proc/<pid>/statm of the known processes (the tree under the
   server is re-read every second), a few tens of microseconds of CPU every 100 ms.
 
-The harness starts it (`MemoryWatch`) right after the server, with a pipe as its stdin: EOF on that pipe
-(the cell is over, or the harness is gone) ends it. When the tree's RSS goes over the cap it prints
-`over <rss_bytes>` and SIGKILLs the server's process group and every process of the tree, then exits.
+The harness starts it (`MemoryWatch`) right after the server, with a pipe as its stdin. When the tree's RSS
+goes over the cap it prints `over <rss_bytes>` and SIGKILLs the server's process group and every process of
+the tree, then exits. At the end of a cell the harness writes `stop` and closes the pipe: the watcher exits
+(the harness stops the server itself). End of file without `stop` means the harness is gone (SIGKILL, OOM
+killer): then the watcher SIGKILLs the server's process group, every process it has seen in the server's
+tree, and every process whose environment carries this cell's GCBENCH_EVENTS path (a daemon the server
+double-forked is in neither the group nor the tree, but inherits that variable), then exits. Every kill
+goes through a pidfd opened and checked first, so a pid reused in between is never hit.
+With no cap (`--max-server-memory off`) it only guards.
 This file is also the watcher's script: it runs with `python -I` and imports only the standard library.
 """
 
@@ -21,6 +28,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 
 INTERVAL_S = 0.1
 TREE_EVERY_TICKS = 10
@@ -58,11 +66,11 @@ def total_memory_bytes() -> int:
 class MemoryWatch:
     """Harness side: the watcher of one server process (and its descendants)."""
 
-    def __init__(self, pid: int, cap_bytes: int, interval_s: float = INTERVAL_S) -> None:
+    def __init__(self, pid: int, cap_bytes: int | None, interval_s: float = INTERVAL_S) -> None:
         self.cap_bytes = cap_bytes
         self._verdict: str | None = None
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", os.path.abspath(__file__), str(pid), str(cap_bytes), str(interval_s)],
+            [sys.executable, "-I", os.path.abspath(__file__), str(pid), str(cap_bytes or 0), str(interval_s)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,
         )
@@ -83,8 +91,9 @@ class MemoryWatch:
     def stop(self) -> None:
         proc = self.proc
         try:
+            proc.stdin.write(b"stop\n")  # the harness is alive and stops the server itself
             proc.stdin.close()  # EOF: the watcher exits
-        except OSError:
+        except OSError:  # it already exited (over the cap)
             pass
         self.verdict(0.0)
         try:
@@ -128,24 +137,104 @@ def _rss_bytes(pids: list[int], page: int) -> int:
     return total
 
 
+def _start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot): with the pid, it names one process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _environ(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _kill_if(pid: int, still_it) -> bool:
+    """SIGKILL pid if still_it(pid) holds once a pidfd pins the process (no pid reuse in between)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return False
+    try:
+        if not still_it(pid):
+            return False
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _end_cell(root: int, seen: dict[int, int], token: bytes | None) -> None:
+    """The harness is gone: end the server's group, every process seen in its tree, and every process
+    carrying the cell's token in its environment (a few passes: one may fork while the others die)."""
+    me = os.getpid()
+    for _ in range(5):
+        try:
+            os.killpg(root, signal.SIGKILL)
+        except OSError:
+            pass
+        hits = 0
+        for pid, started in list(seen.items()):
+            hits += _kill_if(pid, lambda p, s=started: _start_time(p) == s)
+        if token is not None:
+            for name in os.listdir("/proc"):
+                if name.isdigit() and int(name) != me:
+                    hits += _kill_if(int(name), lambda p: token in _environ(p))
+        if not hits:
+            return
+        time.sleep(0.05)
+
+
+def _see(pids: list[int], seen: dict[int, int]) -> None:
+    for pid in pids:
+        if pid not in seen:
+            started = _start_time(pid)
+            if started is not None:
+                seen[pid] = started
+
+
 def main(argv: list[str]) -> int:
     root, cap, interval = int(argv[0]), int(argv[1]), float(argv[2])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the harness's to handle
     page = os.sysconf("SC_PAGE_SIZE")
     stdin = sys.stdin.buffer.raw
+    token = next((v for v in _environ(root) if v.startswith(b"GCBENCH_EVENTS=")), None)
+    seen: dict[int, int] = {}  # pid -> start time of every process seen in the server's tree
     pids = _tree(root)
+    _see(pids, seen)
+    told = b""
     tick = 0
     while True:
-        ready, _, _ = select.select([stdin], [], [], interval)
-        if ready and not os.read(stdin.fileno(), 4096):
-            return 0  # the harness closed the pipe, or is gone
+        ready, _, _ = select.select([stdin], [], [], interval if cap else interval * TREE_EVERY_TICKS)
+        if ready:
+            data = os.read(stdin.fileno(), 4096)
+            if not data:
+                if b"stop" not in told:  # no goodbye: the harness died (SIGKILL, OOM killer)
+                    _end_cell(root, seen, token)
+                return 0
+            told = (told + data)[-16:]
+            continue
         tick += 1
-        if tick % TREE_EVERY_TICKS == 0:
+        if not cap or tick % TREE_EVERY_TICKS == 0:
             pids = _tree(root)
+            _see(pids, seen)
+        if not cap:
+            continue
         rss = _rss_bytes(pids, page)
         if rss > cap:
             pids = _tree(root)
-            os.write(1, f"over {rss}\n".encode())
+            try:
+                os.write(1, f"over {rss}\n".encode())
+            except OSError:  # the harness is gone: kill anyway
+                pass
             try:
                 os.killpg(root, signal.SIGKILL)
             except OSError:

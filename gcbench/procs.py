@@ -11,6 +11,9 @@ installs the signal handlers (library use keeps Python's own behaviour):
 
 With `adopt_orphans()` gcbench is the child subreaper (Linux): a server's grandchild that detaches itself
 (double fork, setsid) is re-parented to gcbench instead of init, so `kill_strays()` still finds and ends it.
+
+When gcbench itself dies without a chance to clean up (SIGKILL, the OOM killer), the kernel ends each server
+(`die_with_parent`: PR_SET_PDEATHSIG) and the cell's guard process (memwatch.py) ends the rest.
 """
 
 from __future__ import annotations
@@ -119,6 +122,42 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+PR_SET_PDEATHSIG = 1
+_libc = None
+
+
+def _prctl():
+    """libc's prctl, resolved in the parent (a forked child must not dlopen)."""
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc.prctl
+
+
+def die_with_parent(cpu_affinity: list[int] | None = None):
+    """A preexec_fn for a server: SIGKILL it when gcbench dies, and (--pin) set its cores before exec.
+
+    PR_SET_PDEATHSIG (Linux) survives exec and is not inherited by the server's own children (the guard
+    process ends those). It fires when the thread that started the server ends, not only the process:
+    gcbench starts servers from its main thread. If gcbench died between fork and prctl, the child exits
+    at once. Elsewhere than Linux only the affinity is set.
+    """
+    parent = os.getpid()
+    prctl = _prctl() if sys.platform.startswith("linux") else None
+
+    def setup() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:
+                os._exit(1)
+        if cpu_affinity:
+            os.sched_setaffinity(0, cpu_affinity)
+
+    return setup
 
 
 def adopt_orphans() -> bool:

@@ -21,6 +21,7 @@ MAX_CPU_ITERS = 1_000_000_000
 MAX_SLEEP_US = 10_000_000
 MAX_THINK_MS = 600_000.0
 MAX_RATE_PER_S = 100_000.0
+MIN_RATE_PER_S = 0.001  # one chain every 1000 s; a smaller rate overflows the driver's nanosecond schedule
 MAX_CALLS_PER_CELL = 2_000_000  # chains x calls: the driver preallocates a few lists of this length
 MAX_TOOL_ARGS_DEPTH = 32
 MAX_SCENARIO_BYTES = 1024 * 1024  # a scenario is a few lines; a bigger file is a mistake
@@ -88,7 +89,7 @@ class Scenario:
 
         ch = self.chain
         if rate_per_s is not None:
-            ch = replace(ch, rate_per_s=_check_float(self.source, "chain.rate_per_s", rate_per_s, 0.0, MAX_RATE_PER_S))
+            ch = replace(ch, rate_per_s=_check_rate(self.source, "chain.rate_per_s", rate_per_s))
         if chains is not None:
             ch = replace(ch, chains=_check_int(self.source, "chain.chains", chains, 1, MAX_CHAINS))
         if calls is not None:
@@ -178,7 +179,7 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
         warmup_calls=_check_int(src, "chain.warmup_calls", chain_t.get("warmup_calls", 20), 0, MAX_CALLS),
         seed=_check_int(src, "chain.seed", chain_t.get("seed", 1), 0, 2**63 - 1),
         think=_parse_think(src, chain_t.get("think_ms", 0)),
-        rate_per_s=_check_float(src, "chain.rate_per_s", chain_t.get("rate_per_s", 0.0), 0.0, MAX_RATE_PER_S),
+        rate_per_s=_check_rate(src, "chain.rate_per_s", chain_t.get("rate_per_s", 0.0)),
     )
     _check_total_calls(src, chain)
     work_t = _table(src, "work", data)
@@ -199,8 +200,10 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
     tool_args = server_t.get("tool_args")
     if tool_args is not None and not isinstance(tool_args, dict):
         raise GcbenchError(f"{src}: field 'server.tool_args': expected a table, got {_type_name(tool_args)}")
-    if tool_args is not None and _depth(tool_args) > MAX_TOOL_ARGS_DEPTH:
-        raise GcbenchError(f"{src}: field 'server.tool_args': nested deeper than the cap of {MAX_TOOL_ARGS_DEPTH} levels")
+    if tool_args is not None:
+        check_tool_args(f"{src}: field 'server.tool_args'", tool_args)
+    if "command" in server_t and isinstance(server_t["command"], str) and not server_t["command"].strip():
+        raise GcbenchError(f"{src}: field 'server.command': empty command; leave it out to run the built-in servers")
     server = Server(
         heap_objects=_check_int(src, "server.heap_objects", server_t.get("heap_objects", 0), 0, MAX_OBJECTS),
         command=_check_str(src, "server.command", server_t.get("command", "")),
@@ -240,6 +243,30 @@ def _check_total_calls(src: str, chain: Chain) -> None:
             f"{src}: field 'chain.chains': {chain.chains} chains x {chain.calls} calls = {total} calls per cell "
             f"is above the cap of {MAX_CALLS_PER_CELL}"
         )
+
+
+def check_tool_args(where: str, args: dict) -> None:
+    """Tool arguments that can go on the wire: nested at most MAX_TOOL_ARGS_DEPTH levels, every number
+    finite (TOML's nan and inf, JSON's NaN and 1e999 would be written as NaN or Infinity: not JSON)."""
+    if _depth(args) > MAX_TOOL_ARGS_DEPTH:
+        raise GcbenchError(f"{where}: nested deeper than the cap of {MAX_TOOL_ARGS_DEPTH} levels")
+    todo: list[tuple[object, str]] = [(args, "")]
+    while todo:
+        v, path = todo.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            raise GcbenchError(f"{where}: {path[1:] or 'value'} is {v}, which JSON cannot carry")
+        if isinstance(v, dict):
+            todo.extend((x, f"{path}.{k}") for k, x in v.items())
+        elif isinstance(v, list):
+            todo.extend((x, f"{path}[{i}]") for i, x in enumerate(v))
+
+
+def _check_rate(src: str, f: str, v: object) -> float:
+    rate = _check_float(src, f, v, 0.0, MAX_RATE_PER_S)
+    if 0 < rate < MIN_RATE_PER_S:
+        raise GcbenchError(f"{src}: field '{f}': expected 0 (closed loop) or a rate from {MIN_RATE_PER_S:g} to "
+                           f"{MAX_RATE_PER_S:g} chains/s, got {v}")
+    return rate
 
 
 def _depth(value: object) -> int:

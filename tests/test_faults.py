@@ -13,20 +13,29 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+import psutil
 import pytest
 
 import gcbench
 
+from .conftest import REPO
 from .faultkit import (
     FAULT_SCENARIO,
     FAULT_SERVER,
+    LiveGcbench,
     assert_no_orphans,
     fault_cmd,
+    gcbench_env,
+    marked_processes,
     new_marker,
     only_run_folder,
     run_gcbench,
@@ -296,3 +305,260 @@ def test_hung_server_in_an_open_loop_run_cannot_block_a_send(tmp_path):
     assert cell["status"] == "failed"
     assert re.match(r"server stopped reading its input \(a request could not be sent within 1 s\)|"
                     r"no answer within 1 s", cell["reason"]), cell["reason"]
+
+
+# ------------------------------------------------------------------------------ issue 16: more faults
+
+
+def test_notification_flood_cannot_defeat_the_call_timeout(tmp_path, scenario):
+    """A server that keeps its pipe full of notifications/progress never lets poll time out: the deadline is
+    checked on every wake-up all the same."""
+    proc, out = run_with_fault(tmp_path, scenario, "flood", 2, "--call-timeout", "1", FAULT_FLOOD_S="8")
+    check_failed_cell_and_the_rest(proc, out, r"no answer within 1 s \(call 2 of chain 0\)")
+
+
+def test_run_chains_checks_the_deadline_on_every_wake_up():
+    """Deterministic: a fake transport that always has a notification, a fake clock 1 ms per read."""
+    from gcbench.chain import run_chains
+    from gcbench.errors import CellError
+    from gcbench.scenario import Chain
+
+    class Flood:
+        polls = 0
+        t_ns = 7_000_000_000_123  # not zero: nothing may rely on time starting at zero
+
+        def clock(self) -> int:
+            self.t_ns += 1_000_000
+            return self.t_ns
+
+        def send(self, data, agent=0) -> None:
+            pass
+
+        def poll(self, timeout_s):
+            self.polls += 1
+            assert self.polls < 100_000, "the call timeout was never checked (100 s of fake time)"
+            return [(self.t_ns, {"jsonrpc": "2.0", "method": "notifications/progress", "params": {}})]
+
+    fake = Flood()
+    chain = Chain(calls=5, chains=1)
+    with pytest.raises(CellError, match=r"^no answer within 3 s \(call 0 of chain 0\)$"):
+        run_chains(fake, chain, "work", {}, np.zeros((1, 5), np.int64), 3.0, clock=fake.clock)
+    # one clock read per wake-up: the 3000th wake-up after the send is the first at the deadline
+    assert fake.polls == 3000
+
+
+def test_server_that_exits_while_a_child_holds_its_output(tmp_path, scenario):
+    """No end of file comes (the child holds the pipe): the server's own exit is seen, with its exit code."""
+    proc, out = run_with_fault(tmp_path, scenario, "orphaned-pipe", 2, "--call-timeout", "20")
+    failed = check_failed_cell_and_the_rest(
+        proc, out, r"server exited \(exit code 4\); a child still holds its output")
+    assert "no answer" not in failed["reason"]
+
+
+def test_launcher_that_exits_0_and_leaves_a_child_serving_is_measured(tmp_path, scenario):
+    """Exit code 0 with the pipe held by a child is a launcher handing over, not a fault."""
+    proc, out = run_with_fault(tmp_path, scenario, "launcher", None)
+    assert proc.returncode == 0, proc.stderr
+    run = gcbench.load(only_run_folder(out))
+    assert [c["status"] for c in run.meta["cells"]] == ["ok"] * 4
+    assert run.meta["cells"][1]["exit_code"] == 0
+
+
+def test_http_server_that_logs_to_stdout_is_drained(tmp_path, scenario):
+    """Over HTTP nothing reads stdout after the port line: 15 x 32 KiB of log lines would fill the pipe and
+    block the server. They are copied into its log instead."""
+    marker = new_marker()
+    out = tmp_path / "runs"
+    proc = run_gcbench(["run", "-s", str(scenario), "--server-cmd", fault_cmd("http-chatty"), "-g", "default",
+                        "-o", str(out), "--transport", "http", "--call-timeout", "3"], marker)
+    assert_no_orphans(marker)
+    assert proc.returncode == 0, proc.stderr
+    run = gcbench.load(only_run_folder(out))
+    assert [c["status"] for c in run.meta["cells"]] == ["ok"]
+    log = (run.path / "cells" / "custom__default__r0.stderr.log").read_bytes()
+    assert log.count(b"log: working on a call") >= CALLS_PER_CELL * (32768 // 124)
+
+
+def test_deeply_nested_json_is_the_servers_fault(tmp_path, scenario):
+    proc, out = run_with_fault(tmp_path, scenario, "deep", 2)
+    failed = check_failed_cell_and_the_rest(
+        proc, out, r"server wrote a message nested deeper than gcbench can parse \(about \d+ levels")
+    assert "internal error" not in failed["reason"]
+
+
+def test_terminal_escape_codes_from_a_server_are_escaped(tmp_path, scenario):
+    """A server's stderr tail holds ESC [2K (erase line) and a fake progress line: printed escaped."""
+    proc, out = run_with_fault(tmp_path, scenario, "ansi", 2)
+    failed = check_failed_cell_and_the_rest(proc, out, r"server closed its output \(exit code 2\); its stderr ends: ")
+    assert "\x1b" not in proc.stderr and "\x1b" not in failed["reason"]
+    assert "\\x1b[2K" in failed["reason"]
+    assert not any(line.startswith("[2/4] custom gc=default rep=0: 15 calls") for line in proc.stderr.splitlines())
+
+
+def test_terminal_escape_codes_in_a_tool_error_are_escaped(tmp_path, scenario):
+    proc, out = run_with_fault(tmp_path, scenario, "ansi-error", 1)
+    assert proc.returncode == 3, proc.stderr
+    assert "\x1b" not in proc.stderr and "\r" not in proc.stderr
+    assert "JSON-RPC error -32000: bad\\x1b[2K\\rall ok" in proc.stderr
+    run = gcbench.load(only_run_folder(out))
+    assert run.meta["cells"][1]["first_call_error"] == "JSON-RPC error -32000: bad\\x1b[2K\\rall ok"
+
+
+def test_float_id_is_refused_in_warm_up_as_in_chains():
+    """One rule: an id comes back exactly as sent, an integer; 1000000000.0 is not the id 1000000000."""
+    from gcbench.chain import run_chains
+    from gcbench.errors import CellError
+    from gcbench.mcp import Session
+    from gcbench.scenario import Chain
+
+    class Echo:
+        """Answers each request with its id turned into a float."""
+
+        def __init__(self) -> None:
+            self.sent: list[int] = []
+
+        def send(self, data, agent=0) -> None:
+            self.sent.append(json.loads(data)["id"])
+
+        def poll(self, timeout_s):
+            ids, self.sent = self.sent, []
+            return [(1, {"jsonrpc": "2.0", "id": float(i), "result": {"content": []}}) for i in ids]
+
+    note = r"\(gcbench sends integer ids and needs them back unchanged, not as a float\)"
+    with pytest.raises(CellError, match=r"^answer to tools/call carries unexpected id 1000000000\.0 " + note):
+        Session(Echo(), 1.0).request("tools/call", {"name": "work", "arguments": {}})
+    with pytest.raises(CellError, match=r"^server answered with an id it was never sent: 1\.0 " + note):
+        run_chains(Echo(), Chain(calls=2, chains=1), "work", {}, np.zeros((1, 2), np.int64), 1.0)
+
+
+def test_float_id_in_warm_up_fails_the_cell(tmp_path):
+    """A real server answering the first warm-up call with 1000000002.0: refused there as in the chains."""
+    scenario = tmp_path / "warm.toml"
+    scenario.write_text(FAULT_SCENARIO.replace("warmup_calls = 0", "warmup_calls = 1"))
+    marker = new_marker()
+    out = tmp_path / "runs"
+    proc = run_gcbench(["run", "-s", str(scenario), "--server-cmd", fault_cmd("float-id", 0), "-g", "default",
+                        "-o", str(out)], marker)
+    assert_no_orphans(marker)
+    assert proc.returncode == 3, proc.stderr
+    (cell,) = gcbench.load(only_run_folder(out)).meta["cells"]
+    assert cell["status"] == "failed"
+    assert cell["reason"] == ("answer to tools/call carries unexpected id 1000000002.0 (gcbench sends integer ids "
+                              "and needs them back unchanged, not as a float)")
+
+
+@pytest.mark.parametrize("sink", ["/dev/full", "closed-pipe"])
+def test_summary_to_a_full_or_closed_stdout_is_one_line(tmp_path, scenario, sink):
+    marker = new_marker()
+    out = tmp_path / "runs"
+    if sink == "closed-pipe":
+        r, w = os.pipe()
+        os.close(r)
+        stdout = os.fdopen(w, "wb")
+    else:
+        stdout = open(sink, "wb")  # noqa: SIM115
+    with stdout:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gcbench", "run", "-s", str(scenario), "--server-cmd", fault_cmd("ok"),
+             "-g", "default", "-o", str(out)],
+            stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120, cwd=REPO, env=gcbench_env(marker))
+    assert_no_orphans(marker)
+    assert proc.returncode == 2, proc.stderr
+    run = only_run_folder(out)
+    assert gcbench.load(run).meta["status"] == "complete"
+    last = proc.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"ERROR: cannot write the summary to stdout \((No space left on device|Broken pipe)\); "
+                        r"the run folder is complete: .*" + re.escape(run.name), last), proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+
+
+BAD_VALUES = {
+    "call-timeout-nan": (["--call-timeout", "nan"], "ERROR: --call-timeout: expected seconds from 0.001 to 86400, got nan"),
+    "call-timeout-inf": (["--call-timeout", "inf"], "ERROR: --call-timeout: expected seconds from 0.001 to 86400, got inf"),
+    "start-timeout-huge": (["--start-timeout", "1e308"],
+                           "ERROR: --start-timeout: expected seconds from 0.001 to 86400, got 1e+308"),
+    "rate-tiny": (["--rate", "1e-300"], "field 'chain.rate_per_s': expected 0 (closed loop) or a rate from 0.001 to "
+                                         "100000 chains/s, got 1e-300"),
+    "rate-nan": (["--rate", "nan"], "field 'chain.rate_per_s': expected a number from 0 to 100000, got nan"),
+    "empty-server-cmd": (["--server-cmd", ""],
+                         "ERROR: --server-cmd: empty command; leave the option out to run the built-in servers"),
+    "blank-server-cmd": (["--server-cmd", "  "],
+                         "ERROR: --server-cmd: empty command; leave the option out to run the built-in servers"),
+    "backend-comma": (["-b", ","], "ERROR: --backend: no backend named in ','; see `gcbench backends`"),
+    "threshold-huge": (["-g", "thresholds:99999999999999999999,1,1"],
+                       "ERROR: --gc-mode 'thresholds:99999999999999999999,1,1': 99999999999999999999 is above the "
+                       "cap of 2147483647"),
+    "gogc-huge": (["-g", "gogc:2147483648"], "ERROR: --gc-mode 'gogc:2147483648': 2147483648 is above the cap of "
+                                             "2147483647"),
+    "tool-args-nan": (["--server-cmd", fault_cmd("ok"), "--tool-args", '{"a": {"b": [1, NaN]}}'],
+                      "ERROR: --tool-args: a.b[1] is nan, which JSON cannot carry"),
+    "tool-args-overflow": (["--server-cmd", fault_cmd("ok"), "--tool-args", '{"a": 1e999}'],
+                           "ERROR: --tool-args: a is inf, which JSON cannot carry"),
+    "tool-args-deep": (["--server-cmd", fault_cmd("ok"), "--tool-args", "[" * 10_000 + "]" * 10_000],
+                       "ERROR: --tool-args: nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("args, expected", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_bad_cli_values_are_refused_up_front(tmp_path, scenario, args, expected):
+    out = tmp_path / "runs"
+    backend = [] if "-b" in args or "--server-cmd" in args else ["-b", "python"]
+    proc = run_gcbench(["run", "-s", str(scenario), *backend, "-o", str(out), *args], new_marker())
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("ERROR: ") and lines[0].endswith(expected), lines[0]
+    assert not out.exists()  # refused before any run folder or process
+
+
+@pytest.mark.parametrize("toml, expected", [
+    ("[server]\ncommand = \"x\"\ntool_args = { a = nan }", "field 'server.tool_args': a is nan, which JSON cannot carry"),
+    ("[server]\ncommand = \"x\"\ntool_args = { a = [-inf] }", "field 'server.tool_args': a[0] is -inf, which JSON cannot carry"),
+    ("[server]\ncommand = \" \"", "field 'server.command': empty command; leave it out to run the built-in servers"),
+    ("[chain]\nrate_per_s = 1e-9", "field 'chain.rate_per_s': expected 0 (closed loop) or a rate from 0.001 to 100000 "
+                                   "chains/s, got 1e-09"),
+], ids=["tool-args-nan", "tool-args-inf", "blank-command", "rate-tiny"])
+def test_bad_scenario_values_are_refused(tmp_path, toml, expected):
+    from gcbench.errors import GcbenchError
+    from gcbench.scenario import load_scenario
+
+    p = tmp_path / "bad.toml"
+    p.write_text(toml + "\n")
+    with pytest.raises(GcbenchError) as e:
+        load_scenario(str(p))
+    assert str(e.value) == f"{p}: {expected}"
+
+
+IMMORTAL_SCENARIO = """
+name = "immortal"
+[chain]
+calls = 50
+chains = 3
+warmup_calls = 0
+"""
+
+
+@pytest.mark.parametrize("cap", ["50%", "off"])
+def test_nothing_of_a_cell_survives_a_sigkill_of_gcbench(tmp_path, cap):
+    """gcbench SIGKILLed (or OOM-killed) mid-cell, with a server that ignores end of input and SIGTERM and has
+    double-forked a daemon: 5 s later no process of the cell is left (server, daemon, guard)."""
+    scenario = tmp_path / "immortal.toml"
+    scenario.write_text(IMMORTAL_SCENARIO)
+    daemon_file = tmp_path / "daemon.pid"
+    marker = new_marker()
+    live = LiveGcbench(["run", "-s", str(scenario), "--server-cmd", fault_cmd("immortal"), "-g", "default",
+                        "-o", str(tmp_path / "runs"), "--max-server-memory", cap], marker,
+                       FAULT_DAEMON_FILE=str(daemon_file))
+    try:
+        deadline = time.monotonic() + 30
+        while not daemon_file.exists():
+            assert time.monotonic() < deadline and live.proc.poll() is None, live.stderr
+            time.sleep(0.05)
+        time.sleep(1.0)  # the chains are running: 150 calls of 0.2 s
+        assert live.proc.poll() is None, live.stderr
+        daemon = psutil.Process(int(daemon_file.read_text()))
+        assert len(marked_processes(marker)) >= 4  # gcbench, server, guard, daemon
+        live.signal_process(signal.SIGKILL)
+        assert live.finish() == -signal.SIGKILL
+    finally:
+        assert_no_orphans(marker, settle_s=5.0)
+    assert not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE

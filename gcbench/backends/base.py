@@ -17,7 +17,7 @@ from gcbench import procs
 from gcbench.errors import CellError
 from gcbench.gcmode import GcMode
 from gcbench.mcp import Session, StdioTransport
-from gcbench.mcp_http import HttpTransport
+from gcbench.mcp_http import HttpTransport, StdoutDrain
 from gcbench.memwatch import MemoryWatch
 from gcbench.scenario import Scenario
 
@@ -167,8 +167,8 @@ class SubprocessServer(ServerHandle):
                     cwd=spec.cwd,
                     start_new_session=True,
                     close_fds=True,
-                    # set before exec, so every thread and child the server starts inherits it
-                    preexec_fn=(lambda: os.sched_setaffinity(0, ctx.cpu_affinity)) if ctx.cpu_affinity else None,
+                    # before exec: the cores (inherited by every thread and child), death with gcbench
+                    preexec_fn=procs.die_with_parent(ctx.cpu_affinity),
                 )
             except OSError as e:
                 self._stderr.close()
@@ -176,8 +176,7 @@ class SubprocessServer(ServerHandle):
             self.pid = self.proc.pid
             procs.register_group(self.pid, f"server {spec.argv[0]}")
             try:
-                if ctx.max_memory_bytes:
-                    self.watch = MemoryWatch(self.pid, ctx.max_memory_bytes)
+                self.watch = MemoryWatch(self.pid, ctx.max_memory_bytes)  # the cap, and the cell's guard
             except OSError:
                 self.stop(FAILED_STOP_GRACE_S)
                 raise
@@ -185,9 +184,11 @@ class SubprocessServer(ServerHandle):
             if ctx.transport == "http":
                 with procs.raising():
                     port = self._read_listening_port(ctx.timeout_s)
-                self.transport = HttpTransport("127.0.0.1", port, describe_exit=self.describe_exit)
+                self.transport = HttpTransport("127.0.0.1", port, describe_exit=self.describe_exit,
+                                               drain=StdoutDrain(self.proc.stdout.fileno(), self._stderr))
             else:
-                self.transport = StdioTransport(self.proc.stdin.fileno(), self.proc.stdout.fileno(), self.describe_exit)
+                self.transport = StdioTransport(self.proc.stdin.fileno(), self.proc.stdout.fileno(), self.describe_exit,
+                                                server_pid=self.pid)
             self.session = Session(self.transport, ctx.timeout_s)
         except BaseException:
             self.stop(FAILED_STOP_GRACE_S)

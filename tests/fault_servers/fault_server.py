@@ -20,16 +20,33 @@ the way MODE says, at the K-th tools/call (0-based, warm-up calls included):
     daemon          at start, double-fork a detached grandchild (setsid, its parent exits) that sleeps
     slow-start      sleep FAULT_SLOW_START_S (default 30) before reading anything
     http-port       GCBENCH_TRANSPORT=http: bind 127.0.0.1:FAULT_PORT (a port the test holds) and serve
+    http-chatty     serve MCP over HTTP (port 0) and write FAULT_CHATTY_BYTES (default 32 KiB) of log lines
+                    to stdout at every tools/call
+    immortal        at start, double-fork a detached daemon (its pid written to FAULT_DAEMON_FILE once it
+                    runs); ignore SIGTERM and SIGHUP; answer each call after FAULT_CALL_DELAY_S (default
+                    0.2); at end of input, do not exit
+    flood           at call K, write notifications/progress without pause for FAULT_FLOOD_S (default 10) s,
+                    then answer
+    orphaned-pipe   at call K, fork a child that keeps stdout open and sleeps, and exit with code 4
+    launcher        at start, fork a child that serves, and exit with code 0 (a launcher handing over)
+    deep            answer call K with a result nested 100000 arrays deep
+    ansi            at call K, write terminal escape codes (erase line, carriage return, a fake "ok") to
+                    stderr and exit with code 2
+    ansi-error      answer call K with a JSON-RPC error whose message holds terminal escape codes
+    float-id        answer call K with its id as a float (1000000002.0 for 1000000002)
 
 FAULT_ONCE_FILE (optional): misbehave only if this file does not exist yet (it is created), so the next
 cell of the same run gets a healthy server. FAULT_STARTED_FILE (optional): touched once the server runs.
 """
 
+import fcntl
+import http.server
 import json
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 
 MODE = sys.argv[1] if len(sys.argv) > 1 else "ok"
@@ -65,6 +82,138 @@ def daemonize_grandchild() -> None:
     os.wait()
 
 
+def daemon_with_pid_file(path: str) -> None:
+    """A double-forked daemon (setsid, its parent exits); path holds its pid once it runs."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.closerange(0, 3)
+            with open(path + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(path + ".tmp", path)
+            sleep_forever()
+        os._exit(0)
+    os.wait()
+
+
+def answer(mode: str, k: int, rid, hoard: list) -> dict | None:
+    """The answer to tools/call number k (None: already written, or none)."""
+    if k == K and mode == "crash":
+        os._exit(3)
+    if k == K and mode in ("hang", "hang-stubborn"):
+        if mode == "hang-stubborn":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sleep_forever()
+    if k == K and mode == "garbage":
+        out.write(b"this is not JSON\n")
+        out.flush()
+        return None
+    if k == K and mode == "wrong-id":
+        return {"jsonrpc": "2.0", "id": 987654321, "result": {"content": []}}
+    if k == K and mode == "float-id":
+        return {"jsonrpc": "2.0", "id": float(rid), "result": {"content": []}}
+    if k == K and mode == "huge":
+        chunk = b"x" * (1 << 20)
+        for _ in range(int(os.environ.get("FAULT_HUGE_BYTES", str(300 << 20))) >> 20):
+            out.write(chunk)
+        out.flush()
+        return None
+    if k == K and mode == "balloon":
+        for _ in range(int(os.environ.get("FAULT_BALLOON_MB", "400"))):
+            hoard.append(bytearray(b"y" * (1 << 20)))  # touched: resident
+    if k == K and mode == "flood":
+        note = json.dumps({"jsonrpc": "2.0", "method": "notifications/progress",
+                           "params": {"progressToken": 1, "progress": 0}}).encode() + b"\n"
+        # keep the pipe full: a 1 MiB pipe, two writers (a reader that catches up for an instant would let
+        # poll time out, and an old gcbench only checked the deadline then); each write at most PIPE_BUF
+        # bytes, so the two writers' messages never interleave
+        fcntl.fcntl(1, fcntl.F_SETPIPE_SZ, 1 << 20)
+        end = time.monotonic() + float(os.environ.get("FAULT_FLOOD_S", "10"))
+        helper = os.fork()
+        while time.monotonic() < end:
+            os.write(1, note * (4096 // len(note)))
+        if helper == 0:
+            os._exit(0)
+        os.waitpid(helper, 0)
+    if k == K and mode == "orphaned-pipe":
+        if os.fork() == 0:
+            sleep_forever()  # stdout inherited and kept open
+        os._exit(4)
+    if k == K and mode == "deep":
+        n = 100_000
+        out.write(b'{"jsonrpc": "2.0", "id": %d, "result": ' % rid + b"[" * n + b"]" * n + b"}\n")
+        out.flush()
+        return None
+    if k == K and mode == "ansi":
+        sys.stderr.write("\x1b[2K\r[2/4] custom gc=default rep=0: 15 calls in 0.1 s, 0 GC events\n")
+        sys.stderr.flush()
+        os._exit(2)
+    if k == K and mode == "ansi-error":
+        return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32000, "message": "bad\x1b[2K\rall ok"}}
+    if mode == "rpc-error" and k >= K and (k - K) % 5 == 0:
+        return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32000, "message": f"simulated failure {k}"}}
+    if mode == "immortal":
+        time.sleep(float(os.environ.get("FAULT_CALL_DELAY_S", "0.2")))
+    if mode == "http-chatty":
+        line = b"log: working on a call " + b"." * 100 + b"\n"
+        size = int(os.environ.get("FAULT_CHATTY_BYTES", str(32 << 10)))
+        sys.stdout.buffer.write(line * (size // len(line)))
+        sys.stdout.buffer.flush()
+    return {"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": "ok"}], "isError": False}}
+
+
+def serve_http(mode: str) -> None:
+    """A minimal MCP Streamable HTTP server: POST /mcp, one JSON answer per request, 202 for notifications."""
+    calls = [0]
+    lock = threading.Lock()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            if "id" not in req:
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            rid, method = req["id"], req.get("method")
+            if method == "tools/call":
+                with lock:
+                    k, calls[0] = calls[0], calls[0] + 1
+                reply = answer(mode, k, rid, [])
+            else:
+                reply = handshake_answer(mode, req)
+            body = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(f"GCBENCH_LISTENING {server.server_address[1]}", flush=True)
+    # end of input is the harness's polite stop, as for a stdio server
+    threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
+    server.serve_forever()
+
+
+def handshake_answer(mode: str, req: dict) -> dict:
+    rid, method = req["id"], req.get("method")
+    if method == "initialize":
+        return {"jsonrpc": "2.0", "id": rid, "result": {
+            "protocolVersion": req["params"]["protocolVersion"], "capabilities": {"tools": {}},
+            "serverInfo": {"name": f"fault-{mode}", "version": "0"}}}
+    if method == "tools/list":
+        return {"jsonrpc": "2.0", "id": rid, "result": {"tools": [{"name": "work", "inputSchema": {"type": "object"}}]}}
+    if method == "ping":
+        return {"jsonrpc": "2.0", "id": rid, "result": {}}
+    return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "Method not found"}}
+
+
 def main() -> None:
     mode = MODE
     once = os.environ.get("FAULT_ONCE_FILE")
@@ -91,6 +240,15 @@ def main() -> None:
         print(f"GCBENCH_LISTENING {sock.getsockname()[1]}", flush=True)
         sleep_forever()
 
+    elif mode == "http-chatty":
+        serve_http(mode)
+    elif mode == "launcher" and os.fork() != 0:
+        os._exit(0)
+    elif mode == "immortal":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        daemon_with_pid_file(os.environ["FAULT_DAEMON_FILE"])
+
     call = 0
     hoard = []
     for line in sys.stdin.buffer:
@@ -101,47 +259,15 @@ def main() -> None:
             continue
         if "id" not in req or mode == "no-handshake":
             continue
-        rid, method = req["id"], req.get("method")
-        if method == "initialize":
-            send({"jsonrpc": "2.0", "id": rid, "result": {
-                "protocolVersion": req["params"]["protocolVersion"], "capabilities": {"tools": {}},
-                "serverInfo": {"name": f"fault-{mode}", "version": "0"}}})
-        elif method == "tools/list":
-            send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [
-                {"name": "work", "inputSchema": {"type": "object"}}]}})
-        elif method == "tools/call":
+        if req.get("method") == "tools/call":
             k, call = call, call + 1
-            if k == K and mode == "crash":
-                os._exit(3)
-            if k == K and mode in ("hang", "hang-stubborn"):
-                if mode == "hang-stubborn":
-                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-                sleep_forever()
-            if k == K and mode == "garbage":
-                out.write(b"this is not JSON\n")
-                out.flush()
-                continue
-            if k == K and mode == "wrong-id":
-                send({"jsonrpc": "2.0", "id": 987654321, "result": {"content": []}})
-                continue
-            if k == K and mode == "huge":
-                chunk = b"x" * (1 << 20)
-                for _ in range(int(os.environ.get("FAULT_HUGE_BYTES", str(300 << 20))) >> 20):
-                    out.write(chunk)
-                out.flush()
-                continue
-            if k == K and mode == "balloon":
-                for _ in range(int(os.environ.get("FAULT_BALLOON_MB", "400"))):
-                    hoard.append(bytearray(b"y" * (1 << 20)))  # touched: resident
-            if mode == "rpc-error" and k >= K and (k - K) % 5 == 0:
-                send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32000, "message": f"simulated failure {k}"}})
-                continue
-            send({"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": "ok"}],
-                                                          "isError": False}})
-        elif method == "ping":
-            send({"jsonrpc": "2.0", "id": rid, "result": {}})
+            reply = answer(mode, k, req["id"], hoard)
         else:
-            send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "Method not found"}})
+            reply = handshake_answer(mode, req)
+        if reply is not None:
+            send(reply)
+    if mode == "immortal":
+        sleep_forever()  # end of input is ignored
 
 
 if __name__ == "__main__":
