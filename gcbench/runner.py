@@ -145,6 +145,9 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
                 unprepared[backend.name] = f"backend not ready: {e}"
                 log(f"gcbench: {backend.name}: {e}; its cells will be failed")
             _end_strays(log, backend.name)
+        # per backend, once prepared: e.g. a Python backend's exact interpreter, its build and GC thresholds
+        writer.meta["environment"]["backend_runtimes"] = {
+            b.name: getattr(b, "inner", b).runtime_metadata() for b in run_backends if b.name not in unprepared}
         for i, (rep, backend, mode) in enumerate(cells, 1):
             procs.check()  # a signal held while the last cell was stopped and saved
             label = f"[{i}/{len(cells)}] {backend.name} gc={mode} rep={rep}"

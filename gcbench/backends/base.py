@@ -89,6 +89,10 @@ class Backend(ABC):
     def tool_arguments(self, scenario: Scenario) -> dict:
         return scenario.work.as_arguments()
 
+    def runtime_metadata(self) -> dict:
+        """What run.json records about this backend's runtime beyond its version string (after prepare())."""
+        return {}
+
     @abstractmethod
     def start(self, mode: GcMode, scenario: Scenario, ctx: CellContext) -> ServerHandle: ...
 
