@@ -70,6 +70,14 @@ def main() -> None:
     """
 
 
+_python_option = click.option(
+    "--python", "pythons", multiple=True, metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=str),
+    callback=lambda ctx, param, value: tuple(value),
+    help="A CPython to run the Python backends under (repeatable), besides those on PATH and in pyenv: "
+         "select it by its version, -b python@3.14 (it wins over found ones of the same version).")
+
+
 @main.command()
 @click.option("--scenario", "-s", default="default", show_default=True, metavar="NAME|PATH",
               help="Scenario name from `gcbench scenarios`, or a path to a TOML file.")
@@ -117,8 +125,10 @@ def main() -> None:
               help="Run every backend twice in the same run, without and with the hiccup meter (`NAME+meter`), "
                    "and report the meter's cost on latency. Implies --hiccup-us 1000 unless given.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout instead of a table.")
-def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chains, calls, rate_per_s, reps, out_dir, transport,
-        call_timeout, start_timeout, max_server_memory, pin, hiccup_us, hiccup_floor_us, meter_overhead, as_json):
+@_python_option
+def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chains, calls, rate_per_s, reps, out_dir,
+        transport, call_timeout, start_timeout, max_server_memory, pin, hiccup_us, hiccup_floor_us, meter_overhead,
+        as_json, pythons):
     """Run a scenario against backends and GC modes; write a run folder and print the summary.
 
     Every cell (backend x gc mode x repetition) gets a fresh server process. Exit codes: 0 ok, 2 bad input,
@@ -161,6 +171,9 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
         memory_cap = parse_memory_cap(max_server_memory, total_memory_bytes())
     except ValueError as e:
         raise GcbenchError(f"--max-server-memory: {e}") from None
+    if pythons and not any("@" in n for n in names or ()):
+        click.echo("gcbench: --python only makes an interpreter selectable; name it with its version, "
+                   "e.g. -b python@3.12 (see `gcbench backends --python PATH`)", err=True)
     if not names and not (server_cmd or sc.server.command):
         for b in all_backends():  # the default set: say which ones cannot run here, and why
             a = b.availability() if b.in_default_run else None
@@ -168,7 +181,8 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
                 click.echo(f"gcbench: not running backend {b.name}: {a.reason}", err=True)
     config = RunConfig(
         scenario=sc,
-        backends=select_backends(names, server_cmd or sc.server.command, tool or sc.server.tool, args, runtime),
+        backends=select_backends(names, server_cmd or sc.server.command, tool or sc.server.tool, args,
+                                 runtime=runtime, pythons=pythons),
         gc_modes=parse_gc_modes(gc_modes),
         out_dir=out_dir,
         reps=reps,
@@ -399,16 +413,23 @@ def scenarios():
 
 
 @main.command()
-def backends():
-    """List every backend: available or not (and why), and its runtime version."""
-    from gcbench.backends import all_backends
+@_python_option
+def backends(pythons):
+    """List every backend: available or not (and why), and its runtime version.
 
-    items = all_backends()
+    The Python backends are listed once more for every CPython found (PATH, pyenv, --python), by the name
+    that selects it: python@3.12, python-sdk@3.13, python@3.11.2 when two 3.11 releases are found.
+    """
+    from gcbench.backends import all_backends, interpreter_backends
+
+    items = all_backends() + interpreter_backends(pythons)
     width = max(len(b.name) for b in items)
     for b in items:
         a = b.availability()
-        state = f"available  {a.version}" if a.ok else f"unavailable: {a.reason}"
-        click.echo(f"{b.name.ljust(width)}  {state}  - {b.description}")
+        where = f" ({b.interpreter.executable}, {b.interpreter.source})" if getattr(b, "interpreter", None) else ""
+        state = f"available  {a.version}{where}" if a.ok else f"unavailable: {a.reason}"
+        note = f"; {a.reason}" if a.ok and a.reason else ""
+        click.echo(f"{b.name.ljust(width)}  {state}{note}  - {b.description}")
 
 
 @main.command()

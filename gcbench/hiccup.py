@@ -67,8 +67,8 @@ class Metered(SubprocessBackend):
     def tool_arguments(self, scenario: Scenario) -> dict:
         return self.inner.tool_arguments(scenario)
 
-    def run_info(self) -> dict:
-        return self.inner.run_info()
+    def runtime_metadata(self) -> dict:
+        return self.inner.runtime_metadata()
 
     def before_measure(self, handle, mode: GcMode, ctx: CellContext) -> dict:
         return self.inner.before_measure(handle, mode, ctx)

@@ -102,7 +102,6 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
     scenario = config.scenario
     env = collect_environment()
     env["backend_versions"] = {b.name: b.availability().version for b in config.backends}
-    env["backend_info"] = {b.name: info for b in config.backends if (info := b.run_info())}
     env["pinning"] = pin_cores(config.pin)
     writer = RunWriter(
         config.out_dir,
@@ -146,6 +145,9 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
                 unprepared[backend.name] = f"backend not ready: {e}"
                 log(f"gcbench: {backend.name}: {e}; its cells will be failed")
             _end_strays(log, backend.name)
+        # per backend, once prepared: e.g. a Python backend's exact interpreter, its build and GC thresholds
+        writer.meta["environment"]["backend_runtimes"] = {
+            b.name: b.runtime_metadata() for b in run_backends if b.name not in unprepared}
         for i, (rep, backend, mode) in enumerate(cells, 1):
             procs.check()  # a signal held while the last cell was stopped and saved
             label = f"[{i}/{len(cells)}] {backend.name} gc={mode} rep={rep}"

@@ -115,7 +115,7 @@ def test_console_script_server_gets_the_probe_and_python_gc_modes(tmp_path, wrap
     assert "gcbench: detected runtime python" in proc.stderr and "is a script: #!/usr/bin/env python3" in proc.stderr
     assert "gcbench: GC probe: sitecustomize on PYTHONPATH" in proc.stderr
     run = g.load(json.loads(proc.stdout)["run"])
-    info = run.meta["environment"]["backend_info"]["custom"]
+    info = run.meta["environment"]["backend_runtimes"]["custom"]
     assert info["runtime"] == "python" and info["detected"]["interpreter"] == str(wrapped_server / "python3")
     cells = {c["gc_mode"]: c for c in run.meta["cells"]}
     assert cells["oob"]["status"] == "skipped" and "between calls" in cells["oob"]["reason"]

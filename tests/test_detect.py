@@ -270,15 +270,15 @@ def test_the_custom_backend_uses_detection_and_runtime_overrides_it(tmp_path, bi
     b = CustomBackend("wrapped --stdio")
     assert b.runtime == "python" and b.unsupported_reason(parse_gc_mode("freeze")) is None
     assert "between calls" in b.unsupported_reason(parse_gc_mode("oob"))
-    info = b.run_info()
+    info = b.runtime_metadata()
     assert info["runtime_source"] == "detected" and info["detected"]["runtime"] == "python"
     assert "sitecustomize" in info["probe"]
     forced = CustomBackend("wrapped --stdio", runtime="node")
-    assert forced.runtime == "node" and forced.run_info()["runtime_source"] == "--runtime"
+    assert forced.runtime == "node" and forced.runtime_metadata()["runtime_source"] == "--runtime"
     assert forced.unsupported_reason(parse_gc_mode("semi:8")) is None
     go = CustomBackend("wrapped", runtime="go")
     assert "not implemented yet" in go.unsupported_reason(parse_gc_mode("disabled"))
     iso = CustomBackend("python3 -I srv.py")
-    assert "-I" in iso.unsupported_reason(parse_gc_mode("disabled")) and iso.run_info()["probe"] is None
+    assert "-I" in iso.unsupported_reason(parse_gc_mode("disabled")) and iso.runtime_metadata()["probe"] is None
     with pytest.raises(GcbenchError, match="--runtime"):
         CustomBackend("wrapped", runtime="ruby")

@@ -1,7 +1,10 @@
-"""Backends by name. A new backend is one folder (server source + adapter) and one line here."""
+"""Backends by name. A new backend is one folder (server source + adapter) and one line here.
+
+The Python backends also take an interpreter: `python@3.12`, `python-sdk@3.13t` (see interpreters.py)."""
 
 from __future__ import annotations
 
+from gcbench.backends import interpreters
 from gcbench.backends.base import Backend
 from gcbench.errors import GcbenchError
 
@@ -40,21 +43,49 @@ def all_backends() -> list[Backend]:
     return [cls() for cls in _registry().values()]
 
 
-def get_backend(name: str) -> Backend:
+def split_name(name: str) -> tuple[str, str | None]:
+    """`python@3.12` -> ("python", "3.12"); `go` -> ("go", None)."""
+    base, at, version = name.partition("@")
+    return base, (version if at else None)
+
+
+def get_backend(name: str, pythons: tuple[str, ...] = ()) -> Backend:
+    """The backend a name selects; `python@3.12`-style names run a Python backend under another CPython
+    (pythons: interpreters given with --python, searched before the discovered ones)."""
     reg = _registry()
-    if name not in reg:
-        raise GcbenchError(f"unknown backend {name!r}; known backends: {', '.join(reg)}")
-    backend = reg[name]()
+    base, version = split_name(name)
+    if base not in reg:
+        takes = [n for n, c in reg.items() if getattr(c, "takes_interpreter", False)]
+        raise GcbenchError(f"unknown backend {name!r}; known backends: {', '.join(reg)} "
+                           f"({' and '.join(takes)} also as NAME@VERSION, e.g. {takes[0]}@3.12)")
+    cls = reg[base]
+    if version is None:
+        backend = cls()
+    else:
+        if not getattr(cls, "takes_interpreter", False):
+            takes = ", ".join(n for n, c in reg.items() if getattr(c, "takes_interpreter", False))
+            raise GcbenchError(f"backend {name!r}: {base} takes no @version (only {takes} do, e.g. {takes.split(',')[0]}@3.12)")
+        spec = interpreters.parse_spec(version, base)
+        backend = cls(interpreters.find(base, spec, interpreters.discovered(tuple(pythons))), version)
     avail = backend.availability()
     if not avail.ok:
         raise GcbenchError(f"backend {name} is not available: {avail.reason}")
     return backend
 
 
+def interpreter_backends(pythons: tuple[str, ...] = ()) -> list[Backend]:
+    """One backend per (Python backend, interpreter found), named by the shortest version that selects it."""
+    found = interpreters.discovered(tuple(pythons))
+    named = [(v, it) for v, it in interpreters.selecting_names(found) if v]
+    return [cls(it, v) for cls in _registry().values() if getattr(cls, "takes_interpreter", False)
+            for v, it in named]
+
+
 def select_backends(names: list[str] | None, server_cmd: str = "", tool: str = "work",
-                    tool_args: dict | None = None, runtime: str | None = None) -> list[Backend]:
+                    tool_args: dict | None = None, runtime: str | None = None,
+                    pythons: tuple[str, ...] = ()) -> list[Backend]:
     """The backends of a run: the named ones (default: every available server backend) and a user's server."""
-    chosen = [get_backend(n) for n in dict.fromkeys(names)] if names else []
+    chosen = [get_backend(n, pythons) for n in dict.fromkeys(names)] if names else []
     if server_cmd:
         from gcbench.backends.custom import CustomBackend
 

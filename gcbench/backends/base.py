@@ -89,8 +89,9 @@ class Backend(ABC):
     def tool_arguments(self, scenario: Scenario) -> dict:
         return scenario.work.as_arguments()
 
-    def run_info(self) -> dict:
-        """What run.json should record about this backend beyond its version (e.g. a detected runtime)."""
+    def runtime_metadata(self) -> dict:
+        """What run.json records about this backend's runtime beyond its version string (after prepare()):
+        an interpreter's exact build, a detected runtime and how the probe was attached."""
         return {}
 
     def before_measure(self, handle: ServerHandle, mode: GcMode, ctx: CellContext) -> dict:

@@ -148,7 +148,7 @@ class CustomBackend(SubprocessBackend):
         return (f"GC modes for a {self.runtime} server started with --server-cmd are not implemented yet "
                 f"(only default runs)")
 
-    def run_info(self) -> dict:
+    def runtime_metadata(self) -> dict:
         attach, why_not = self.probe_attach()
         return {"command": self.command, "argv": self.argv, "runtime": self.runtime,
                 "runtime_source": self.runtime_source,
