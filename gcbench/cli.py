@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -23,14 +24,28 @@ def _fail(msg: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+# what `-o FILE` does to what is already there (gcbench.atomic.write_output)
+_OUT_HELP = ("A regular file is replaced atomically (never left half-written); a symlink is followed and its "
+             "target replaced; a character device or FIFO (/dev/stdout, /dev/null, a named pipe) is written "
+             "through in place, without figure files; a directory or block device is refused.")
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
 class _Group(click.Group):
-    """Turns every GcbenchError into one 'ERROR: ...' line and exit code 2, in one place."""
+    """Turns every GcbenchError into one 'ERROR: ...' line and exit code 2, in one place; so too an OSError that
+    says the disk is full, over quota, read-only or failing, wherever it was not caught with its path."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except GcbenchError as e:
             _fail(str(e))
+        except OSError as e:
+            if e.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            from gcbench.atomic import os_reason
+
+            _fail(f"{e.filename or 'writing'}: {os_reason(e)}")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -266,7 +281,7 @@ def merge(out_dir, shards):
 @click.option("--out", "-o", "outs", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write the study to FILE (repeatable); figures are saved as PNG files next to it. Without "
                    "--format the suffix picks the format (.txt .md .html). Default: standard output, except html, "
-                   "which goes to reports/<sweep name>/study.html.")
+                   "which goes to reports/<sweep name>/study.html. " + _OUT_HELP)
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "html"]), default=None,
               help="text = tables only; md = Markdown with tables and figures; html = one self-contained page.")
 @click.option("--rerun", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -369,7 +384,7 @@ def backends():
 @click.option("--out", "-o", "outs", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write the report to FILE (repeatable); figures are saved as PNG files next to it. Without "
                    "--format the suffix picks the format (.txt .md .html .json). Default: standard output, "
-                   "except html, which goes to reports/<run id>/report.html.")
+                   "except html, which goes to reports/<run id>/report.html. " + _OUT_HELP)
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "html", "json"]), default=None,
               help="text = what `gcbench run` prints; md = Markdown with tables and figures; html = one "
                    "self-contained page; json = every table plus one HdrHistogram of latency per cell.")
