@@ -195,18 +195,24 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
             on_cell(cell)
     except (Interrupted, KeyboardInterrupt):
         _end_strays(log, "interrupted run")
-        writer.finish("interrupted", load_average_after=list(os.getloadavg()))
+        _mark(log, writer.finish_quietly("interrupted", load_average_after=list(os.getloadavg())))
         procs.set_run_json(None)
         raise
     except BaseException as e:
         _end_strays(log, "aborted run")
-        writer.finish("aborted", error=f"{e.__class__.__name__}: {e}", load_average_after=list(os.getloadavg()))
+        _mark(log, writer.finish_quietly("aborted", error=f"{e.__class__.__name__}: {e}",
+                                         load_average_after=list(os.getloadavg())))
         procs.set_run_json(None)
         raise
     status = "complete" if not (failed or call_errors) else "complete-with-failures"
     writer.finish(status, load_average_after=list(os.getloadavg()))
     procs.set_run_json(None)
     return RunResult(writer.path, writer.meta, failed, call_errors)
+
+
+def _mark(log: Callable[[str], None], failure: str | None) -> None:
+    if failure:  # e.g. a full disk: the error that stopped the run is the one raised
+        log(f"gcbench: run.json not marked (it still says 'running'; the cells it lists are intact): {failure}")
 
 
 def _end_strays(log: Callable[[str], None], label: str) -> int:
