@@ -248,7 +248,8 @@ def sweep(sweep_file, out_dir, shard, transport):
     """Run a grid: live-heap sizes x allocation profiles x backends x their GC modes, in one command.
 
     SWEEP_FILE is a scenario TOML with a [sweep] table (see gcbench/scenarios/claim-check.toml). Each grid point is
-    one run folder in the sweep folder; an interrupted sweep resumes where it stopped when run again.
+    one run folder in the sweep folder; an interrupted sweep resumes where it stopped when run again. One sweep
+    or merge at a time writes into a folder: a second one exits 2 naming the first one's pid.
     """
     from gcbench.runner import Interrupted
     from gcbench.sweep import load_sweep, parse_shard, run_sweep
@@ -270,7 +271,10 @@ def sweep(sweep_file, out_dir, shard, transport):
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 def merge(out_dir, shards):
-    """Join sweep shard folders into OUT_DIR (refuses different grids, gcbench versions or machines)."""
+    """Join sweep shard folders into OUT_DIR (refuses different grids, gcbench versions or machines).
+
+    Each point is copied into a hidden temp folder and renamed: a merge cut short leaves no partial point.
+    """
     from gcbench.sweep import merge as merge_shards
 
     merge_shards(out_dir, list(shards), log=lambda m: click.echo(m, err=True))
