@@ -308,7 +308,7 @@ def measure_cell(
         server_info=init.get("serverInfo"), pid=handle.pid, exit_code=exit_code,
         t_measure_start_ns=window[0], t_measure_end_ns=window[1],
         client_gc_events_in_window=int(sum(1 for e in client_events if e["end_ns"] >= window[0] and e["start_ns"] <= window[1])),
-        stats=stats, side_channel_bad_lines=bad_lines,
+        stats=stats, side_channel_bad_lines=bad_lines, stderr_dropped_bytes=getattr(handle, "stderr_dropped_bytes", 0),
         hiccup_us=meter_hiccup_us(backend), control=control_meta,
     )
     return cell, calls, events
