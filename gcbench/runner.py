@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import os
 import sys
 import time
@@ -32,9 +31,10 @@ from gcbench.metadata import collect_environment
 from gcbench.probes.python_gc import GcProbe
 from gcbench.procs import Interrupted
 from gcbench.scenario import Scenario
+from gcbench.side_channel import read_side_channel
 from gcbench.store import RUN_JSON, RunWriter, new_run_id
 
-__all__ = ["Interrupted", "RunConfig", "RunResult", "execute", "measure_cell"]
+__all__ = ["Interrupted", "RunConfig", "RunResult", "execute", "measure_cell", "read_side_channel"]
 
 
 @dataclass
@@ -190,6 +190,8 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
                    if cell.get("hiccup_us") else "")
                 + (f", {int((events['source'] == 'control').sum())} control hiccups" if cell.get("control") else "")
                 + (f", {errs} call errors (first: {cell['first_call_error']})" if errs else "")
+                + (f", {cell['side_channel_bad_lines']} malformed side-channel lines dropped"
+                   if cell.get("side_channel_bad_lines") else "")
                 + time_left(i)
             )
             on_cell(cell)
@@ -340,34 +342,6 @@ def _measure(handle, scenario, backend, arguments, think_ns, config) -> tuple[Ca
                 for g, s, e, c, _ in probe.drain()
             ]
     return records, client, (t_start, t_end)
-
-
-def read_side_channel(path: Path) -> tuple[list[dict], dict, int]:
-    """Events (type gc/stall/hiccup), the last stats record, and how many lines could not be read."""
-    events: list[dict] = []
-    stats: dict = {}
-    bad = 0
-    try:
-        f = open(path, encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return events, stats, 0
-    with f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-                kind = rec.get("type")
-            except (ValueError, AttributeError):
-                bad += 1
-                continue
-            if kind in ("gc", "stall", "hiccup"):
-                if not all(type(rec.get(k, 0)) is int for k in ("start_ns", "end_ns", "generation", "collected")) \
-                        or "start_ns" not in rec or "end_ns" not in rec:
-                    bad += 1
-                    continue
-                events.append(rec)
-            elif kind == "stats":
-                stats = rec
-    return events, stats, bad
 
 
 def calls_frame(rec: CallRecords, backend: str, mode: str, rep: int) -> pd.DataFrame:
