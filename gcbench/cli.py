@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -23,6 +24,13 @@ def _fail(msg: str) -> None:
     # one line whatever the message holds (a scenario key or a path can carry a newline)
     click.echo(f"ERROR: {printable(msg)}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+# what `-o FILE` does to what is already there (gcbench.atomic.write_output)
+_OUT_HELP = ("A regular file is replaced atomically (never left half-written); a symlink is followed and its "
+             "target replaced; a character device or FIFO (/dev/stdout, /dev/null, a named pipe) is written "
+             "through in place, without figure files; a directory or block device is refused.")
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
 
 
 def _check_seconds(option: str, value: float) -> float:
@@ -47,13 +55,20 @@ def _stdout_failed(e: OSError, run_path: Path) -> GcbenchError:
 
 
 class _Group(click.Group):
-    """Turns every GcbenchError into one 'ERROR: ...' line and exit code 2, in one place."""
+    """Turns every GcbenchError into one 'ERROR: ...' line and exit code 2, in one place; so too an OSError that
+    says the disk is full, over quota, read-only or failing, wherever it was not caught with its path."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except GcbenchError as e:
             _fail(str(e))
+        except OSError as e:
+            if e.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            from gcbench.atomic import os_reason
+
+            _fail(f"{e.filename or 'writing'}: {os_reason(e)}")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -294,7 +309,8 @@ def sweep(sweep_file, out_dir, shard, transport):
     """Run a grid: live-heap sizes x allocation profiles x backends x their GC modes, in one command.
 
     SWEEP_FILE is a scenario TOML with a [sweep] table (see gcbench/scenarios/claim-check.toml). Each grid point is
-    one run folder in the sweep folder; an interrupted sweep resumes where it stopped when run again.
+    one run folder in the sweep folder; an interrupted sweep resumes where it stopped when run again. One sweep
+    or merge at a time writes into a folder: a second one exits 2 naming the first one's pid.
     """
     from gcbench.runner import Interrupted
     from gcbench.sweep import load_sweep, parse_shard, run_sweep
@@ -316,7 +332,10 @@ def sweep(sweep_file, out_dir, shard, transport):
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 def merge(out_dir, shards):
-    """Join sweep shard folders into OUT_DIR (refuses different grids, gcbench versions or machines)."""
+    """Join sweep shard folders into OUT_DIR (refuses different grids, gcbench versions or machines).
+
+    Each point is copied into a hidden temp folder and renamed: a merge cut short leaves no partial point.
+    """
     from gcbench.sweep import merge as merge_shards
 
     merge_shards(out_dir, list(shards), log=lambda m: click.echo(m, err=True))
@@ -327,7 +346,7 @@ def merge(out_dir, shards):
 @click.option("--out", "-o", "outs", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write the study to FILE (repeatable); figures are saved as PNG files next to it. Without "
                    "--format the suffix picks the format (.txt .md .html). Default: standard output, except html, "
-                   "which goes to reports/<sweep name>/study.html.")
+                   "which goes to reports/<sweep name>/study.html. " + _OUT_HELP)
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "html"]), default=None,
               help="text = tables only; md = Markdown with tables and figures; html = one self-contained page.")
 @click.option("--rerun", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -437,7 +456,7 @@ def backends(pythons):
 @click.option("--out", "-o", "outs", multiple=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write the report to FILE (repeatable); figures are saved as PNG files next to it. Without "
                    "--format the suffix picks the format (.txt .md .html .json). Default: standard output, "
-                   "except html, which goes to reports/<run id>/report.html.")
+                   "except html, which goes to reports/<run id>/report.html. " + _OUT_HELP)
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "html", "json"]), default=None,
               help="text = what `gcbench run` prints; md = Markdown with tables and figures; html = one "
                    "self-contained page; json = every table plus one HdrHistogram of latency per cell.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import os
 import sys
 import time
@@ -32,9 +31,10 @@ from gcbench.metadata import collect_environment
 from gcbench.probes.python_gc import GcProbe
 from gcbench.procs import Interrupted
 from gcbench.scenario import Scenario
+from gcbench.side_channel import read_side_channel
 from gcbench.store import RUN_JSON, RunWriter, new_run_id
 
-__all__ = ["Interrupted", "RunConfig", "RunResult", "execute", "measure_cell"]
+__all__ = ["Interrupted", "RunConfig", "RunResult", "execute", "measure_cell", "read_side_channel"]
 
 
 @dataclass
@@ -193,24 +193,32 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
                    if cell.get("hiccup_us") else "")
                 + (f", {int((events['source'] == 'control').sum())} control hiccups" if cell.get("control") else "")
                 + (f", {errs} call errors (first: {cell['first_call_error']})" if errs else "")
+                + (f", {cell['side_channel_bad_lines']} malformed side-channel lines dropped"
+                   if cell.get("side_channel_bad_lines") else "")
                 + "".join(f"; WARNING: {w}" for w in cell.get("warnings", []))
                 + time_left(i)
             )
             on_cell(cell)
     except (Interrupted, KeyboardInterrupt):
         _end_strays(log, "interrupted run")
-        writer.finish("interrupted", load_average_after=list(os.getloadavg()))
+        _mark(log, writer.finish_quietly("interrupted", load_average_after=list(os.getloadavg())))
         procs.set_run_json(None)
         raise
     except BaseException as e:
         _end_strays(log, "aborted run")
-        writer.finish("aborted", error=f"{e.__class__.__name__}: {e}", load_average_after=list(os.getloadavg()))
+        _mark(log, writer.finish_quietly("aborted", error=f"{e.__class__.__name__}: {e}",
+                                         load_average_after=list(os.getloadavg())))
         procs.set_run_json(None)
         raise
     status = "complete" if not (failed or call_errors) else "complete-with-failures"
     writer.finish(status, load_average_after=list(os.getloadavg()))
     procs.set_run_json(None)
     return RunResult(writer.path, writer.meta, failed, call_errors)
+
+
+def _mark(log: Callable[[str], None], failure: str | None) -> None:
+    if failure:  # e.g. a full disk: the error that stopped the run is the one raised
+        log(f"gcbench: run.json not marked (it still says 'running'; the cells it lists are intact): {failure}")
 
 
 def _end_strays(log: Callable[[str], None], label: str) -> int:
@@ -310,7 +318,7 @@ def measure_cell(
         t_measure_start_ns=window[0], t_measure_end_ns=window[1],
         client_gc_events_in_window=int(sum(1 for e in client_events if e["end_ns"] >= window[0] and e["start_ns"] <= window[1])),
         client_tracked_allocations=client_allocs,
-        stats=stats, side_channel_bad_lines=bad_lines,
+        stats=stats, side_channel_bad_lines=bad_lines, stderr_dropped_bytes=getattr(handle, "stderr_dropped_bytes", 0),
         hiccup_us=meter_hiccup_us(backend), control=control_meta, **before,
     )
     warnings = probe_drop_warnings(stats)
@@ -369,34 +377,6 @@ def _measure(handle, scenario, backend, arguments, think_ns, config) \
                 for g, s, e, c, _ in probe.drain()
             ]
     return records, client, (t_start, t_end), allocs
-
-
-def read_side_channel(path: Path) -> tuple[list[dict], dict, int]:
-    """Events (type gc/stall/hiccup), the last stats record, and how many lines could not be read."""
-    events: list[dict] = []
-    stats: dict = {}
-    bad = 0
-    try:
-        f = open(path, encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return events, stats, 0
-    with f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-                kind = rec.get("type")
-            except (ValueError, AttributeError):
-                bad += 1
-                continue
-            if kind in ("gc", "stall", "hiccup"):
-                if not all(type(rec.get(k, 0)) is int for k in ("start_ns", "end_ns", "generation", "collected")) \
-                        or "start_ns" not in rec or "end_ns" not in rec:
-                    bad += 1
-                    continue
-                events.append(rec)
-            elif kind == "stats":
-                stats = rec
-    return events, stats, bad
 
 
 def calls_frame(rec: CallRecords, backend: str, mode: str, rep: int) -> pd.DataFrame:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from gcbench.atomic import atomic_replace, atomic_write_json
 from gcbench.errors import GcbenchError
 from gcbench.formats import (
     CALL_COLUMNS,
@@ -25,6 +28,7 @@ from gcbench.formats import (
 
 SCHEMA_VERSION = RUN_FORMAT  # what the writer writes; formats.py has the history and the upgrades
 RUN_JSON = "run.json"
+COMPLETE_STATUSES = ("complete", "complete-with-failures")  # every cell of the run was attempted
 CALLS = "calls.parquet"
 GC_EVENTS = "gc_events.parquet"
 
@@ -43,44 +47,8 @@ def conform(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     return out[list(columns) + [c for c in out.columns if c not in columns]]
 
 
-def _fsync_dir(folder: Path) -> None:
-    """The rename itself reaches the disk (a crash right after it keeps the new name)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot fsync a directory; the rename is still atomic
-    finally:
-        os.close(fd)
-
-
-def _atomic_replace(path: Path, write) -> None:
-    """write(tmp) then rename over path: readers see the old file or the new one, never a part of one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_replace(path, lambda tmp: tmp.write_bytes(data))
-
-
-def atomic_write_json(path: Path, doc: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(doc, indent=2, default=str) + "\n").encode())
-
-
 def _atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
-    _atomic_replace(path, lambda tmp: df.to_parquet(tmp, index=False))
+    atomic_replace(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def safe_run_id(text: str) -> str:
@@ -117,37 +85,76 @@ class RunWriter:
         self.meta = {"schema_version": SCHEMA_VERSION, "run_id": path.name, "status": "running", **meta, "cells": []}
         self._calls: list[pd.DataFrame] = []
         self._events: list[pd.DataFrame] = []
-        self._write()
+        try:
+            self._write()
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)  # empty but for what failed to be written: no debris
+            raise
 
     def cell_file(self, cell_id: str, suffix: str) -> Path:
         return self.path / "cells" / f"{cell_id}{suffix}"
 
     def add_cell(self, cell: dict, calls: pd.DataFrame | None = None, events: pd.DataFrame | None = None) -> None:
-        self.meta["cells"].append(cell)
+        """Commit one cell: its rows to the tables, then its entry to run.json (the loader keeps only the rows of
+        cells run.json lists, so a kill between the writes leaves the folder as it was). A write that fails
+        (a full disk: a WriteError naming the file) leaves the folder and this writer as they were."""
+        n_calls, n_events = len(self._calls), len(self._events)
         if calls is not None and len(calls):
             self._calls.append(conform(calls, CALL_COLUMNS))
         if events is not None and len(events):
             self._events.append(conform(events, EVENT_COLUMNS))
-        self._write()
+        self.meta["cells"].append(cell)
+        try:
+            self._write(tables=len(self._calls) > n_calls or len(self._events) > n_events)
+        except BaseException:
+            self.meta["cells"].pop()
+            del self._calls[n_calls:], self._events[n_events:]
+            raise
 
     def finish(self, status: str, **extra) -> None:
         self.meta["status"] = status
         self.meta["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # a sweep's wall time
         self.meta.update(extra)
-        self._write()
+        self._write(tables=False)  # the tables already hold every cell run.json lists
 
-    def _write(self) -> None:
-        calls = pd.concat(self._calls, ignore_index=True) if self._calls else empty_frame(CALL_COLUMNS)
-        events = pd.concat(self._events, ignore_index=True) if self._events else empty_frame(EVENT_COLUMNS)
-        write_folder(self.path, self.meta, calls, events)
+    def finish_quietly(self, status: str, **extra) -> str | None:
+        """finish() for a run being stopped by another error (the one to show): None, or why run.json could not
+        be marked (it then still says 'running', and every cell it lists is intact)."""
+        try:
+            self.finish(status, **extra)
+        except (OSError, GcbenchError) as e:
+            return str(e)
+        return None
+
+    def _write(self, tables: bool = True) -> None:
+        if tables:
+            calls = pd.concat(self._calls, ignore_index=True) if self._calls else empty_frame(CALL_COLUMNS)
+            events = pd.concat(self._events, ignore_index=True) if self._events else empty_frame(EVENT_COLUMNS)
+            write_folder(self.path, self.meta, calls, events)
+        else:
+            atomic_write_json(self.path / RUN_JSON, self.meta)
 
 
 def write_folder(path: Path, meta: dict, calls: pd.DataFrame, events: pd.DataFrame) -> None:
     _atomic_write_parquet(path / CALLS, calls)
     _atomic_write_parquet(path / GC_EVENTS, events)
-    # run.json last: it names what the tables hold (an upgrade cut short leaves new tables and the old
-    # run.json, which loads: every upgrade leaves a column it finds already there alone)
+    # run.json last: it names what the tables hold. A kill before it leaves rows of a cell it does not list,
+    # which the loader leaves out (listed_rows); an upgrade cut short leaves new tables and the old run.json,
+    # which loads: every upgrade leaves a column it finds already there alone
     atomic_write_json(path / RUN_JSON, meta)
+
+
+def incomplete_note(meta: dict) -> str | None:
+    """One sentence for a report of a run that did not attempt all its cells; None for a complete one."""
+    status = meta.get("status")
+    if status in COMPLETE_STATUSES:
+        return None
+    n = len(meta.get("cells", []))
+    why = {"running": "run.json still says 'running': gcbench was killed (or is still running)",
+           "interrupted": "it was interrupted (SIGINT or SIGTERM)",
+           "aborted": f"it was aborted ({str(meta.get('error', 'no reason recorded'))[:200]})"}
+    return (f"INCOMPLETE RUN: {why.get(str(status), f'its status is {str(status)[:40]!r}')}; only the {n} cell(s) "
+            f"it recorded are shown.")
 
 
 @dataclass
@@ -194,9 +201,48 @@ def load_run(path: str | os.PathLike) -> RunData:
             raise GcbenchError(f"{f}: corrupted table ({e.__class__.__name__})") from None
     stored = stored_run_format(version, tables[0].columns)
     _check_columns(p, tables, stored)
+    tables = listed_rows(meta, tables)
     run = upgrade_run(RunTables(meta, tables[0], tables[1]), stored)
     _check_columns(p, [run.calls, run.gc_events], RUN_FORMAT)
     return RunData(p, run.meta, run.calls, run.gc_events, stored)
+
+
+CELL_KEY = ["backend", "gc_mode", "rep"]
+
+
+def listed_rows(meta: dict, tables: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Only the rows of cells run.json lists: a writer killed after writing a cell's tables but before its
+    run.json leaves rows of a cell that was never committed (counted in meta["uncommitted_rows"])."""
+    listed = {(c.get("backend"), c.get("gc_mode"), c.get("rep")) for c in meta["cells"]}
+    out, dropped = [], {}
+    for name, df in zip((CALLS, GC_EVENTS), tables, strict=True):
+        key = _cell_key(df)  # one integer per row naming its cell: 0.1 s for 1M rows
+        first = pd.Series(key).drop_duplicates().index.to_numpy()
+        extra = [key[i] for i, (b, m, r) in zip(first, df[CELL_KEY].iloc[first].itertuples(index=False, name=None),
+                                                 strict=True) if (b, m, _int_or_none(r)) not in listed]
+        if extra:
+            keep = ~np.isin(key, extra)
+            dropped[name] = int((~keep).sum())
+            df = df[keep].reset_index(drop=True)
+        out.append(df)
+    if dropped:
+        meta["uncommitted_rows"] = dropped
+    return out
+
+
+def _cell_key(df: pd.DataFrame) -> np.ndarray:
+    key = np.zeros(len(df), np.int64)
+    for c in CELL_KEY:
+        codes, uniques = pd.factorize(df[c])  # a missing value: -1
+        key = key * (len(uniques) + 1) + codes + 1
+    return key
+
+
+def _int_or_none(v) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def upgrade_folder(path: str | os.PathLike) -> tuple[int, bool]:

@@ -3,6 +3,7 @@ folder per grid point, resumable, shardable across machines and mergeable."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -10,9 +11,11 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from gcbench.atomic import atomic_write_json, os_reason
 from gcbench.errors import GcbenchError
 from gcbench.formats import SWEEP_FORMAT, SWEEP_KIND, check_version, upgrade_manifest
 from gcbench.gcmode import GcMode, parse_gc_mode
@@ -26,9 +29,12 @@ from gcbench.scenario import (
     parse_scenario,
     read_toml,
 )
+from gcbench.store import COMPLETE_STATUSES
 
 MANIFEST = "sweep.json"
-DONE_STATUSES = ("complete", "complete-with-failures")
+LOCK = ".lock"  # held (flock) by the sweep or merge writing into the folder; holds its pid
+MERGING = ".merging-"
+DONE_STATUSES = COMPLETE_STATUSES
 
 
 @dataclass(frozen=True)
@@ -166,14 +172,68 @@ def read_manifest(folder: Path) -> dict:
     if "schema_version" not in m:
         raise GcbenchError(f"{path}: not a gcbench sweep manifest (no schema_version)")
     found = check_version(path, m["schema_version"], SWEEP_FORMAT)  # a newer one: "upgrade gcbench"
-    return upgrade_manifest(m, found)
+    m = upgrade_manifest(m, found)
+    _check_manifest(path, m)
+    return m
+
+
+# what the readers of a manifest rely on (check_compatible, the study's grid order)
+_MANIFEST_TYPES = {"name": str, "grid_hash": str, "grid": dict, "gcbench_version": str, "machine": dict}
+_GRID_TYPES = {"backends": list, "gc_modes": dict, "profiles": dict, "heap_objects": list}
+
+
+def _check_manifest(path: Path, m: dict) -> None:
+    """A damaged manifest is one line naming the field, not a KeyError later."""
+    _check_fields(path, m, _MANIFEST_TYPES, "")
+    _check_fields(path, m["grid"], _GRID_TYPES, "grid.")
+
+
+def _check_fields(path: Path, doc: dict, types: dict, prefix: str) -> None:
+    for key, typ in types.items():
+        if key not in doc:
+            raise GcbenchError(f"{path}: field '{prefix}{key}' is missing")
+        if not isinstance(doc[key], typ) or isinstance(doc[key], bool):
+            raise GcbenchError(f"{path}: field '{prefix}{key}' should be {_JSON_NAMES[typ]}, "
+                               f"not {_JSON_NAMES.get(type(doc[key]), type(doc[key]).__name__)}")
+
+
+_JSON_NAMES = {str: "a string", dict: "an object", list: "an array", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
     """Atomically (temp file, fsync, rename): an interrupted write leaves no half manifest behind."""
-    from gcbench.store import atomic_write_json
-
     atomic_write_json(folder / MANIFEST, manifest)
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GcbenchError(f"{folder}: cannot create the sweep folder ({os_reason(e)})") from None
+
+
+@contextmanager
+def folder_lock(folder: Path):
+    """One writer per sweep folder: an advisory lock (flock) held for the life of a sweep or merge. A second
+    one is refused naming the holder's pid; the lock goes with its holder, however that ends."""
+    path = folder / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by servers (O_CLOEXEC)
+    except OSError as e:
+        raise GcbenchError(f"{path}: cannot open the sweep folder's lock ({os_reason(e)})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise GcbenchError(f"{folder}: another gcbench (pid {holder}) is writing into this sweep folder; "
+                               f"wait for it to finish or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # the lock file stays: deleting it would let two writers lock two different files
 
 
 def upgrade_sweep(folder: Path) -> tuple[int, bool]:
@@ -199,20 +259,41 @@ def check_compatible(a: dict, b: dict, what: str) -> None:
 
 
 def point_status(folder: Path) -> str | None:
+    """A point folder's run status; None when it has no run.json yet (created, killed before the first write).
+
+    A run.json that cannot be read as a run (not JSON, not an object, no status) is refused with one line: it
+    was damaged from outside (gcbench writes it atomically), and no command should guess what it held."""
+    path = folder / "run.json"
     try:
-        return json.loads((folder / "run.json").read_text()).get("status")
-    except (OSError, ValueError):
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
+    except OSError as e:
+        raise GcbenchError(f"{path}: cannot read: {e.strerror}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise GcbenchError(f"{path}: corrupted ({e.__class__.__name__}); move the point folder away to measure it "
+                           f"again") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("status"), str):
+        raise GcbenchError(f"{path}: not a gcbench run.json (no status); move the point folder away to measure it "
+                           f"again")
+    return meta["status"]
 
 
 def run_sweep(spec: SweepSpec, out_dir: Path, shard: tuple[int, int] = (0, 1), *, transport: str = "stdio",
               log: Callable[[str], None] = print) -> list[Path]:
     """Run the points of this shard that are not measured yet; return every point folder of the shard."""
     from gcbench.backends import get_backend
-    from gcbench.runner import RunConfig, execute
 
     backends = [get_backend(b) for b in spec.backends]  # exit 2 now if one is unavailable
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _make_folder(out_dir)
+    with folder_lock(out_dir):  # a second sweep into the folder would take this one's live point for a leftover
+        return _run_points(spec, out_dir, shard, transport, log, backends)
+
+
+def _run_points(spec: SweepSpec, out_dir: Path, shard: tuple[int, int], transport: str, log: Callable[[str], None],
+                backends: list) -> list[Path]:
+    from gcbench.runner import RunConfig, execute
+
     manifest = _manifest(spec, shard)
     if (out_dir / MANIFEST).exists():
         check_compatible(read_manifest(out_dir), manifest, f"{out_dir} holds another sweep")
@@ -264,7 +345,14 @@ def merge(out_dir: Path, shards: list[Path], log: Callable[[str], None] = print)
     manifests = [read_manifest(s) for s in shards]
     for s, m in zip(shards[1:], manifests[1:], strict=True):
         check_compatible(manifests[0], m, f"{s} cannot be merged with {shards[0]}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _make_folder(out_dir)
+    with folder_lock(out_dir):
+        return _merge_points(out_dir, shards, manifests, log)
+
+
+def _merge_points(out_dir: Path, shards: list[Path], manifests: list[dict], log: Callable[[str], None]) -> int:
+    for stale in out_dir.glob(f".*{MERGING}*"):  # what a merge killed mid-copy left (this one holds the lock)
+        shutil.rmtree(stale, ignore_errors=True)
     if (out_dir / MANIFEST).exists():
         check_compatible(read_manifest(out_dir), manifests[0], f"{out_dir} holds another sweep")
     else:
@@ -279,7 +367,15 @@ def merge(out_dir: Path, shards: list[Path], log: Callable[[str], None] = print)
             if target.exists():
                 log(f"{folder.name}: already in {out_dir}, kept the first one")
                 continue
-            shutil.copytree(folder, target)
+            tmp = out_dir / f".{folder.name}{MERGING}{os.getpid()}"
+            try:  # a copy cut short is a hidden temp folder, never a partial point that later merges keep
+                shutil.copytree(folder, tmp)
+                os.rename(tmp, target)
+            except BaseException as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if isinstance(e, OSError):
+                    raise GcbenchError(f"{target}: cannot copy {folder}: {os_reason(e)}") from None
+                raise
             copied += 1
     log(f"merged {copied} points into {out_dir}")
     return copied
@@ -294,8 +390,11 @@ def load_sweep_runs(folder: Path) -> list[tuple[dict, object]]:
     for sub in sorted(folder.iterdir()):
         if sub.is_dir() and not sub.name.startswith(".") and point_status(sub) in DONE_STATUSES:
             run = load_run(sub)
-            sc = run.meta["scenario"]
+            server = run.meta["scenario"].get("server")
+            heap = server.get("heap_objects") if isinstance(server, dict) else None
+            if type(heap) is not int:
+                raise GcbenchError(f"{sub / 'run.json'}: field 'scenario.server.heap_objects' should be an integer")
             profile = sub.name.split("-", 1)[1] if "-" in sub.name else ""
-            out.append(({"point": sub.name, "heap_objects": sc["server"]["heap_objects"], "profile": profile,
+            out.append(({"point": sub.name, "heap_objects": heap, "profile": profile,
                          "grid_hash": manifest["grid_hash"]}, run))
     return out

@@ -19,6 +19,7 @@ from gcbench.gcmode import GcMode
 from gcbench.mcp import Session, StdioTransport
 from gcbench.mcp_http import HttpTransport, StdoutDrain
 from gcbench.memwatch import MemoryWatch
+from gcbench.output_guard import OutputGuard
 from gcbench.scenario import Scenario
 
 STOP_GRACE_S = 5.0  # a healthy server flushes its side channel and exits on stdin EOF well within this
@@ -131,14 +132,8 @@ class SubprocessBackend(Backend):
         return SubprocessServer(spec, env, ctx)
 
 
-def _read_tail(path: Path, limit: int = 600, lines: int = 3) -> str:
+def _read_tail(data: bytes, lines: int = 3) -> str:
     """The last lines of a server's stderr, on one line (it ends up in a one-line cell failure reason)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
-            data = f.read()
-    except OSError:
-        return ""
     text = data.decode("utf-8", "replace")
     kept = [ln.strip() for ln in text.splitlines() if ln.strip().strip("^~ ")]  # not the ^^^ markers
     return " | ".join(kept[-lines:])
@@ -157,13 +152,13 @@ class SubprocessServer(ServerHandle):
         self.transport = None
         self.watch: MemoryWatch | None = None
         with procs.held():  # a process that exists is registered (and watched) before a signal can act
-            self._stderr = open(ctx.stderr_path, "wb")  # noqa: SIM115  (closed in stop)
+            self.guard = OutputGuard(ctx.stderr_path, ctx.events_path)  # stderr capped; side channel watched
             try:
                 self.proc = subprocess.Popen(
                     spec.argv,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
-                    stderr=self._stderr,
+                    stderr=subprocess.PIPE,
                     env=env,
                     cwd=spec.cwd,
                     start_new_session=True,
@@ -172,9 +167,10 @@ class SubprocessServer(ServerHandle):
                     preexec_fn=procs.die_with_parent(ctx.cpu_affinity),
                 )
             except OSError as e:
-                self._stderr.close()
+                self.guard.close()
                 raise CellError(f"cannot start server {spec.argv[0]!r}: {e.strerror or e}") from None
             self.pid = self.proc.pid
+            self.guard.start(self.proc.stderr, self.pid)
             procs.register_group(self.pid, f"server {spec.argv[0]}")
             try:
                 self.watch = MemoryWatch(self.pid, ctx.max_memory_bytes)  # the cap, and the cell's guard
@@ -222,12 +218,18 @@ class SubprocessServer(ServerHandle):
                 code = self.proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 code = None
-        verdict = self.watch.verdict(0.2) if self.watch else None
+        verdict = (self.watch.verdict(0.2) if self.watch else None) or self.guard.verdict
         if verdict:
             return f" (exit code {code}): {verdict}"
-        tail = _read_tail(self.ctx.stderr_path)
+        self.guard.wait_eof(0.5)  # the last of its stderr (a traceback) may still be in the pipe
+        tail = _read_tail(self.guard.last_bytes(600))
         out = "" if code is None else f" (exit code {code})"
         return out + (f"; its stderr ends: {tail}" if tail else "")
+
+    @property
+    def stderr_dropped_bytes(self) -> int:
+        """Bytes of stderr the capped log did not keep (the middle of a flood)."""
+        return self.guard.log.dropped
 
     def stop(self, grace_s: float | None = None) -> int | None:
         """EOF on stdin, then SIGTERM, then SIGKILL to the process group and to every descendant seen."""
@@ -270,7 +272,7 @@ class SubprocessServer(ServerHandle):
                 self.transport.close()
             if proc.stdout:
                 proc.stdout.close()
-            self._stderr.close()
+            self.guard.close()
 
     def _wait(self, timeout_s: float) -> bool:
         """Wait for the server to exit; cut short to FAILED_STOP_GRACE_S once the user has asked to stop."""

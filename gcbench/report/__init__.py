@@ -41,11 +41,13 @@ def export(report, fmt: str, out: Path | None = None) -> str:
     """Render `report` as `fmt`; with `out`, also write the document (and its figures) there."""
     exporter = get_exporter(fmt)
     try:
-        doc = exporter.render(report, out)  # may save figures next to `out`
-        if out is not None:
-            from gcbench.report.figures import atomic_write
+        from gcbench.atomic import is_stream, write_output
 
-            atomic_write(out, doc.encode("utf-8"))
+        doc = exporter.render(report, None if is_stream(out) else out)  # may save figures next to `out`
+        if out is not None:
+            write_output(out, doc.encode("utf-8"))
+    except GcbenchError:
+        raise
     except OSError as e:
         raise GcbenchError(f"cannot write the report to {out}: {e.strerror or e}") from None
     return doc

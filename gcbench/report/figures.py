@@ -4,7 +4,6 @@ that every figure grows with the backends and GC modes of the run."""
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from gcbench.analysis import CLAIM_PAUSE_MS, fmt_ms
+from gcbench.atomic import write_output
 from gcbench.report.model import Report
 
 WIDTH_IN = 10.0
@@ -331,13 +331,7 @@ def save_figures(report: Report, out: Path) -> list[tuple[FigureSpec, str]]:
     saved = []
     for spec, png in rendered_figures(report):
         name = figure_file_name(out, spec)
-        atomic_write(out.parent / name, png)
+        write_output(out.parent / name, png)
         saved.append((spec, name))
     return saved
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -25,12 +25,13 @@ def _figures(study: Study) -> dict[str, tuple]:
 
 
 def _save_figures(study: Study, out: Path) -> dict[str, str]:
-    from gcbench.report.figures import atomic_write, figure_file_name
+    from gcbench.atomic import write_output
+    from gcbench.report.figures import figure_file_name
 
     names = {}
     for name, (spec, png) in _figures(study).items():
         names[name] = figure_file_name(out, spec)
-        atomic_write(out.parent / names[name], png)
+        write_output(out.parent / names[name], png)
     return names
 
 
@@ -161,13 +162,16 @@ def study_format(out: Path | None, fmt: str | None) -> str:
 
 def export_study(study: Study, fmt: str, out: Path | None = None) -> str:
     """Render the study as `fmt`; with `out`, also write it there (figures as PNG files next to it)."""
-    from gcbench.report.figures import atomic_write
+    from gcbench.atomic import is_stream, write_output
 
     try:
-        doc = {"text": lambda: render_text(study), "md": lambda: render_md(study, out),
-               "html": lambda: render_html(study, out)}[fmt]()
+        to = None if is_stream(out) else out  # figures go next to a file, not next to a device or a FIFO
+        doc = {"text": lambda: render_text(study), "md": lambda: render_md(study, to),
+               "html": lambda: render_html(study, to)}[fmt]()
         if out is not None:
-            atomic_write(out, doc.encode("utf-8"))
+            write_output(out, doc.encode("utf-8"))
+    except GcbenchError:
+        raise
     except OSError as e:
         raise GcbenchError(f"cannot write the study report to {out}: {e.strerror or e}") from None
     return doc

@@ -116,5 +116,8 @@ class TextExporter(Exporter):
 
     def render(self, report, out: Path | None = None) -> str:
         from gcbench.report.hiccups import render_hiccups
+        from gcbench.store import incomplete_note
 
-        return render_summary(report.summary, report.calls_per_chain) + render_hiccups(report.run)
+        note = incomplete_note(report.run.meta)  # the Markdown and HTML reports show the status in their facts
+        return (f"{note}\n\n" if note else "") + render_summary(report.summary, report.calls_per_chain) \
+            + render_hiccups(report.run)
