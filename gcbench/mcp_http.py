@@ -8,16 +8,12 @@ completes the response, before it is parsed.
 from __future__ import annotations
 
 import json
-import os
 import selectors
-import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
-from gcbench import procs
 from gcbench.errors import CellError
 from gcbench.mcp import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 
@@ -102,53 +98,14 @@ def messages_from_body(headers: dict[str, str], body: bytes) -> list[dict]:
     return msg if isinstance(msg, list) else [msg]
 
 
-# stdin to stdout until end of file, where `cat` is missing
-_COPY = "import os\nwhile (b := os.read(0, 65536)):\n    os.write(1, b)\n"
-
-
-class StdoutDrain:
-    """Copies an HTTP server's stdout into its log once the port line is read.
-
-    Nothing else reads that pipe after the port line: a server that logs to stdout would block once the
-    pipe's 64 KiB are full, and look hung. The copy runs in its own small process (`cat`), not in a thread
-    of the harness, so it never competes with the chain loop for the GIL. It ends at the pipe's end of file
-    (the server and all its children gone), with gcbench (PR_SET_PDEATHSIG), or at close().
-    """
-
-    def __init__(self, stdout_fd: int, log) -> None:
-        cat = shutil.which("cat")
-        # the port line was read without blocking; O_NONBLOCK belongs to the pipe, shared with the copy
-        # (cat quits on EAGAIN): the harness never reads it again
-        os.set_blocking(stdout_fd, True)
-        with procs.held():
-            self.proc = subprocess.Popen(
-                [cat] if cat else [sys.executable, "-I", "-c", _COPY], stdin=stdout_fd, stdout=log,
-                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
-                preexec_fn=procs.die_with_parent(),
-            )
-            procs.register_group(self.proc.pid, "stdout drain")
-
-    def close(self, wait_s: float = 0.5) -> None:
-        """Let it copy what is left (the server is stopped by now), then end it."""
-        try:
-            self.proc.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:  # a child of the server that outlived it still holds the pipe
-            self.proc.kill()
-            self.proc.wait()
-        finally:
-            procs.unregister_group(self.proc.pid)
-
-
 class HttpTransport:
     kind = "http"
 
-    def __init__(self, host: str, port: int, path: str = "/mcp", describe_exit: Callable[[], str] = lambda: "",
-                 drain: StdoutDrain | None = None) -> None:
+    def __init__(self, host: str, port: int, path: str = "/mcp", describe_exit: Callable[[], str] = lambda: "") -> None:
         self.host = host
         self.port = port
         self.path = path
         self._describe_exit = describe_exit  # why the server went away, for the error message
-        self._drain = drain  # ended with the transport (the server is stopped before)
         self._conns: dict[int, _Conn] = {}
         self._sel = selectors.DefaultSelector()
         self._clock = time.monotonic_ns
@@ -236,6 +193,3 @@ class HttpTransport:
             except OSError:
                 pass
         self._sel.close()
-        if self._drain is not None:
-            self._drain.close()
-            self._drain = None

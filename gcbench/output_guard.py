@@ -4,7 +4,8 @@ A server writing 1 MiB blocks to stderr filled `cells/<cell>.stderr.log` at abou
 writes itself cannot be capped from outside (its descriptor's offset moves on), so the server's stderr is a
 pipe, drained by a harness thread (`OutputGuard`) into a `HeadTail` log: the first HEAD_BYTES go to the file
 as they come, the last TAIL_BYTES are kept in memory and appended with a line counting what was dropped when
-the server stops. The tail is also what a failed cell's reason quotes.
+the server stops. The tail is also what a failed cell's reason quotes. An HTTP server's stdout, which
+nothing else reads after its port line, is drained into the same log.
 
 Why a thread and not another watcher process: while the server is quiet the thread is blocked in select()
 without the GIL, waking once per CHECK_EVERY_S to look at the side channel's size (one stat), so the per-call
@@ -113,6 +114,7 @@ class OutputGuard:
         self._pid: int | None = None
         self._fd: int | None = None
         self._wake_r, self._wake_w = os.pipe()
+        self._stdout_fd: int | None = None  # HTTP servers: their stdout, once the port line is read
         self._eof = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -128,11 +130,20 @@ class OutputGuard:
         self._thread = threading.Thread(target=self._run, name=f"gcbench-stderr-{pid}", daemon=True)
         self._thread.start()
 
+    def drain_stdout(self, stdout_fd: int) -> None:
+        """HTTP mode: after the port line nothing else reads the server's stdout, so a server that logs there
+        would block once the pipe is full and look hung. Its stdout goes into the same capped log."""
+        fd = os.dup(stdout_fd)
+        os.set_blocking(fd, True)  # the port line was read without blocking; poll() says when to read
+        self._stdout_fd = fd
+        os.write(self._wake_w, b"o")  # the thread registers it (a poll object is not shared across threads)
+
     def _run(self) -> None:
         fd = self._fd
         poller = select.poll()  # not select(): it fails on a descriptor number over 1023
         poller.register(fd, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
+        out_fd = None
         try:
             while True:
                 ready = {f for f, _ in poller.poll(CHECK_EVERY_S * 1000)}
@@ -141,8 +152,19 @@ class OutputGuard:
                     if not data:
                         return
                     self.log.write(data)
-                elif self._wake_r in ready:
-                    return
+                if out_fd is not None and out_fd in ready:
+                    data = os.read(out_fd, READ_BYTES)
+                    if data:
+                        self.log.write(data)
+                    else:  # its stdout closed: stderr still tells when the server is gone
+                        poller.unregister(out_fd)
+                        out_fd = None
+                if self._wake_r in ready:
+                    if b"x" in os.read(self._wake_r, 16):
+                        return
+                    if self._stdout_fd is not None and out_fd is None:
+                        out_fd = self._stdout_fd
+                        poller.register(out_fd, select.POLLIN)
                 self._check_side_channel()
         except OSError:
             return
@@ -179,11 +201,11 @@ class OutputGuard:
             os.write(self._wake_w, b"x")
             self._thread.join()
             self._thread = None
-        for fd in (self._fd, self._wake_r, self._wake_w):
+        for fd in (self._fd, self._stdout_fd, self._wake_r, self._wake_w):
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self._fd = self._wake_r = self._wake_w = None
+        self._fd = self._stdout_fd = self._wake_r = self._wake_w = None
         self.log.close()

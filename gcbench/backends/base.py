@@ -17,7 +17,7 @@ from gcbench import procs
 from gcbench.errors import CellError
 from gcbench.gcmode import GcMode
 from gcbench.mcp import Session, StdioTransport
-from gcbench.mcp_http import HttpTransport, StdoutDrain
+from gcbench.mcp_http import HttpTransport
 from gcbench.memwatch import MemoryWatch
 from gcbench.output_guard import OutputGuard
 from gcbench.scenario import Scenario
@@ -181,8 +181,8 @@ class SubprocessServer(ServerHandle):
             if ctx.transport == "http":
                 with procs.raising():
                     port = self._read_listening_port(ctx.timeout_s)
-                self.transport = HttpTransport("127.0.0.1", port, describe_exit=self.describe_exit,
-                                               drain=StdoutDrain(self.proc.stdout.fileno(), self._stderr))
+                self.guard.drain_stdout(self.proc.stdout.fileno())
+                self.transport = HttpTransport("127.0.0.1", port, describe_exit=self.describe_exit)
             else:
                 self.transport = StdioTransport(self.proc.stdin.fileno(), self.proc.stdout.fileno(), self.describe_exit,
                                                 server_pid=self.pid)
