@@ -24,10 +24,10 @@ from gcbench.analysis import (
     bootstrap_stat,
     cell_rng,
     chain_table,
-    fmt_ms,
     reference_cell,
 )
 from gcbench.errors import GcbenchError
+from gcbench.format import fmt_ms
 from gcbench.store import RunData
 
 EXIT_NO_CHANGE = 0
@@ -239,7 +239,7 @@ def _compare_cell(bc: _Cells, nc: _Cells, key, metric, ratio, threshold_pct, n_b
     if needs_ref:
         rb, rn = bc.reference(key), nc.reference(key)
         if rb is None or rn is None:
-            row.note = NO_REFERENCE
+            row.note = str(NO_REFERENCE)  # Row is plain data: JSON as it stands
             return row
         if rb == key:
             row.note = "is the GC-off reference"
