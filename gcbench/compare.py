@@ -24,10 +24,11 @@ from gcbench.analysis import (
     bootstrap_stat,
     cell_rng,
     chain_table,
-    fmt_ms,
     reference_cell,
 )
 from gcbench.errors import GcbenchError
+from gcbench.format import fmt_ms
+from gcbench.metadata import machine_differences
 from gcbench.store import RunData
 
 EXIT_NO_CHANGE = 0
@@ -41,7 +42,6 @@ METRICS: dict[str, str] = {
     "gc-cost": "counterfactual GC cost per chain (mean chain latency minus the GC-off reference)",
 }
 DEFAULT_THRESHOLD_PCT = 10.0
-MACHINE_FIELDS = ("hostname", "cpu_model", "cpu_count", "machine")
 SLOWER, FASTER, SAME = "slower", "faster", "no change"
 
 
@@ -120,15 +120,14 @@ def check_comparable(base: RunData, new: RunData, ratio: bool, force: bool = Fal
         raise GcbenchError(f"runs cannot be compared: {d[0]} differs (BASE {d[1]!r}, NEW {d[2]!r})")
     benv, nenv = base.meta.get("environment", {}), new.meta.get("environment", {})
     notes = []
-    for f in MACHINE_FIELDS:
-        if benv.get(f) != nenv.get(f):
-            if not (ratio or force):
-                raise GcbenchError(
-                    f"runs cannot be compared: environment.{f} differs (BASE {benv.get(f)!r}, NEW {nenv.get(f)!r}); "
-                    "absolute times from different machines are not comparable: use --ratio to compare each mode "
-                    "against the GC-off reference of its own run, or --force to compare them anyway")
-            how = "compared as ratios" if ratio else "compared anyway (--force): absolute times may differ by machine"
-            notes.append(f"environment.{f} differs (BASE {benv.get(f)!r}, NEW {nenv.get(f)!r}): {how}")
+    for f, b, n in machine_differences(benv, nenv):
+        if not (ratio or force):
+            raise GcbenchError(
+                f"runs cannot be compared: environment.{f} differs (BASE {b!r}, NEW {n!r}); "
+                "absolute times from different machines are not comparable: use --ratio to compare each mode "
+                "against the GC-off reference of its own run, or --force to compare them anyway")
+        how = "compared as ratios" if ratio else "compared anyway (--force): absolute times may differ by machine"
+        notes.append(f"environment.{f} differs (BASE {b!r}, NEW {n!r}): {how}")
     bv, nv = benv.get("backend_versions", {}) or {}, nenv.get("backend_versions", {}) or {}
     for b in sorted(set(bv) & set(nv)):
         if bv[b] != nv[b]:
@@ -239,7 +238,7 @@ def _compare_cell(bc: _Cells, nc: _Cells, key, metric, ratio, threshold_pct, n_b
     if needs_ref:
         rb, rn = bc.reference(key), nc.reference(key)
         if rb is None or rn is None:
-            row.note = NO_REFERENCE
+            row.note = str(NO_REFERENCE)  # Row is plain data: JSON as it stands
             return row
         if rb == key:
             row.note = "is the GC-off reference"

@@ -1,4 +1,4 @@
-"""What machine and software a run was measured on (stored in run.json, checked by compare)."""
+"""What machine and software a run was measured on (stored in run.json), and what "the same machine" means."""
 
 from __future__ import annotations
 
@@ -14,8 +14,20 @@ import psutil
 
 import gcbench
 
-# Fields that must match for two runs to be compared without --force (pyperf refuses the same).
-MACHINE_KEYS = ("hostname", "cpu_model", "cpu_count", "python_version")
+# The same machine: these environment fields are equal. Absolute times from two machines are not comparable, so
+# compare refuses runs that differ in one of them unless --ratio or --force (pyperf refuses the same). The
+# harness's Python version is software, not the machine: comparing two interpreters is what compare is for.
+MACHINE_KEYS = ("hostname", "cpu_model", "cpu_count", "machine")
+# What the shards of one sweep must share, as sweep.json (format 1) records it under "machine": the machine
+# without its architecture field (format 1 never recorded it; cpu_model names the CPU) and the harness's
+# Python version, since a sweep's points are one measurement.
+SWEEP_MACHINE_KEYS = ("hostname", "cpu_model", "cpu_count", "python_version")
+
+
+def machine_differences(a: dict, b: dict, keys: tuple[str, ...] = MACHINE_KEYS) -> list[tuple[str, object, object]]:
+    """(field, value in a, value in b) for every field of `keys` where two environments differ: none on the same
+    machine. A field one of them lacks counts as differing (None)."""
+    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
 
 
 def cpu_model() -> str:

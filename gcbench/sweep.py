@@ -19,7 +19,7 @@ from gcbench.atomic import atomic_write_json, os_reason
 from gcbench.errors import GcbenchError
 from gcbench.formats import SWEEP_FORMAT, SWEEP_KIND, check_version, upgrade_manifest
 from gcbench.gcmode import GcMode, parse_gc_mode
-from gcbench.metadata import MACHINE_KEYS, collect_environment
+from gcbench.metadata import SWEEP_MACHINE_KEYS, collect_environment
 from gcbench.scenario import (
     MAX_OBJECTS,
     Scenario,
@@ -151,7 +151,7 @@ def _manifest(spec: SweepSpec, shard: tuple[int, int]) -> dict:
     return {
         "kind": SWEEP_KIND, "schema_version": SWEEP_FORMAT, "name": spec.name, "grid_hash": spec.grid_hash(),
         "grid": spec.to_dict(), "source": spec.source, "shard": f"{shard[0] + 1}/{shard[1]}",
-        "gcbench_version": env["gcbench_version"], "machine": {k: env.get(k) for k in MACHINE_KEYS},
+        "gcbench_version": env["gcbench_version"], "machine": {k: env.get(k) for k in SWEEP_MACHINE_KEYS},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -252,7 +252,7 @@ def check_compatible(a: dict, b: dict, what: str) -> None:
         raise GcbenchError(f"{what}: a different sweep grid (grid_hash {a['grid_hash']} vs {b['grid_hash']})")
     if a["gcbench_version"] != b["gcbench_version"]:
         raise GcbenchError(f"{what}: gcbench_version differs ({a['gcbench_version']} vs {b['gcbench_version']})")
-    for k in MACHINE_KEYS:
+    for k in SWEEP_MACHINE_KEYS:
         if a["machine"].get(k) != b["machine"].get(k):
             raise GcbenchError(f"{what}: measured on another machine ({k}: {a['machine'].get(k)!r} vs "
                                f"{b['machine'].get(k)!r})")

@@ -5,9 +5,16 @@ import pytest
 
 import gcbench
 from gcbench.analysis import (
+    NO_REFERENCE,
+    ClaimOutcome,
+    NoReference,
+    NoReferenceReason,
+    Reference,
+    RefKind,
+    WarningKind,
     bootstrap_stat,
     chain_table,
-    claim_table,
+    claim_frame,
     counterfactual,
     decode_histogram,
     gc_event_table,
@@ -91,15 +98,15 @@ def test_counterfactual_is_the_exact_difference_with_a_degenerate_ci(known_run):
 
 def test_claim_check_states_the_numbers(known_run):
     s = summarize(known_run.calls, known_run.gc_events, 4)
-    c = claim_table(s).set_index("gc_mode")
+    c = claim_frame(s).set_index("gc_mode")
     assert c.loc["default", "claim_ms"] == 40.0  # 10 ms x 4 calls
     assert c.loc["default", "dead_mean_vs_claim"] == pytest.approx(0.01)
     assert c.loc["default", "pause_max_vs_claim"] == pytest.approx(0.04)
-    v = c.loc["default", "verdict"]
+    v = str(c.loc["default", "verdict"])
     assert v.startswith("python/default: 0.4 ms GC dead time per 4-call chain (p99 0.792, max 0.8 ms)")
     assert "1% of the claimed 40 ms" in v and "largest pause 0.4 ms vs 10 ms" in v and "the claim overstates the per-chain total 100x" in v
     assert "50% of chains hit" in v
-    assert c.loc["disabled", "verdict"] == (
+    assert str(c.loc["disabled", "verdict"]) == (
         "python/disabled: 0 ms GC dead time per 4-call chain, 0% of the claimed 40 ms; no call delayed by GC in 2 chains")
 
 
@@ -152,7 +159,7 @@ def test_python_without_its_gc_off_cell_gets_no_gc_cost_against_rust(tmp_path):
     p = s.loc["python"]
     assert p["gc_cost_ref"] == "" and np.isnan(p["gc_cost_ms"]) and np.isnan(p["gc_cost_lo_ms"])
     assert p["runtime_diff_ref"] == "" and np.isnan(p["runtime_diff_ms"])  # python has an off switch: no rust
-    assert p["gc_cost_note"] == "no GC-off cell of python in this run (measure --gc-mode disabled too)"
+    assert str(p["gc_cost_note"]) == "no GC-off cell of python in this run (measure --gc-mode disabled too)"
     assert s.loc["rust", "gc_cost_ref_kind"] == "no-gc" and s.loc["rust", "gc_cost_ms"] == 0.0
     text = render_summary(s.reset_index(), 5)
     assert "python/default: no GC cost: no GC-off cell of python" in text
@@ -171,7 +178,7 @@ def test_node_uses_a_gc_quiet_cell_verified_from_its_events_else_only_a_runtime_
     d = s.loc[("node", "default")]
     assert d["gc_cost_ref"] == "node/semi:1024" and d["gc_cost_ref_kind"] == "gc-quiet"
     assert d["gc_cost_ms"] == 2.5 and d["gc_cost_lo_ms"] == 2.5 and d["gc_cost_hi_ms"] == 2.5  # 5 x 0.5 ms
-    assert d["gc_cost_note"] == ("vs node/semi:1024 (GC-quiet: 0 server GC events in its measured window (1 rep(s)), "
+    assert str(d["gc_cost_note"]) == ("vs node/semi:1024 (GC-quiet: 0 server GC events in its measured window (1 rep(s)), "
                                  "while its probe reported 5 elsewhere in the run)")
     assert d["runtime_diff_ref"] == ""  # a same-runtime reference exists: no runtime difference
     q = s.loc[("node", "semi:1024")]
@@ -182,7 +189,7 @@ def test_node_uses_a_gc_quiet_cell_verified_from_its_events_else_only_a_runtime_
     a = summarize(alone.calls, alone.gc_events, 5, cells=alone.meta["cells"]).set_index("backend").loc["node"]
     assert a["gc_cost_ref"] == "" and np.isnan(a["gc_cost_ms"])
     assert a["runtime_diff_ref"] == "rust/default" and a["runtime_diff_ms"] == 5.0  # 5 calls x 1 ms
-    assert a["gc_cost_note"] == ("node has no GC off switch and no node cell of this run was GC-quiet; "
+    assert str(a["gc_cost_note"]) == ("node has no GC off switch and no node cell of this run was GC-quiet; "
                                  "runtime difference vs rust/default instead (not GC cost)")
 
     # a cell without events is not GC-quiet when its backend's probe reported nothing anywhere in the run
@@ -222,7 +229,7 @@ def test_per_call_loss_counts_calls_that_lost_10_ms_not_a_mean(tmp_path):
     assert r["loss_per_delayed_call_p50_ms"] == pytest.approx(0.02)
     assert r["loss_per_delayed_call_p90_ms"] == pytest.approx(0.02 + 0.1 * 200.0, rel=1e-9)  # linear at the edge
     assert r["loss_per_delayed_call_max_ms"] == pytest.approx(200.02)
-    assert "10% of calls lost >= 10 ms to GC (the claim: every call)" in r["verdict"]
+    assert "10% of calls lost >= 10 ms to GC (the claim: every call)" in str(r["verdict"])
     # every call losing 10 ms or more: the claim's arithmetic fits
     big = [Pause(0, ch, c, 100_000, 10 * MS) for ch in range(4) for c in range(5)]
     fit = gcbench.load(write_run(tmp_path / "fit", [constant_cell("python", "default", 11 * MS, pauses=big)]))
@@ -242,7 +249,7 @@ def test_harness_gc_is_counted_and_warned_about(tmp_path):
     assert s.loc["default", "client_tracked_allocations_max"] == 1234
     assert s.loc["disabled", "client_tracked_allocations_max"] == 98_765
     assert s.loc["default", "warnings"] == []
-    assert s.loc["disabled", "warnings"] == ["1 collection(s) of the harness's own GC inside the measured window: "
+    assert list(map(str, s.loc["disabled", "warnings"])) == ["1 collection(s) of the harness's own GC inside the measured window: "
                                              "its pauses are inside these call latencies"]
     assert s.loc["disabled", "dead_max_ms"] == 0  # the harness's collection is not server dead time
     text = render_summary(s.reset_index(), 5)
@@ -307,7 +314,73 @@ def test_instability_warnings_name_what_is_unstable(tmp_path):
         Pause(rep=r, chain=c, call=0, offset_ns=10, duration_ns=100, generation=2) for r in (0, 1) for c in range(4)])
     run = gcbench.load(write_run(tmp_path, [Cell("python", "default", lat, pauses), steady]))
     s = summarize(run.calls, run.gc_events, 5).set_index("gc_mode")
-    w = s.loc["default", "warnings"]
+    w = list(map(str, s.loc["default", "warnings"]))
     assert any("repetitions disagree: mean chain latency x1.50" in x for x in w)
     assert any("only 2 CPython full collection(s) seen" in x for x in w)
     assert s.loc["freeze", "warnings"] == []  # same latency in both reps, 8 full collections
+
+
+# ---------------------------------------------------------------------------------------------- typed findings
+
+
+def test_the_verdict_and_the_gc_cost_note_are_typed_findings_that_read_as_sentences(known_run):
+    s = summarize(known_run.calls, known_run.gc_events, 4).set_index("gc_mode")
+    v = s.loc["default", "verdict"]
+    assert v.outcome is ClaimOutcome.OVERSTATES and v.claim_ms == 40.0 and v.overstated_x == pytest.approx(100)
+    assert v.dead_mean_ms == pytest.approx(0.4) and v.chains == 2
+    assert s.loc["disabled", "verdict"].outcome is ClaimOutcome.NO_GC_DELAY
+    note = s.loc["default", "gc_cost_note"]
+    assert note == Reference(("python", "default"), ("python", "disabled"), RefKind.GC_OFF) and not note.is_self
+    assert str(note) == "vs python/disabled (GC off, same backend)"
+    ref = s.loc["disabled", "gc_cost_note"]
+    assert ref.is_self and str(ref) == "the reference (GC off, same backend)"
+    assert s.loc["default", "gc_cost_ref_kind"] == RefKind.GC_OFF.value == "gc-off"  # the label column stays text
+
+
+def test_no_reference_is_a_typed_value_not_an_english_string(tmp_path):
+    """NO_REFERENCE was the sentence itself, imported and compared as text by three modules."""
+    assert not isinstance(NO_REFERENCE, str)
+    assert NO_REFERENCE.reason is NoReferenceReason.NOT_IN_RUN and str(NO_REFERENCE) == "no GC-off reference in this run"
+    alone = gcbench.load(write_run(tmp_path, [constant_cell("go", "default", 2 * MS)]))
+    note = summarize(alone.calls, alone.gc_events, 5).loc[0, "gc_cost_note"]
+    assert note == NoReference(NoReferenceReason.NO_OFF_CELL, "go", "") and note.runtime_ref is None
+
+
+def test_warnings_are_typed_with_their_numbers(tmp_path):
+    lat = np.full((2, 4, 5), MS, np.int64)
+    lat[1] = int(1.5 * MS)
+    pauses = [Pause(rep=0, chain=0, call=1, offset_ns=10, duration_ns=100, generation=2)]
+    run = gcbench.load(write_run(tmp_path, [Cell("python", "default", lat, pauses)]))
+    w = summarize(run.calls, run.gc_events, 5).loc[0, "warnings"]
+    assert [x.kind for x in w] == [WarningKind.REPS_DISAGREE, WarningKind.FEW_FULL_COLLECTIONS]
+    assert w[0].spread == pytest.approx(1.5, rel=1e-3) and w[0].reps == 2 and w[1].full == 1
+
+
+def test_the_json_report_keeps_the_sentences(known_run):
+    from gcbench.report.json_export import report_dict
+    from gcbench.report.model import build_report
+
+    report = build_report(known_run, n_boot=10)
+    doc = report_dict(report)
+    assert doc["verdicts"] == [str(v) for v in report.summary["verdict"]]
+    row = doc["summary"][0]
+    assert row["verdict"] == doc["verdicts"][0] and row["gc_cost_note"] == "vs python/disabled (GC off, same backend)"
+    assert row["warnings"] == [str(w) for w in report.summary.loc[0, "warnings"]] and doc["claim"][0]["verdict"] == row["verdict"]
+
+
+def test_every_name_of_the_former_module_is_still_importable():
+    """gcbench/analysis.py became a package: importers did not have to change."""
+    import gcbench.analysis as analysis
+
+    former = ["BOOTSTRAP_SAMPLES", "BOOTSTRAP_SEED", "CALL_LOSS_COLUMNS", "CELL_KEYS", "CLAIM_FIT_SHARE",
+              "CLAIM_PAUSE_MS", "CONTROL_BACKEND", "COUNTERFACTUAL_COLUMNS", "FEW_FULL_COLLECTIONS", "GC_EVENT_TYPES",
+              "GROUP_KEYS", "HARNESS_COLUMNS", "HDR_HIGHEST_NS", "HDR_LOWEST_NS", "HDR_SIGNIFICANT_DIGITS",
+              "LATENCY_PERCENTILES", "NO_GC_RUNTIMES", "NO_OFF_SWITCH_RUNTIMES", "NO_REFERENCE", "OFF_MODE",
+              "OFF_MODES", "UNSTABLE_CHAIN_CV", "UNSTABLE_REP_SPREAD", "attribute", "backend_runtimes",
+              "bootstrap_stat", "call_loss_table", "cell_rng", "chain_stats", "chain_table", "claim_table",
+              "claim_verdict", "counterfactual", "decode_histogram", "fmt_ms", "fmt_share", "gc_event_table",
+              "gc_quiet_cells", "harness_gc_table", "instability_warnings", "latency_histogram",
+              "latency_histograms", "latency_table", "measured_server_events", "merge_histograms",
+              "merge_intervals", "overlap_ns", "pct_name", "reference_cell", "runtime_reference", "stats_warnings",
+              "summarize"]
+    assert [n for n in former if not hasattr(analysis, n)] == []

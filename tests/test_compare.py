@@ -134,3 +134,28 @@ def test_no_common_cell_cannot_be_compared(tmp_path):
 def test_metric_parsing():
     assert parse_metrics(None) == ["chain-p50", "chain-p99", "dead-time", "gc-cost"]
     assert parse_metrics(["chain-p99,gc-cost", "chain-p99"]) == ["chain-p99", "gc-cost"]
+
+
+def test_compare_refuses_exactly_the_fields_that_metadata_calls_the_machine(base):
+    """One definition of the same machine (metadata.MACHINE_KEYS): compare kept a list of its own, and the one
+    in metadata, which said compare checked it, named the Python version instead of the architecture."""
+    import copy
+    import dataclasses
+
+    from gcbench.compare import check_comparable
+    from gcbench.metadata import MACHINE_KEYS
+
+    run = gcbench.load(base)
+
+    def with_env(**changes):
+        meta = copy.deepcopy(run.meta)
+        meta["environment"].update(changes)
+        return dataclasses.replace(run, meta=meta)
+
+    for key in MACHINE_KEYS:
+        other = with_env(**{key: "elsewhere"})
+        with pytest.raises(GcbenchError, match=f"environment.{key} differs"):
+            check_comparable(run, other, ratio=False)
+        assert any(n.startswith(f"environment.{key} differs") for n in check_comparable(run, other, ratio=True))
+    # the harness's interpreter is software, not the machine: a run under another Python is compared
+    assert not any("python_version" in n for n in check_comparable(run, with_env(python_version="3.12.1"), False))

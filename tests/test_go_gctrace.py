@@ -153,10 +153,10 @@ def test_unplaced_cycles_stay_out_of_attribution_and_pause_tables():
 
 def test_stats_warnings():
     assert stats_warnings([{"clock_steps": 0, "clock_step_max_ns": 400}, {}]) == []
-    (w,) = stats_warnings([{"clock_steps": 1, "clock_step_max_ns": 5_000_000_000}, {"clock_steps": 2}])
+    (w,) = map(str, stats_warnings([{"clock_steps": 1, "clock_step_max_ns": 5_000_000_000}, {"clock_steps": 2}]))
     assert "stepped 3 time(s)" in w and "largest 5000 ms" in w
-    (w,) = stats_warnings([{"stw_phases": {"unplaced_no_line": 2, "unplaced_mismatch": 1,
-                                           "unplaced_pause_ns": 450_000}}])
+    (w,) = map(str, stats_warnings([{"stw_phases": {"unplaced_no_line": 2, "unplaced_mismatch": 1,
+                                                    "unplaced_pause_ns": 450_000}}]))
     assert w.startswith("3 GC cycle(s) could not be split") and "0.45 ms" in w
 
 
@@ -164,7 +164,7 @@ def test_clock_step_warning_reaches_the_report(tmp_path):
     run = load_run(write_run(tmp_path / "runs", [constant_cell("go", "default", 1_000_000)]))
     assert build_report(run, n_boot=10).summary["warnings"].iloc[0] == []
     run.meta["cells"][0]["stats"] = {"clock_steps": 1, "clock_step_max_ns": 2_500_000}
-    (w,) = build_report(run, n_boot=10).summary["warnings"].iloc[0]
+    (w,) = map(str, build_report(run, n_boot=10).summary["warnings"].iloc[0])
     assert "wall clock stepped 1 time(s) (largest 2.5 ms)" in w
     summary = summarize(run.calls, run.gc_events, 5, n_boot=10, cells=[{**run.meta["cells"][0], "status": "failed"}])
     assert summary["warnings"].iloc[0] == []  # only measured cells count

@@ -76,7 +76,7 @@ class HtmlExporter(Exporter):
                 if item == "verdicts":
                     verdicts = list(report.summary.get("verdict", [])) or ["no measured cells"]
                     parts.append('<ul class="verdicts" id="verdicts">'
-                                 + "".join(f"<li>{escape(v)}</li>" for v in verdicts) + "</ul>")
+                                 + "".join(f"<li>{escape(str(v))}</li>" for v in verdicts) + "</ul>")
                 elif kind == "table":
                     parts.append(html_table(tables[key]))
                 elif kind == "figure":

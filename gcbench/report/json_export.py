@@ -15,8 +15,8 @@ from gcbench.report.model import Report
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
-    # to_json turns NaN into null and numpy scalars into plain numbers
-    return json.loads(df.to_json(orient="records")) if len(df) else []
+    # to_json turns NaN into null, numpy scalars into plain numbers and a typed finding into its sentence
+    return json.loads(df.to_json(orient="records", default_handler=str)) if len(df) else []
 
 
 def report_dict(report: Report) -> dict:
@@ -36,7 +36,7 @@ def report_dict(report: Report) -> dict:
                                                 "gcbench_version", "backend_versions")},
         "calls_per_chain": report.calls_per_chain,
         "claim_ms": report.claim_ms,
-        "verdicts": list(report.summary.get("verdict", [])),
+        "verdicts": [str(v) for v in report.summary.get("verdict", [])],
         "summary": _records(report.summary),
         "claim": _records(report.claim),
         "latency": _records(report.latency),

@@ -41,7 +41,7 @@ class MarkdownExporter(Exporter):
             for item in items:
                 kind, _, key = item.partition(":")
                 if item == "verdicts":
-                    lines += [f"- {_cell(v)}" for v in report.summary.get("verdict", [])] or ["- no measured cells"]
+                    lines += [f"- {_cell(str(v))}" for v in report.summary.get("verdict", [])] or ["- no measured cells"]
                     lines.append("")
                 elif kind == "table":
                     lines += md_table(tables[key])

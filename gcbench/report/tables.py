@@ -115,7 +115,7 @@ def gc_cost_table(report: Report) -> Table:
     rows = []
     for r in report.summary.itertuples():
         name = f"{r.backend}/{r.gc_mode}"
-        note = getattr(r, "gc_cost_note", "") or NO_REFERENCE
+        note = str(getattr(r, "gc_cost_note", "") or NO_REFERENCE)
         if not r.gc_cost_ref:
             rows.append([r.backend, r.gc_mode, "-", note, "-", "-", "-"])
         elif r.gc_cost_ref == name:
@@ -202,7 +202,7 @@ def hiccup_tables(report: Report) -> list[Table]:
 
 def warnings_tables(report: Report) -> list[Table]:
     """Present only when a cell looks unstable (see analysis.instability_warnings)."""
-    rows = [[f"{r.backend}/{r.gc_mode}", w] for r in report.summary.itertuples() for w in getattr(r, "warnings", [])]
+    rows = [[f"{r.backend}/{r.gc_mode}", str(w)] for r in report.summary.itertuples() for w in getattr(r, "warnings", [])]
     if not rows:
         return []
     return [Table("warnings", "Warnings", "Cells whose numbers may not be stable: repetitions that disagree, chains "
