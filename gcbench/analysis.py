@@ -7,6 +7,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from gcbench.probes.pygc_kinds import duration_check_warnings, full_collection_warnings
+
 CLAIM_PAUSE_MS = 10.0  # the claim: "a 10 ms GC pause during a chain of 50 tool calls ..."
 CELL_KEYS = ["backend", "gc_mode", "rep"]
 GROUP_KEYS = ["backend", "gc_mode"]
@@ -606,11 +608,8 @@ def instability_warnings(summary: pd.DataFrame, chains: pd.DataFrame, events: pd
                      f"{chain_ms.max() / chain_ms.mean():.1f}x the mean): use more chains or reps before trusting it")
         mine = events[(events["backend"] == r.backend) & (events["gc_mode"] == r.gc_mode)] if len(events) else events
         is_cpython = len(mine) and (mine["runtime"] == "python").any()
-        if is_cpython:
-            full = int((mine["generation"] == 2).sum())
-            if full < FEW_FULL_COLLECTIONS:
-                w.append(f"only {full} CPython full collection(s) seen: too few to say anything about their cost "
-                         "(longer runs or a bigger live heap, see CPython's 25% pending rule)")
+        if is_cpython:  # what a full collection is depends on the interpreter (incremental, free-threaded)
+            w += full_collection_warnings(mine, cells, r.backend, r.gc_mode, FEW_FULL_COLLECTIONS)
         w += stats_warnings([c.get("stats") or {} for c in cells or ()
                              if c.get("backend") == r.backend and c.get("gc_mode") == r.gc_mode
                              and c.get("status") == "ok"])
@@ -620,7 +619,7 @@ def instability_warnings(summary: pd.DataFrame, chains: pd.DataFrame, events: pd
 
 def stats_warnings(stats: list[dict]) -> list[str]:
     """Warnings from the stats records of one (backend, gc mode)'s cells."""
-    w = []
+    w = duration_check_warnings(stats)
     steps = sum(int(s.get("clock_steps") or 0) for s in stats)
     if steps:
         step_ms = max(int(s.get("clock_step_max_ns") or 0) for s in stats) / 1e6
