@@ -373,7 +373,7 @@ def _measure(handle, scenario, backend, arguments, think_ns, config) \
             gc.unfreeze()
             probe.uninstall()
             client = [
-                {"generation": g, "start_ns": s, "end_ns": e, "collected": c}
+                {"generation": g, "kind": probe.kind(g), "start_ns": s, "end_ns": e, "collected": c}
                 for g, s, e, c, _ in probe.drain()
             ]
     return records, client, (t_start, t_end), allocs
@@ -408,7 +408,8 @@ def events_frame(server: list[dict], client: list[dict], backend: str, mode: str
                          "start_ns": e["start_ns"], "end_ns": e["end_ns"],
                          "collected": int(e.get("collected", -1))})
     for e in client:
-        rows.append({"source": "client", "type": "gc", "runtime": "python", "kind": f"gen{e['generation']}",
+        rows.append({"source": "client", "type": "gc", "runtime": "python",
+                     "kind": e.get("kind", f"gen{e['generation']}"),
                      "generation": e["generation"], "start_ns": e["start_ns"], "end_ns": e["end_ns"],
                      "collected": e["collected"]})
     if not rows:

@@ -10,6 +10,7 @@ from typing import ClassVar
 import pandas as pd
 
 from gcbench.format import fmt_ms
+from gcbench.probes.pygc_kinds import duration_check_warnings, full_collection_mask, full_collection_warnings
 
 UNSTABLE_REP_SPREAD = 1.2  # fastest vs slowest repetition's mean chain latency
 UNSTABLE_CHAIN_CV = 0.25  # std / mean of chain latency
@@ -23,6 +24,7 @@ class WarningKind(Enum):
     CLOCK_STEPPED = "clock-stepped"
     UNPLACED_PHASES = "unplaced-phases"
     HARNESS_GC = "harness-gc"
+    PROBE_CLOCK_DISAGREES = "probe-clock-disagrees"
 
 
 class CellWarning:
@@ -56,11 +58,21 @@ class ChainsSpread(CellWarning):
 @dataclass(frozen=True)
 class FewFullCollections(CellWarning):
     kind: ClassVar[WarningKind] = WarningKind.FEW_FULL_COLLECTIONS
-    full: int  # CPython generation-2 collections seen
+    full: int  # CPython full collections seen (what counts as one depends on the interpreter: pygc_kinds)
+    text: str = ""  # the interpreter-aware sentence (pygc_kinds.few_full_collections_warning)
 
     def __str__(self) -> str:
-        return (f"only {self.full} CPython full collection(s) seen: too few to say anything about their cost "
-                "(longer runs or a bigger live heap, see CPython's 25% pending rule)")
+        return self.text or (f"only {self.full} CPython full collection(s) seen: too few to say anything about "
+                             "their cost (longer runs or a bigger live heap, see CPython's 25% pending rule)")
+
+
+@dataclass(frozen=True)
+class ProbeClockDisagrees(CellWarning):
+    kind: ClassVar[WarningKind] = WarningKind.PROBE_CLOCK_DISAGREES
+    text: str  # pygc_kinds.duration_check_warnings: CPython 3.15's own "duration" against the probe's interval
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -114,10 +126,10 @@ def instability_warnings(summary: pd.DataFrame, chains: pd.DataFrame, events: pd
             w.append(ChainsSpread(float(chain_ms.std() / chain_ms.mean()), float(chain_ms.max() / chain_ms.mean())))
         mine = events[(events["backend"] == r.backend) & (events["gc_mode"] == r.gc_mode)] if len(events) else events
         is_cpython = len(mine) and (mine["runtime"] == "python").any()
-        if is_cpython:
-            full = int((mine["generation"] == 2).sum())
-            if full < FEW_FULL_COLLECTIONS:
-                w.append(FewFullCollections(full))
+        if is_cpython:  # what a full collection is depends on the interpreter (incremental, free-threaded)
+            full = int(sum(full_collection_mask(mine, cells)))
+            w += [FewFullCollections(full, text)
+                  for text in full_collection_warnings(mine, cells, r.backend, r.gc_mode, FEW_FULL_COLLECTIONS)]
         w += stats_warnings([c.get("stats") or {} for c in cells or ()
                              if c.get("backend") == r.backend and c.get("gc_mode") == r.gc_mode
                              and c.get("status") == "ok"])
@@ -127,7 +139,7 @@ def instability_warnings(summary: pd.DataFrame, chains: pd.DataFrame, events: pd
 
 def stats_warnings(stats: list[dict]) -> list[CellWarning]:
     """Warnings from the stats records of one (backend, gc mode)'s cells."""
-    w: list[CellWarning] = []
+    w: list[CellWarning] = [ProbeClockDisagrees(text) for text in duration_check_warnings(stats)]
     steps = sum(int(s.get("clock_steps") or 0) for s in stats)
     if steps:
         w.append(ClockStepped(steps, max(int(s.get("clock_step_max_ns") or 0) for s in stats) / 1e6))

@@ -1,11 +1,19 @@
 """GC probe for CPython processes: records every collection through ``gc.callbacks``.
 
 Standard library only, importable without the gcbench package: the built-in Python server, the
-auto-attached probe for users' servers and the harness itself all use it. The callback appends five
+auto-attached probe for users' servers and the harness itself all use it. The callback appends seven
 integers to an ``array`` (no Python object kept per event, no I/O, no heap walk) and never writes:
 ``flush()``, called only on ``gcbench/flush`` and at exit (outside the measured window), writes JSON lines
 to the side-channel file. Memory stays bounded: past ``GC_MAX_EVENTS`` unflushed events the callback only
 counts (``gc_events_dropped`` in the stats record).
+
+What a collection is depends on the interpreter (pygc_kinds, beside this file, says what was found per
+version): the callback stores the raw generation; flush writes the kind it means on this interpreter
+(gen0/gen1/gen2 on the generational GC; young/increment/full on 3.14.0-3.14.4's incremental GC, whose
+automatic collections all report generation 1; full for every collection of a free-threaded build). The
+stats record carries the interpreter's version_info, build and GC design once. CPython 3.15's own
+"duration" and "candidates", when the info dict has them, go into the event record (cpython_duration_ns,
+candidates) and the duration is checked against the probe's interval (gc_duration_* in the stats record).
 
 ``HiccupMeter`` (started by ``GcProbe.start_meter_from_env``) is the hiccup meter of PROTOCOL.md: a daemon
 thread that sleeps a fixed interval and records how late it woke. It needs the GIL to wake, so it sees every
@@ -22,11 +30,17 @@ import sys
 import threading
 import time
 
-_FIELDS = 5  # generation, start_ns, end_ns, collected, uncollectable
+try:  # as gcbench.probes.python_gc
+    from . import pygc_kinds
+except ImportError:  # loaded on its own, with this folder on sys.path (servers, sitecustomize)
+    import pygc_kinds
+
+# generation, start_ns, end_ns, collected, uncollectable, CPython's duration in ns and candidates (3.15; -1 absent)
+_FIELDS = 7
 # Events go into arrays of at most CHUNK_EVENTS; a full one is set aside and a new one started, so no append
-# inside the callback reallocates (copies) more than one chunk (640 KiB), however many events are held.
+# inside the callback reallocates (copies) more than one chunk (896 KiB), however many events are held.
 CHUNK_EVENTS = 16_384
-GC_MAX_EVENTS = 2_000_000  # unflushed (80 MB at most); beyond this GC events are only counted as dropped
+GC_MAX_EVENTS = 2_000_000  # unflushed (112 MB at most); beyond this GC events are only counted as dropped
 HICCUP_FLOOR_US = 200  # default: only wake-ups later than this are recorded as events
 HICCUP_MAX_EVENTS = 1_000_000  # unflushed; beyond this hiccups are only counted (memory stays bounded)
 
@@ -107,10 +121,14 @@ class HiccupMeter:
 
 
 class GcProbe:
-    def __init__(self, path: str | None, runtime: str = "python", kind_prefix: str = "gen") -> None:
+    def __init__(self, path: str | None, runtime: str = "python", version_info=None,
+                 gil_disabled: bool | None = None, clock=None) -> None:
+        """`version_info` / `gil_disabled` (sys.version_info and sysconfig's Py_GIL_DISABLED by default) decide
+        what each generation is called; tests pass another interpreter's. `clock` defaults to monotonic_ns."""
         self.path = path
         self.runtime = runtime
-        self.kind_prefix = kind_prefix
+        self.gc_runtime = pygc_kinds.runtime_info(version_info, gil_disabled)
+        self._kinds = self.gc_runtime["gc_kinds"]
         self._buf = array.array("q")  # the chunk being filled
         self._chunks: list[array.array] = []  # full chunks, oldest first
         self._held = 0  # events in _chunks and _buf
@@ -119,8 +137,12 @@ class GcProbe:
         self.dropped = 0  # seen but not held: the buffer was at GC_MAX_EVENTS
         self.written = 0
         self._installed = False
-        self._clock = time.monotonic_ns
+        self._clock = clock or time.monotonic_ns
         self.meter: HiccupMeter | None = None
+        # cross-check with CPython's own duration (3.15+), counted at flush
+        self.duration_checked = 0
+        self.duration_probe_short = 0  # the probe's interval shorter than CPython's own: clocks disagree
+        self.duration_excess_max_ns: int | None = None  # the largest (probe interval - CPython's duration)
 
     def install(self) -> GcProbe:
         if not self._installed:
@@ -152,8 +174,9 @@ class GcProbe:
             self.dropped += 1
             return
         buf = self._buf
+        d = info.get("duration")  # 3.15+: seconds, CPython's own timer; converted here (cheap), checked at flush
         buf.extend((info["generation"], self._start_ns, end_ns, info.get("collected", -1),
-                    info.get("uncollectable", -1)))
+                    info.get("uncollectable", -1), -1 if d is None else round(d * 1e9), info.get("candidates", -1)))
         self._held += 1
         if len(buf) >= CHUNK_EVENTS * _FIELDS:
             self._chunks.append(buf)
@@ -175,17 +198,26 @@ class GcProbe:
         return chunks
 
     def drain(self) -> list[tuple[int, int, int, int, int]]:
-        """Return the buffered events as tuples and empty the buffer (for in-process use)."""
+        """Return the buffered events as (generation, start_ns, end_ns, collected, uncollectable) tuples and
+        empty the buffer (for in-process use)."""
+        return [e[:5] for e in self._drain_all()]
+
+    def _drain_all(self) -> list[tuple]:
         out = []
         for b in self._take():
             out.extend(tuple(b[i : i + _FIELDS]) for i in range(0, len(b), _FIELDS))
         return out
+
+    def kind(self, generation: int) -> str:
+        """What a collection of `generation` is on this interpreter (gen2, increment, full, ...)."""
+        return self._kinds[generation] if 0 <= generation < len(self._kinds) else f"gen{generation}"
 
     def stats_record(self, gc_enabled: bool | None = None) -> dict:
         rec = {
             "type": "stats",
             "runtime": self.runtime,
             "python_version": sys.version.split()[0],
+            **self.gc_runtime,  # version_info, build, GC design and the kind of each generation
             "gc_enabled": gc.isenabled() if gc_enabled is None else gc_enabled,
             "gc_counts": list(gc.get_count()),
             "gc_thresholds": list(gc.get_threshold()),
@@ -195,6 +227,9 @@ class GcProbe:
             "gc_events_seen": self.seen,
             "gc_events_dropped": self.dropped,
             "gc_events_max": GC_MAX_EVENTS,
+            "gc_duration_checked": self.duration_checked,
+            "gc_duration_probe_short": self.duration_probe_short,
+            "gc_duration_excess_max_ns": self.duration_excess_max_ns,
             "flush_ns": self._clock(),  # when this record was made: shows every write is outside the window
         }
         if self.meter is not None:
@@ -215,29 +250,39 @@ class GcProbe:
             if was_enabled:
                 gc.enable()
 
+    def _check_duration(self, start: int, end: int, duration_ns: int) -> None:
+        self.duration_checked += 1
+        excess = end - start - duration_ns
+        if excess < -pygc_kinds.DURATION_TOLERANCE_NS:
+            self.duration_probe_short += 1
+        if self.duration_excess_max_ns is None or excess > self.duration_excess_max_ns:
+            self.duration_excess_max_ns = excess
+
     def _flush(self, stats: bool, gc_enabled: bool) -> int:
-        events = self.drain()
+        events = self._drain_all()
         if self.path is None:
             return self.written
         lines = []
-        for gen, start, end, collected, uncollectable in events:
-            lines.append(
-                json.dumps(
-                    {
-                        "type": "gc",
-                        "runtime": self.runtime,
-                        "kind": f"{self.kind_prefix}{gen}",
-                        "generation": gen,
-                        "start_ns": start,
-                        "end_ns": end,
-                        "collected": collected,
-                        "uncollectable": uncollectable,
-                        "pid": os.getpid(),
-                    }
-                )
-            )
+        pid = os.getpid()
+        for gen, start, end, collected, uncollectable, duration_ns, candidates in events:
+            rec = {
+                "type": "gc",
+                "runtime": self.runtime,
+                "kind": self.kind(gen),
+                "generation": gen,
+                "start_ns": start,
+                "end_ns": end,
+                "collected": collected,
+                "uncollectable": uncollectable,
+                "pid": pid,
+            }
+            if duration_ns >= 0:
+                rec["cpython_duration_ns"] = duration_ns
+                self._check_duration(start, end, duration_ns)
+            if candidates >= 0:
+                rec["candidates"] = candidates
+            lines.append(json.dumps(rec))
         if self.meter is not None:
-            pid = os.getpid()
             for due, woke in self.meter.drain():
                 lines.append(
                     f'{{"type":"hiccup","runtime":"{self.runtime}","kind":"hiccup","generation":-1,'

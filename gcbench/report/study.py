@@ -31,11 +31,11 @@ from gcbench.analysis import (
     summarize,
 )
 from gcbench.errors import GcbenchError
+from gcbench.probes.pygc_kinds import full_collection_mask
 from gcbench.report.tables import Table
 
 DEFAULT_MODE = "default"
-FULL_COLLECTION_BACKEND = "python"  # CPython: generation 2 is a full collection of every tracked object
-FULL_COLLECTION_GENERATION = 2
+FULL_COLLECTION_BACKEND = "python"  # CPython: a full collection traverses every tracked object
 THINK_TIMES_S = (0.5, 2.0, 5.0)  # LLM think time per call assumed in section 6 (stated in the report)
 STABLE_SPREAD = 1.2  # max/min of per-repetition means within this counts as reproducible (about 20%)
 FORMATS = ("text", "md", "html")
@@ -172,7 +172,7 @@ class Study:
     chains: pd.DataFrame  # analysis.chain_table rows with point, heap_objects, profile
     pauses: pd.DataFrame  # measured server GC events with point, heap_objects, profile, duration_ms
     ratios: pd.DataFrame  # each mode against its backend's default at the same point
-    full_gc: pd.DataFrame  # CPython generation-2 pauses per (profile or "all", heap), with tracked objects
+    full_gc: pd.DataFrame  # CPython full-collection pauses per (profile or "all", heap), with tracked objects
     crossings: dict[str, Crossing]  # per profile and "all": tracked objects where a full collection reaches 10 ms
     crossings_max: dict[str, Crossing]  # the same on the largest full collection
     rerun: Study | None = None  # the same sweep measured again (gcbench study --rerun): reproducibility
@@ -232,7 +232,8 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
         ev = measured_server_events(run.gc_events)
         ev_tracked = [tracked.get((b, m, int(rep)), math.nan)
                       for b, m, rep in zip(ev["backend"], ev["gc_mode"], ev["rep"], strict=True)]
-        pauses.append(ev.assign(**where, duration_ms=ev["duration_ns"] / 1e6, tracked_objects=ev_tracked))
+        pauses.append(ev.assign(**where, duration_ms=ev["duration_ns"] / 1e6, tracked_objects=ev_tracked,
+                                full=full_collection_mask(ev, run.meta.get("cells"))))
     cells_df = pd.concat(cells, ignore_index=True)
     chains_df = pd.concat(chains, ignore_index=True)
     pauses_df = pd.concat(pauses, ignore_index=True)
@@ -309,13 +310,14 @@ def full_gc_crossing(rows: pd.DataFrame, col: str) -> Crossing:
 
 
 def _full_gc_table(pauses: pd.DataFrame, cells: pd.DataFrame, heaps: list[int], profiles: list[str]) -> pd.DataFrame:
-    """CPython generation-2 pauses of the python backend in its default mode: count, median and max per heap
-    size, per profile and over all profiles ("all"); the tracked objects the probe counted there (median over
-    the cells) and the median cost per tracked object of one full collection (each pause / its cell's count).
-    `python_measured` says whether that cell exists at all."""
+    """CPython full-collection pauses (the `full` column: what is full depends on the interpreter, see
+    pygc_kinds) of the python backend in its default mode: count, median and max per heap size, per profile
+    and over all profiles ("all"); the tracked objects the probe counted there (median over the cells) and the
+    median cost per tracked object of one full collection (each pause / its cell's count). `python_measured`
+    says whether that cell exists at all."""
     key = (FULL_COLLECTION_BACKEND, DEFAULT_MODE)
     sel = pauses[(pauses["backend"] == key[0]) & (pauses["gc_mode"] == key[1])
-                 & (pauses["generation"] == FULL_COLLECTION_GENERATION)] if len(pauses) else pauses
+                 & pauses["full"].astype(bool)] if len(pauses) else pauses
     c = cells[(cells["backend"] == key[0]) & (cells["gc_mode"] == key[1])]
     measured = set(zip(c["profile"], c["heap_objects"], strict=True))
     rows = []

@@ -15,10 +15,10 @@ from gcbench.analysis import (
     CONTROL_BACKEND,
     fmt_ms,
 )
+from gcbench.probes.pygc_kinds import FULL_COLLECTION_NOTE
 from gcbench.report.study import (
     DEFAULT_MODE,
     FULL_COLLECTION_BACKEND,
-    FULL_COLLECTION_GENERATION,
     STABLE_SPREAD,
     THINK_TIMES_S,
     Bullets,
@@ -172,11 +172,11 @@ def full_gc_sentence(study: Study) -> str:
     """Where a CPython full collection reaches the claim's pause, over all profiles (or the only one)."""
     key = "all" if "all" in study.crossings else next(iter(study.crossings), None)
     c = study.crossings.get(key) if key else None
-    what = (f"a CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, median generation-"
-            f"{FULL_COLLECTION_GENERATION} pause" + (", all profiles)" if key == "all" else ")"))
+    what = (f"a CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, median full-collection "
+            "pause" + (", all profiles)" if key == "all" else ")"))
     if c is None or c.status == "no-data":
-        return (f"No CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, generation "
-                f"{FULL_COLLECTION_GENERATION}) happened inside a measurement window of this sweep, so where it "
+        return (f"No CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}: "
+                f"{FULL_COLLECTION_NOTE}) happened inside a measurement window of this sweep, so where it "
                 f"reaches {CLAIM_PAUSE_MS:g} ms cannot be said from it.")
     out = f"Where {what} reaches {CLAIM_PAUSE_MS:g} ms on this machine: {c.text}."
     per_obj = study.full_gc[study.full_gc["profile"] == key]["ns_per_object_p50"].dropna()
@@ -274,9 +274,9 @@ def full_gc_table(study: Study) -> Table:
             cells.append("not measured" if not r.python_measured else f"none{tracked}" if not r.count
                          else f"{fmt_ms(r.p50_ms)} / {fmt_ms(r.max_ms)} (n={r.count}){tracked}{per_obj}")
         rows.append([prof, *cells, study.crossings[prof].text, study.crossings_max[prof].text])
-    return Table("full-gc", f"CPython full collections ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, generation "
-                 f"{FULL_COLLECTION_GENERATION})",
-                 f"Median / largest generation-2 pause (ms) and their number per grid heap size; the GC-tracked "
+    return Table("full-gc", f"CPython full collections ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}: "
+                 f"{FULL_COLLECTION_NOTE})",
+                 f"Median / largest full-collection pause (ms) and their number per grid heap size; the GC-tracked "
                  f"objects the probe counted in those cells (gc.get_objects(), the server's own import-time heap "
                  f"included) and the median pause per tracked object; where the median and the largest reach "
                  f"{CLAIM_PAUSE_MS:g} ms, interpolated log-log between the measured tracked-object counts.",
