@@ -156,7 +156,7 @@ def test_a_probe_interval_shorter_than_cpython_s_own_duration_is_counted_and_war
     assert stats["gc_duration_checked"] == 1 and stats["gc_duration_probe_short"] == 1
     assert stats["gc_duration_excess_max_ns"] == -4_000
     (w,) = stats_warnings([stats])
-    assert "1 of 1 CPython collection(s) lasted less by the probe's clock" in w
+    assert "1 of 1 CPython collection(s) lasted less by the probe's clock" in str(w)
     assert stats_warnings([{**stats, "gc_duration_probe_short": 0}]) == []
 
 
@@ -209,7 +209,7 @@ def _warnings_of(tmp_path, pauses, stats, name):
 
     r = gcbench.load(run)
     s = summarize(r.calls, r.gc_events, 5, cells=r.meta["cells"])
-    return s.loc[0, "warnings"]
+    return [str(w) for w in s.loc[0, "warnings"]]  # typed findings; their sentences
 
 
 def test_the_few_full_collections_warning_says_what_a_full_collection_is_there(tmp_path):
