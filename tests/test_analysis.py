@@ -19,7 +19,7 @@ from gcbench.analysis import (
     runtime_reference,
     summarize,
 )
-from gcbench.report.text import render_summary
+from gcbench.report.summary import render_summary
 
 from .synthetic import Cell, Pause, constant_cell, noisy_cell, write_run
 

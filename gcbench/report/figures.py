@@ -4,9 +4,7 @@ that every figure grows with the backends and GC modes of the run."""
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -320,24 +318,3 @@ def rendered_figures(report: Report) -> list[tuple[FigureSpec, bytes]]:
     if "figures" not in report.cache:
         report.cache["figures"] = [(spec, png_bytes(spec.figure)) for spec in all_figures(report)]
     return report.cache["figures"]
-
-
-def figure_file_name(out: Path, spec: FigureSpec) -> str:
-    return f"{out.stem}-{spec.name}.png"
-
-
-def save_figures(report: Report, out: Path) -> list[tuple[FigureSpec, str]]:
-    """Write every figure as a PNG next to `out`; returns (figure, file name relative to out's folder)."""
-    saved = []
-    for spec, png in rendered_figures(report):
-        name = figure_file_name(out, spec)
-        atomic_write(out.parent / name, png)
-        saved.append((spec, name))
-    return saved
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

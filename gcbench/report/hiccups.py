@@ -1,4 +1,4 @@
-"""The text report's hiccup section: what the meters saw, where the slowest calls' time went, the meter's cost.
+"""The summary's hiccup section: what the meters saw, where the slowest calls' time went, the meter's cost.
 
 Empty for a run without the hiccup meter (`gcbench run --hiccup-us N`).
 """
@@ -9,10 +9,9 @@ import pandas as pd
 
 from gcbench.analysis import fmt_ms, fmt_share
 from gcbench.hiccup_analysis import has_hiccups, hiccup_table, meter_overhead_table, tail_breakdown
+from gcbench.report.document import Bullets, Paragraph, Section, Table
+from gcbench.report.numbers import signed
 from gcbench.store import RunData
-
-# runtimes whose meter shares the thread that serves calls (the GIL, the event loop)
-SHARED_THREAD_RUNTIMES = ("python", "node")
 
 
 def metered(run: RunData) -> bool:
@@ -21,27 +20,16 @@ def metered(run: RunData) -> bool:
     return bool(config.get("hiccup_us")) or has_hiccups(run.gc_events)
 
 
-def _table(headers: list[str], rows: list[list[str]], left: int = 2) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
-    return [fmt(headers), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
-
-
 def _rate(v: float) -> str:
     return "-" if v != v else f"{v:.3g}"
 
 
-def render_hiccups(run: RunData) -> str:
+def hiccup_section(run: RunData) -> list[Section]:
+    """The summary's hiccup section; none for a run without the meter."""
     if not metered(run) or len(run.calls) == 0:
-        return ""
+        return []
     config = run.meta.get("config", {}) or {}
     calls, events = run.calls, run.gc_events
-    lines = ["", f"Hiccups (meter wakes every {config.get('hiccup_us', '?')} us, records wake-ups later than "
-                 f"{config.get('hiccup_floor_us', '?')} us; times in ms, measured windows only):"]
     h = hiccup_table(calls, events)
     metered_backends = {c.get("backend") for c in run.meta.get("cells", []) if c.get("hiccup_us")}
     rows = []
@@ -54,40 +42,44 @@ def render_hiccups(run: RunData) -> str:
             str(r.control_hiccups), _rate(r.control_per_s), fmt_ms(r.control_p99_ms), fmt_ms(r.control_max_ms),
             fmt_ms(r.client_lag_p99_ms), fmt_ms(r.client_lag_max_ms),
         ])
-    lines += _table(["backend", "gc mode", "server n", "/s", "p99", "max", "control n", "/s", "p99", "max",
-                     "client lag p99", "max"], rows)
-    lines += [
-        "  server: the server's own meter. In python (GIL) and node (event loop) it shares the thread that serves",
-        "  calls, so its hiccups include the calls' own work, not only GC; go's and rust's run apart from it.",
-        "  control: an idle meter-only process beside each cell (no GC): the machine's own noise.",
-        "  client lag: when the harness sent a call minus when it was due (its own lateness).",
+    items = [
+        Paragraph(f"The meter wakes every {config.get('hiccup_us', '?')} us and records wake-ups later than "
+                  f"{config.get('hiccup_floor_us', '?')} us; times in ms, measured windows only."),
+        _table("hiccups", "", ["backend", "gc mode", "server n", "/s", "p99", "max", "control n", "/s", "p99", "max",
+                               "client lag p99", "max"], rows),
+        Bullets(["server: the server's own meter. In python (GIL) and node (event loop) it shares the thread that "
+                 "serves calls, so its hiccups include the calls' own work, not only GC; go's and rust's run apart "
+                 "from it.",
+                 "control: an idle meter-only process beside each cell (no GC): the machine's own noise.",
+                 "client lag: when the harness sent a call minus when it was due (its own lateness)."]),
     ]
     t = tail_breakdown(calls, events)
     if len(t):
-        lines += ["", "Slowest 1% of calls, mean per call (ms): overlapping server GC, server hiccups that are not "
-                      "GC, control hiccups (machine) that are neither, and the rest:"]
         rows = [[r.backend, r.gc_mode, str(r.tail_calls), fmt_ms(r.tail_mean_ms),
                  f"{fmt_ms(r.tail_gc_ms)} ({fmt_share(r.tail_gc_share)})",
                  f"{fmt_ms(r.tail_hiccup_ms)} ({fmt_share(r.tail_hiccup_share)})",
                  f"{fmt_ms(r.tail_machine_ms)} ({fmt_share(r.tail_machine_share)})",
                  f"{fmt_ms(r.tail_other_ms)} ({fmt_share(r.tail_other_share)})", fmt_ms(r.latency_p50_ms)]
                 for r in t.itertuples()]
-        lines += _table(["backend", "gc mode", "calls", "latency", "GC", "hiccup", "machine", "rest",
-                         "p50 all calls"], rows)
-        lines.append("  'rest' includes the ordinary service time (compare with p50 of all calls).")
+        items.append(_table("tail", "Slowest 1% of calls, mean per call (ms): overlapping server GC, server hiccups "
+                                    "that are not GC, control hiccups (machine) that are neither, and the rest; 'rest' "
+                                    "includes the ordinary service time (compare with p50 of all calls)",
+                            ["backend", "gc mode", "calls", "latency", "GC", "hiccup", "machine", "rest",
+                             "p50 all calls"], rows))
     o = meter_overhead_table(calls)
     if len(o):
-        lines += ["", "Meter overhead (same run, each backend without and with the meter; latency in ms):"]
-        rows = [[r.backend, r.gc_mode, fmt_ms(r.p50_off_ms), fmt_ms(r.p50_on_ms), _signed(r.p50_change),
-                 fmt_ms(r.p99_off_ms), fmt_ms(r.p99_on_ms), _signed(r.p99_change),
-                 fmt_ms(r.mean_off_ms), fmt_ms(r.mean_on_ms), _signed(r.mean_change)] for r in o.itertuples()]
-        lines += _table(["backend", "gc mode", "p50 off", "on", "change", "p99 off", "on", "change",
-                         "mean off", "on", "change"], rows)
-    return "\n".join(lines) + "\n"
+        rows = [[r.backend, r.gc_mode, fmt_ms(r.p50_off_ms), fmt_ms(r.p50_on_ms), signed(r.p50_change, fmt_share),
+                 fmt_ms(r.p99_off_ms), fmt_ms(r.p99_on_ms), signed(r.p99_change, fmt_share),
+                 fmt_ms(r.mean_off_ms), fmt_ms(r.mean_on_ms), signed(r.mean_change, fmt_share)] for r in o.itertuples()]
+        items.append(_table("meter_overhead", "Meter overhead (same run, each backend without and with the meter; "
+                                              "latency in ms)",
+                            ["backend", "gc mode", "p50 off", "on", "change", "p99 off", "on", "change", "mean off",
+                             "on", "change"], rows))
+    return [Section("Hiccups", items)]
 
 
-def _signed(v: float) -> str:
-    return ("+" if v == v and v > 0 else "") + fmt_share(v)
+def _table(key: str, title: str, headers: list[str], rows: list[list[str]]) -> Table:
+    return Table(key, title, "", headers, rows, set(range(2, len(headers))))
 
 
 def hiccup_records(run: RunData) -> dict[str, list[dict]]:

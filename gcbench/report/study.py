@@ -2,8 +2,7 @@
 allocation profiles, in text, Markdown or one self-contained HTML page.
 
 This module is the model: `build_study(folder)` computes everything once (a Study). study_document.py turns
-it into sections (paragraphs, tables, figure names); study_render.py renders them as text, Markdown or HTML
-(`export_study`). Every number in the document, the headline paragraph included, comes from the sweep's
+it into a Document, which gcbench.report.export renders. Every number in the document, the headline paragraph included, comes from the sweep's
 measurements; the only assumptions are the claim itself (10 ms per call) and the LLM think times of section 6,
 which are stated.
 """
@@ -31,7 +30,6 @@ from gcbench.analysis import (
     summarize,
 )
 from gcbench.errors import GcbenchError
-from gcbench.report.tables import Table
 
 DEFAULT_MODE = "default"
 FULL_COLLECTION_BACKEND = "python"  # CPython: generation 2 is a full collection of every tracked object
@@ -75,10 +73,6 @@ def fmt_pct(frac: float) -> str:
 
 def fmt_ci(lo: float, hi: float, fmt=fmt_ratio) -> str:
     return "" if lo != lo or hi != hi else f"[{fmt(lo)}, {fmt(hi)}]"
-
-
-def _signed(v: float) -> str:
-    return "-" if v != v else ("+" if v > 0 else "") + fmt_ms(v)
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -137,26 +131,6 @@ def heap_crossing(heaps: list[float], pauses_ms: list[float], threshold_ms: floa
 
 
 # ---------------------------------------------------------------------------------------------- the model
-
-
-@dataclass
-class Section:
-    number: str  # "1".."6", or "" for the unnumbered ones
-    key: str  # HTML id
-    title: str
-    items: list = field(default_factory=list)  # str (a paragraph), Bullets, Table, Details, "figure:<name>"
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class Details:
-    """A long table shown folded in HTML (it is the reference, not the reading)."""
-
-    table: Table
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The study report's content: the sections, tables and generated sentences of a Study (see study.py)."""
+"""The study report as a Document: the sections, tables, figures and generated sentences of a Study (study.py)."""
 
 from __future__ import annotations
 
@@ -15,24 +15,21 @@ from gcbench.analysis import (
     CONTROL_BACKEND,
     fmt_ms,
 )
+from gcbench.report.document import Bullets, Details, Document, Facts, Figure, Paragraph, Section, Table
+from gcbench.report.numbers import signed
 from gcbench.report.study import (
     DEFAULT_MODE,
     FULL_COLLECTION_BACKEND,
     FULL_COLLECTION_GENERATION,
     STABLE_SPREAD,
     THINK_TIMES_S,
-    Bullets,
-    Details,
-    Section,
     Study,
-    _signed,
     fmt_ci,
     fmt_heap,
     fmt_pct,
     fmt_ratio,
     wilson,
 )
-from gcbench.report.tables import Table
 
 # ---------------------------------------------------------------------------------------------- tables
 
@@ -79,7 +76,7 @@ def headline_table(study: Study) -> Table:
         pause = f"{fmt_ms(r['pause_max_ms'])} ({r['pause_point']})" if r["gc_events"] else "no GC pause reported"
         cost = "-"
         if r["cost_ref"] and r["cost_ref"] != f"{r['backend']}/{r['gc_mode']}" and r["cost_ms"] == r["cost_ms"]:
-            cost = f"{_signed(r['cost_ms'])} {fmt_ci(r['cost_lo'], r['cost_hi'], _signed)} vs {r['cost_ref']}"
+            cost = f"{signed(r['cost_ms'])} {fmt_ci(r['cost_lo'], r['cost_hi'], signed)} vs {r['cost_ref']}"
         rows.append([r["backend"], r["gc_mode"], str(r["points"]), fmt_ms(r["typical_ms"]),
                      f"{fmt_ms(r['worst_ms'])} ({r['worst_point']})" if r["worst_ms"] > 0 else "0", fmt_ms(r["worst_chain_ms"]), pause,
                      fmt_pct(r["vs_claim"]), cost])
@@ -224,12 +221,12 @@ def dead_tables(study: Study) -> list[Table]:
         quiet = " (GC-quiet ref.)" if r.gc_cost_ref_kind == "gc-quiet" else ""
         if not r.gc_cost_ref:
             if r.runtime_diff_ref:
-                return (f"no GC cost; runtime diff. vs {r.runtime_diff_ref} {_signed(r.runtime_diff_ms)} "
-                        f"{fmt_ci(r.runtime_diff_lo_ms, r.runtime_diff_hi_ms, _signed)}")
+                return (f"no GC cost; runtime diff. vs {r.runtime_diff_ref} {signed(r.runtime_diff_ms)} "
+                        f"{fmt_ci(r.runtime_diff_lo_ms, r.runtime_diff_hi_ms, signed)}")
             return "no reference"
         if r.gc_cost_ref == f"{r.backend}/{r.gc_mode}":
             return "reference" + quiet
-        return f"{_signed(r.gc_cost_ms)} {fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, _signed)}{quiet}"
+        return f"{signed(r.gc_cost_ms)} {fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, signed)}{quiet}"
 
     costs = _pivots(study, "gc-cost", "Counterfactual GC cost per chain (ms), 95% CI",
                     "Mean chain latency minus that of the same backend with GC disabled at the same point, or else "
@@ -247,7 +244,7 @@ def detail_table(study: Study) -> Table:
         rows.append([fmt_heap(r.heap_objects), r.profile, r.backend, r.gc_mode, str(r.chains), fmt_ms(r.chain_mean_ms),
                      fmt_ms(r.dead_mean_ms), fmt_ms(r.dead_p50_ms), fmt_ms(r.dead_p99_ms), fmt_ms(r.dead_max_ms),
                      fmt_pct(r.dead_mean_ms / study.claim_ms), str(r.gc_events), fmt_ms(r.pause_max_ms),
-                     _signed(r.gc_cost_ms), fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, _signed), r.gc_cost_ref or "-"])
+                     signed(r.gc_cost_ms), fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, signed), r.gc_cost_ref or "-"])
     return Table("cells", "Every cell of the sweep",
                  "One row per grid point and (backend, gc mode); times in ms per chain unless named.",
                  ["heap", "profile", "backend", "gc mode", "chains", "chain mean", "dead mean", "dead p50", "dead p99",
@@ -533,70 +530,99 @@ def facts(study: Study) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------- sections
 
 
+def figure(study: Study, name: str) -> Figure:
+    """The study figure `name` (a function of study_figures), drawn once per study when a format shows it."""
+    from gcbench.report.study_figures import TITLES
+
+    def draw() -> tuple[str, str, bytes]:
+        drawn = study.cache.setdefault("figures", {})
+        if name not in drawn:
+            from gcbench.report import study_figures
+            from gcbench.report.figures import png_bytes
+
+            spec = getattr(study_figures, name)(study)
+            drawn[name] = (spec.title, spec.caption, png_bytes(spec.figure))
+        return drawn[name]
+
+    return Figure(name, draw, TITLES[name])
+
+
 def sections(study: Study) -> list[Section]:
-    """The document, format-neutral: paragraphs, tables and figure names in reading order."""
+    """The document's sections in reading order."""
     if "sections" in study.cache:
         return study.cache["sections"]
     claim = study.claim_ms
     n = study.calls_per_chain
     intro, points = headline_points(study)
-    out = [Section("", "headline", "Headline", [intro, Bullets(points), headline_table(study)])]
+    out = [Section("Headline", [Paragraph(intro), Bullets(points, style="headline"), headline_table(study)],
+                   "headline")]
 
-    out.append(Section("1", "dead-time", f"GC dead time per {n}-call chain against the claim's {fmt_ms(claim)} ms", [
-        f"GC dead time is the part of a chain's calls that the server spent inside a GC pause (each nanosecond "
-        f"counted once). The claim puts it at {CLAIM_PAUSE_MS:g} ms x {n} calls = {fmt_ms(claim)} ms. The "
-        f"counterfactual GC cost is what the chain would have saved with the GC off: a different measurement of "
-        f"the same thing, which also counts the GC's indirect costs (allocation slow paths, caches).",
-        "figure:dead_time", *dead_tables(study), Details(detail_table(study))]))
+    out.append(Section(f"GC dead time per {n}-call chain against the claim's {fmt_ms(claim)} ms", [
+        Paragraph(f"GC dead time is the part of a chain's calls that the server spent inside a GC pause (each "
+                  f"nanosecond counted once). The claim puts it at {CLAIM_PAUSE_MS:g} ms x {n} calls = {fmt_ms(claim)} "
+                  f"ms. The counterfactual GC cost is what the chain would have saved with the GC off: a different "
+                  f"measurement of the same thing, which also counts the GC's indirect costs (allocation slow paths, "
+                  f"caches)."),
+        figure(study, "dead_time"), *dead_tables(study), Details(detail_table(study))], "dead-time", "1"))
 
-    cross_text = full_gc_sentence(study)
-    out.append(Section("2", "pause-growth", "How pause size grows with the live heap", [
-        "Each runtime in its default setting: the largest and the 99th-percentile GC pause at each live-heap size.",
-        cross_text, "figure:pause_growth", *pause_tables(study), full_gc_table(study)]))
+    out.append(Section("How pause size grows with the live heap", [
+        Paragraph("Each runtime in its default setting: the largest and the 99th-percentile GC pause at each "
+                  "live-heap size."),
+        Paragraph(full_gc_sentence(study)), figure(study, "pause_growth"), *pause_tables(study),
+        full_gc_table(study)], "pause-growth", "2"))
 
-    items: list = []
     if len(study.ratios):
-        items = ["Each setting against the same runtime's default at the same grid point. A ratio below 1 is a "
-                 "gain. The dead-time ratio says how much GC pause time the setting removes from the chains; the "
-                 "chain-latency ratio says what the user of the chain sees, GC's indirect costs included.",
-                 mitigation_summary(study), "figure:mitigations", *mitigation_tables(study)]
+        items = [Paragraph("Each setting against the same runtime's default at the same grid point. A ratio below 1 "
+                           "is a gain. The dead-time ratio says how much GC pause time the setting removes from the "
+                           "chains; the chain-latency ratio says what the user of the chain sees, GC's indirect costs "
+                           "included."),
+                 mitigation_summary(study), figure(study, "mitigations"), *mitigation_tables(study)]
     else:
-        items = ["No runtime was measured in a setting besides its default: nothing to compare."]
-    out.append(Section("3", "mitigations", "What each mitigation buys", items))
+        items = [Paragraph("No runtime was measured in a setting besides its default: nothing to compare.")]
+    out.append(Section("What each mitigation buys", items, "mitigations", "3"))
 
-    out.append(Section("4", "hits", "How often a chain meets a pause", [
-        f"The claim's arithmetic assumes every one of the {n} calls meets a {CLAIM_PAUSE_MS:g} ms pause. In a "
-        f"runtime, pauses come when the allocation since the last collection crosses a threshold, not per call: "
-        f"the tables give how many chains and calls actually met one.",
-        *hits_sentences(study), "figure:chains_hit", claim_arithmetic_table(study), *hits_tables(study)]))
+    out.append(Section("How often a chain meets a pause", [
+        Paragraph(f"The claim's arithmetic assumes every one of the {n} calls meets a {CLAIM_PAUSE_MS:g} ms pause. In "
+                  f"a runtime, pauses come when the allocation since the last collection crosses a threshold, not per "
+                  f"call: the tables give how many chains and calls actually met one."),
+        *map(Paragraph, hits_sentences(study)), figure(study, "chains_hit"), claim_arithmetic_table(study),
+        *hits_tables(study)], "hits", "4"))
 
     ctl = control_table(study)
     if ctl is not None:
         c = study.cells[study.cells["backend"] == CONTROL_BACKEND]
-        items = [f"{CONTROL_BACKEND} has no garbage collector: its latency tail is the transport, the harness and "
-                 f"the machine. Its worst call took {fmt_ms(c['latency_max_ms'].max())} ms and its p99.9 was at "
-                 f"most {fmt_ms(c['latency_p999_ms'].max())} ms over the grid; latency of that size in a GC runtime "
-                 f"is not evidence of GC.", ctl]
+        items = [Paragraph(f"{CONTROL_BACKEND} has no garbage collector: its latency tail is the transport, the "
+                           f"harness and the machine. Its worst call took {fmt_ms(c['latency_max_ms'].max())} ms and "
+                           f"its p99.9 was at most {fmt_ms(c['latency_p999_ms'].max())} ms over the grid; latency of "
+                           f"that size in a GC runtime is not evidence of GC."), ctl]
     else:
-        items = [f"The sweep has no no-GC control backend ({CONTROL_BACKEND}): GC cannot be separated from the "
-                 f"rest of the latency tail here."]
-    out.append(Section("5", "control", "The no-GC control", items))
+        items = [Paragraph(f"The sweep has no no-GC control backend ({CONTROL_BACKEND}): GC cannot be separated from "
+                           f"the rest of the latency tail here.")]
+    out.append(Section("The no-GC control", items, "control", "5"))
 
-    out.append(Section("6", "context", "GC in an agent's wall time", [
-        f"An agent waits for its LLM between tool calls. Assumed think time per call: "
-        f"{', '.join(f'{t:g} s' for t in THINK_TIMES_S)} (an assumption: a short completion to a long reasoning "
-        f"step). Share of wall time = measured dead time / (measured chain time + {n} x think time).",
-        context_table(study)]))
+    out.append(Section("GC in an agent's wall time", [
+        Paragraph(f"An agent waits for its LLM between tool calls. Assumed think time per call: "
+                  f"{', '.join(f'{t:g} s' for t in THINK_TIMES_S)} (an assumption: a short completion to a long "
+                  f"reasoning step). Share of wall time = measured dead time / (measured chain time + {n} x think "
+                  f"time)."),
+        context_table(study)], "context", "6"))
 
-    out.append(Section("", "variation", "What varies between repetitions", [*_variation_text(study),
-                                                                          *spread_tables(study)]))
+    out.append(Section("What varies between repetitions", [*map(Paragraph, _variation_text(study)),
+                                                           *spread_tables(study)], "variation"))
     if study.rerun is not None:
         text, table = reproducibility(study, study.rerun)
-        out.append(Section("", "reproducibility", "Reproducibility: the same command run again", [text, table]))
-    items = [unmeasured_table(study)] if unmeasured_table(study).rows else []
-    out.append(Section("", "setup", "Machine, command and grid", ["facts", *items]))
+        out.append(Section("Reproducibility: the same command run again", [Paragraph(text), table], "reproducibility"))
+    unmeasured = unmeasured_table(study)
+    out.append(Section("Machine, command and grid", [Facts(facts(study)), *([unmeasured] if unmeasured.rows else [])],
+                       "setup"))
     study.cache["sections"] = out
     return out
+
+
+def study_document(study: Study) -> Document:
+    return Document(f"gcbench study: {study.name}", sections(study), toc=True,
+                    footer=f"Made by gcbench from sweep folder {study.folder}. Times are CLOCK_MONOTONIC measurements; "
+                           "GC dead time counts each nanosecond of server GC pause inside a call once.")
 
 
 def _variation_text(study: Study) -> list[str]:

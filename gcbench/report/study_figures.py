@@ -283,7 +283,3 @@ def chains_hit(study: Study) -> FigureSpec:
 
 
 FIGURES = (dead_time, pause_growth, mitigations, chains_hit)
-
-
-def all_figures(study: Study) -> list[FigureSpec]:
-    return [make(study) for make in FIGURES]
