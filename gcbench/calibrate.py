@@ -18,7 +18,7 @@ import pandas as pd
 
 from gcbench.backends.stall import StallBackend
 from gcbench.gcmode import GcMode
-from gcbench.report.document import Document, Paragraph, Section, Table
+from gcbench.report.document import Document, Section, Table
 from gcbench.runner import RunConfig, execute
 from gcbench.scenario import Chain, Scenario, Work
 from gcbench.store import load_run
@@ -143,11 +143,11 @@ def document(res: CalibrationResult) -> Document:
             "stall_free_calls": res.stall_free_calls, "summary": res.summary.to_dict(orient="records"),
             "stalls": res.per_stall.to_dict(orient="records")}
     return Document(f"Calibration against the GC-free stall server ({res.run_path})", [Section("", [
-        Paragraph(f"A call counts as stalled when its latency exceeds the median of all calls ({res.baseline_ms:.3f} "
-                  f"ms) by >= {res.threshold_ms:g} ms: {res.rule or 'threshold'} (spread = MAD x 1.4826 = "
-                  f"{res.spread_ms:.4f} ms). Detected from latency alone; the plan only scores."),
+        f"A call counts as stalled when its latency exceeds the median of all calls ({res.baseline_ms:.3f} ms) by >= "
+        f"{res.threshold_ms:g} ms: {res.rule or 'threshold'} (spread = MAD x 1.4826 = {res.spread_ms:.4f} ms). "
+        "Detected from latency alone; the plan only scores.",
         Table("calibration", "", "", ["stall", "found/injected", "|error| p50", "p99", "max", "server overrun max"],
               rows, set(range(6))),
-        Paragraph("error = (call latency - median of all calls) - the stall the server recorded itself."),
-        Paragraph(f"False stalls: {res.false_stalls} of {res.stall_free_calls} stall-free calls looked like stalls."),
+        "error = (call latency - median of all calls) - the stall the server recorded itself.",
+        f"False stalls: {res.false_stalls} of {res.stall_free_calls} stall-free calls looked like stalls.",
     ])], data=data)

@@ -109,8 +109,7 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
     from gcbench.gcmode import parse_gc_modes
     from gcbench.memwatch import parse_memory_cap, total_memory_bytes
     from gcbench.report import export
-    from gcbench.report.hiccups import hiccup_records
-    from gcbench.report.summary import summary_document
+    from gcbench.report.summary import hiccup_records, summary_document
     from gcbench.runner import Interrupted, RunConfig, execute
     from gcbench.scenario import load_scenario
     from gcbench.store import load_run

@@ -319,7 +319,7 @@ def _explain(c: Comparison) -> str:
 
 def document(c: Comparison) -> Document:
     """The comparison as a Document (text for a terminal, md for a CI step summary, JSON: Comparison.to_dict)."""
-    items = [Paragraph(f"BASE {c.base_id} vs NEW {c.new_id}. {_explain(c)}"),
+    items = [f"BASE {c.base_id} vs NEW {c.new_id}. {_explain(c)}",
              Table("compare", "", "", HEADERS, _table_rows(c), {2, 3, 4, 5})]
     if c.notes:
         items.append(Bullets([f"note: {n}" for n in c.notes]))

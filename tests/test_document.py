@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from gcbench.errors import GcbenchError
-from gcbench.report import export, format_for, render
+from gcbench.report import export, format_for
 from gcbench.report.document import Bullets, Details, Document, Facts, Figure, Paragraph, Section, Table
+from gcbench.report.render import render
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"fake"
 
@@ -65,7 +66,7 @@ def test_every_block_renders_in_every_format_and_figures_are_drawn_only_to_be_sh
     md = render(doc, "md")
     assert md.startswith("# A title\n\n- **run**: r1\n") and "\n## 1. Findings\n" in md and "- two" in md
     assert "Figures are saved as PNG files next to the document" in md and "![" not in md
-    with_title = Figure("cdf", draw, title="Known")
+    with_title = Figure("cdf", draw, known_title="Known")
     assert "[figure: Known: in the Markdown and HTML reports]" in render(Document("", [Section("", [with_title])]),
                                                                          "text")
     assert draw.calls == 0  # md without a file to link skips figures; text names them by a title given up front

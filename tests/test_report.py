@@ -13,6 +13,7 @@ from PIL import Image
 import gcbench
 from gcbench.analysis import decode_histogram, summarize
 from gcbench.report import build, export, report_document
+from gcbench.report.document import Table
 from gcbench.report.figures import FIGURES, all_figures
 from gcbench.report.summary import render_summary
 
@@ -154,7 +155,7 @@ def test_every_figure_and_table_grows_with_backends_and_modes(tmp_path):
     assert len(labels) == 5 and any(lbl.startswith("node/default gen0") for lbl in labels)
     lines = figs["latency_cdf"].axes[0].get_legend().get_texts()
     assert [t.get_text().split(":")[0] for t in lines] == ["default", "disabled", "freeze"]
-    tables = report_document(rep).tables()
+    tables = {b.key: b for b in report_document(rep).blocks() if isinstance(b, Table)}
     assert len(tables["claim"].rows) == len(tables["latency"].rows) == len(tables["gc_cost"].rows) == 7
     cost = {(r[0], r[1]): r[2] for r in tables["gc_cost"].rows}
     assert cost[("go", "default")] == "go/disabled" and cost[("rust", "default")] == "(is the reference)"

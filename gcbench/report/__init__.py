@@ -10,7 +10,8 @@ from pathlib import Path
 
 from gcbench.errors import GcbenchError
 from gcbench.report.document import Document
-from gcbench.report.render import FORMATS, render
+from gcbench.report.render import FORMATS
+from gcbench.report.render import render as render_doc  # gcbench.report.render stays the package
 
 SUFFIXES = {".txt": "text", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".json": "json"}
 PICTURE_FORMATS = ("md", "html")  # written with -o FILE, these save every figure as a PNG next to FILE
@@ -40,7 +41,7 @@ def export(doc: Document, fmt: str, out: Path | None = None) -> str:
             files = {f.name: f"{out.stem}-{f.name}.png" for f in doc.figures()}
             for f in doc.figures():
                 _write(out.parent / files[f.name], f.png)
-        text = render(doc, fmt, files)
+        text = render_doc(doc, fmt, files)
         if out is not None:
             _write(out, text.encode("utf-8"))
     except OSError as e:
@@ -63,4 +64,4 @@ def report_document(report, fmt: str = "html") -> Document:
     return document(report, fmt)
 
 
-__all__ = ["FORMATS", "build", "export", "format_for", "render", "report_document"]
+__all__ = ["FORMATS", "build", "export", "format_for", "report_document"]

@@ -5,6 +5,7 @@ it into text, Markdown, HTML or JSON. All text in it is final: numbers are forma
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -47,31 +48,37 @@ class Details:
     table: Table
 
 
+@dataclass(eq=False)
 class Figure:
     """A chart drawn only when a format shows pictures: `draw()` -> (title, caption, PNG bytes), called at most
-    once. `title` given up front lets a format without pictures name the figure without drawing it."""
+    once. A title given up front lets a format without pictures name the figure without drawing it."""
 
-    def __init__(self, name: str, draw: Callable[[], tuple[str, str, bytes]], title: str = ""):
-        self.name, self._draw, self._title = name, draw, title
+    name: str
+    draw: Callable[[], tuple[str, str, bytes]] = field(repr=False)
+    known_title: str = ""
 
     @cached_property
-    def _drawn(self) -> tuple[str, str, bytes]:
-        return self._draw()
+    def drawn(self) -> tuple[str, str, bytes]:
+        return self.draw()
 
-    @property
-    def title(self) -> str:
-        return self._title or self._drawn[0]
+    title = property(lambda self: self.known_title or self.drawn[0])
+    caption = property(lambda self: self.drawn[1])
+    png = property(lambda self: self.drawn[2])
 
-    @property
-    def caption(self) -> str:
-        return self._drawn[1]
+    @classmethod
+    def of(cls, model, module: str, name: str, title: str = "") -> Figure:
+        """The figure that function `name` of `module` draws from `model` (a Report, a Study), kept in
+        model.cache: every document built from one model draws it once."""
+        def draw() -> tuple[str, str, bytes]:
+            drawn = model.cache.setdefault("drawn", {})
+            if name not in drawn:
+                from gcbench.report.figures import png_bytes
 
-    @property
-    def png(self) -> bytes:
-        return self._drawn[2]
+                spec = getattr(importlib.import_module(module), name)(model)
+                drawn[name] = (spec.title, spec.caption, png_bytes(spec.figure))
+            return drawn[name]
 
-    def __repr__(self) -> str:
-        return f"Figure({self.name!r})"
+        return cls(name, draw, title)
 
 
 Block = Paragraph | Bullets | Facts | Table | Details | Figure
@@ -80,9 +87,12 @@ Block = Paragraph | Bullets | Facts | Table | Details | Figure
 @dataclass
 class Section:
     title: str  # "" for an untitled section
-    items: list[Block] = field(default_factory=list)
+    items: list[Block | str] = field(default_factory=list)  # a str is a Paragraph
     key: str = ""  # HTML id
     number: str = ""  # "1".."6", or "" for the unnumbered ones
+
+    def __post_init__(self):
+        self.items = [Paragraph(b) if isinstance(b, str) else b for b in self.items]
 
     @property
     def heading(self) -> str:
@@ -104,12 +114,3 @@ class Document:
 
     def figures(self) -> list[Figure]:
         return [b for b in self.blocks() if isinstance(b, Figure)]
-
-    def tables(self) -> dict[str, Table]:
-        """Every table, folded ones included, by key."""
-        out = {}
-        for b in self.blocks():
-            t = b.table if isinstance(b, Details) else b
-            if isinstance(t, Table):
-                out[t.key] = t
-        return out

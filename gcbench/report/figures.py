@@ -180,7 +180,7 @@ def _overlaps(cs: np.ndarray, ce: np.ndarray, gs: np.ndarray, ge: np.ndarray) ->
 # ---------------------------------------------------------------------------------------------- dead time
 
 
-def dead_time_histogram(report: Report) -> FigureSpec:
+def dead_time_hist(report: Report) -> FigureSpec:
     title = "GC dead time per chain, with the claim marked"
     ch = report.chains
     claim = report.claim_ms
@@ -306,7 +306,7 @@ def claim_check(report: Report) -> FigureSpec:
     return FigureSpec("claim_check", title, caption, fig)
 
 
-FIGURES = (claim_check, latency_cdf, gc_timeline, dead_time_histogram, pause_sizes)
+FIGURES = (claim_check, latency_cdf, gc_timeline, dead_time_hist, pause_sizes)
 
 
 def all_figures(report: Report) -> list[FigureSpec]:

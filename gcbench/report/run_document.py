@@ -27,6 +27,7 @@ from gcbench.formats import REPORT_FORMAT, REPORT_KIND
 from gcbench.report.document import Block, Bullets, Document, Facts, Figure, Section, Table
 from gcbench.report.model import Report
 from gcbench.report.numbers import signed
+from gcbench.report.summary import harness_text, hiccup_records, summary_document
 
 
 def run_facts(report: Report) -> list[tuple[str, str]]:
@@ -49,17 +50,10 @@ def run_facts(report: Report) -> list[tuple[str, str]]:
         ("backends", ", ".join(f"{b} ({v})" for b, v in versions.items()) or ", ".join(report.backends)),
         ("machine", f"{env.get('cpu_model', '?')}, {env.get('cpu_count', '?')} CPUs, {env.get('platform', '?')}"),
         ("harness", f"gcbench {env.get('gcbench_version', '?')}, Python {env.get('python_version', '?')}"),
-        ("harness GC", harness_fact(report)),
+        ("harness GC", harness_text(report.summary) if "client_gc_events" in report.summary.columns else "-"),
         ("the claim", f"a {CLAIM_PAUSE_MS:g} ms GC pause per call adds up to {CLAIM_PAUSE_MS:g} ms x "
                       f"{report.calls_per_chain} calls = {fmt_ms(report.claim_ms)} ms of dead time per chain"),
     ]
-
-
-def harness_fact(report: Report) -> str:
-    """The harness's own GC while measuring: what run.json's cells and the client GC events say."""
-    from gcbench.report.summary import harness_text
-
-    return harness_text(report.summary) if "client_gc_events" in report.summary.columns else "-"
 
 
 def claim_table(report: Report) -> Table:
@@ -189,8 +183,6 @@ HICCUP_TITLES = {
 
 def hiccup_tables(report: Report) -> list[Table]:
     """Present only when the run had the hiccup meter on (gcbench run --hiccup-us / --meter-overhead)."""
-    from gcbench.report.hiccups import hiccup_records
-
     out = []
     for key, records in hiccup_records(report.run).items():
         if not records:
@@ -219,17 +211,8 @@ def verdicts(report: Report) -> Bullets:
 
 
 def figure(name: str):
-    """The figure `name` of gcbench.report.figures, drawn (with the others, once per report) when shown."""
-    def part(report: Report) -> Figure:
-        def draw() -> tuple[str, str, bytes]:
-            from gcbench.report.figures import rendered_figures
-
-            spec, png = next((s, png) for s, png in rendered_figures(report) if s.name == name)
-            return spec.title, spec.caption, png
-
-        return Figure(name, draw)
-
-    return part
+    """The figure that function `name` of gcbench.report.figures draws, when a format shows it."""
+    return lambda report: Figure.of(report, "gcbench.report.figures", name)
 
 
 # Section title -> the functions that make its blocks; a section whose functions give nothing is left out.
@@ -289,8 +272,6 @@ def _blocks(made) -> list[Block]:
 def document(report: Report, fmt: str = "html") -> Document:
     """The run report; for `fmt` text, the summary `gcbench run` prints."""
     if fmt == "text":
-        from gcbench.report.summary import summary_document
-
         return summary_document(report.summary, report.calls_per_chain, report.run)
     sections = [Section("", [Facts(run_facts(report))])]
     for title, parts in SECTIONS:

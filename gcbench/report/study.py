@@ -1,10 +1,10 @@
 """The study report of a sweep folder: the claim check across runtimes, GC settings, live-heap sizes and
 allocation profiles, in text, Markdown or one self-contained HTML page.
 
-This module is the model: `build_study(folder)` computes everything once (a Study). study_document.py turns
-it into a Document, which gcbench.report.export renders. Every number in the document, the headline paragraph included, comes from the sweep's
-measurements; the only assumptions are the claim itself (10 ms per call) and the LLM think times of section 6,
-which are stated.
+This module is the model: `build_study(folder)` computes everything once (a Study); study_document.py turns
+it into a Document, which gcbench.report.export renders. Every number in the document, the headline paragraph
+included, comes from the sweep's measurements; the only assumptions are the claim itself (10 ms per call) and
+the LLM think times of section 6, which are stated.
 """
 
 from __future__ import annotations
@@ -171,6 +171,15 @@ class Study:
             modes = [m for bb, m in self.groups if bb == b]
             out.append((b, DEFAULT_MODE if DEFAULT_MODE in modes else modes[0]))
         return out
+
+    def group_cells(self, backend: str, mode: str) -> pd.DataFrame:
+        """The cells of (backend, mode) at every grid point."""
+        return self.cells[(self.cells["backend"] == backend) & (self.cells["gc_mode"] == mode)]
+
+    def worst_point(self, backend: str, mode: str) -> pd.Series:
+        """The cell of (backend, mode) with the largest mean dead time per chain."""
+        c = self.group_cells(backend, mode)
+        return c.loc[c["dead_mean_ms"].idxmax()]
 
     def cell(self, heap: int, profile: str, backend: str, mode: str):
         return self.cache.setdefault("index", {

@@ -15,7 +15,7 @@ from gcbench.analysis import (
     CONTROL_BACKEND,
     fmt_ms,
 )
-from gcbench.report.document import Bullets, Details, Document, Facts, Figure, Paragraph, Section, Table
+from gcbench.report.document import Bullets, Details, Document, Facts, Figure, Section, Table
 from gcbench.report.numbers import signed
 from gcbench.report.study import (
     DEFAULT_MODE,
@@ -56,9 +56,8 @@ def headline_rows(study: Study) -> list[dict]:
     chain, the worst single chain, the largest pause, and the worst mean against the claim."""
     out = []
     for b, m in study.default_groups():
-        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
-        worst = c.loc[c["dead_mean_ms"].idxmax()]
-        big = c.loc[c["pause_max_ms"].idxmax()]
+        c = study.group_cells(b, m)
+        worst, big = study.worst_point(b, m), c.loc[c["pause_max_ms"].idxmax()]
         out.append({
             "backend": b, "gc_mode": m, "points": len(c), "typical_ms": float(c["dead_mean_ms"].median()),
             "worst_ms": float(worst["dead_mean_ms"]), "worst_point": study.point_label(worst.heap_objects, worst.profile),
@@ -128,8 +127,7 @@ def headline_points(study: Study) -> tuple[str, list[str]]:
                       f"ms): latency of that size is not GC.")
     if gc_rows:
         w = max(gc_rows, key=lambda r: r["worst_ms"])
-        c = study.cells[(study.cells["backend"] == w["backend"]) & (study.cells["gc_mode"] == w["gc_mode"])]
-        worst = c.loc[c["dead_mean_ms"].idxmax()]
+        worst = study.worst_point(w["backend"], w["gc_mode"])
         shares = ", ".join(f"{fmt_pct(worst['dead_mean_ms'] / (worst['chain_mean_ms'] + n * t * 1000))} at {t:g} s"
                            for t in THINK_TIMES_S)
         points.append(f"Context: with an assumed LLM think time per call, that worst case is {shares} of an agent "
@@ -348,8 +346,7 @@ def claim_arithmetic_table(study: Study) -> Table:
     c10 = f"{CLAIM_PAUSE_MS:g}"
     rows = [["the claim", "-", "-", "100%", "100%", str(n), f"{c10} / {c10} / {c10}", fmt_ms(study.claim_ms)]]
     for b, m in study.default_groups():
-        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
-        w = c.loc[c["dead_mean_ms"].idxmax()]
+        w = study.worst_point(b, m)
         rows.append([f"{b}/{m}", study.point_label(w.heap_objects, w.profile), fmt_pct(w.chains_hit_share),
                      fmt_pct(w.calls_delayed_share), fmt_pct(w.calls_lost_claim_share),
                      f"{w.delayed_calls_per_chain:.3g}",
@@ -389,8 +386,7 @@ def context_table(study: Study) -> Table:
     n = study.calls_per_chain
     rows = []
     for b, m in study.groups:
-        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
-        w = c.loc[c["dead_mean_ms"].idxmax()]
+        w = study.worst_point(b, m)
         shares = [fmt_pct(w.dead_mean_ms / (w.chain_mean_ms + n * t * 1000)) for t in THINK_TIMES_S]
         rows.append([b, m, study.point_label(w.heap_objects, w.profile), fmt_ms(w.dead_mean_ms),
                      fmt_ms(w.chain_mean_ms), *shares])
@@ -531,91 +527,72 @@ def facts(study: Study) -> list[tuple[str, str]]:
 
 
 def figure(study: Study, name: str) -> Figure:
-    """The study figure `name` (a function of study_figures), drawn once per study when a format shows it."""
     from gcbench.report.study_figures import TITLES
 
-    def draw() -> tuple[str, str, bytes]:
-        drawn = study.cache.setdefault("figures", {})
-        if name not in drawn:
-            from gcbench.report import study_figures
-            from gcbench.report.figures import png_bytes
-
-            spec = getattr(study_figures, name)(study)
-            drawn[name] = (spec.title, spec.caption, png_bytes(spec.figure))
-        return drawn[name]
-
-    return Figure(name, draw, TITLES[name])
+    return Figure.of(study, "gcbench.report.study_figures", name, TITLES[name])
 
 
 def sections(study: Study) -> list[Section]:
     """The document's sections in reading order."""
-    if "sections" in study.cache:
-        return study.cache["sections"]
     claim = study.claim_ms
     n = study.calls_per_chain
     intro, points = headline_points(study)
-    out = [Section("Headline", [Paragraph(intro), Bullets(points, style="headline"), headline_table(study)],
-                   "headline")]
+    out = [Section("Headline", [intro, Bullets(points, style="headline"), headline_table(study)], "headline")]
 
-    out.append(Section(f"GC dead time per {n}-call chain against the claim's {fmt_ms(claim)} ms", [
-        Paragraph(f"GC dead time is the part of a chain's calls that the server spent inside a GC pause (each "
-                  f"nanosecond counted once). The claim puts it at {CLAIM_PAUSE_MS:g} ms x {n} calls = {fmt_ms(claim)} "
-                  f"ms. The counterfactual GC cost is what the chain would have saved with the GC off: a different "
-                  f"measurement of the same thing, which also counts the GC's indirect costs (allocation slow paths, "
-                  f"caches)."),
-        figure(study, "dead_time"), *dead_tables(study), Details(detail_table(study))], "dead-time", "1"))
+    out.append(Section(number="1", key="dead-time", title=f"GC dead time per {n}-call chain against the claim's "
+                       f"{fmt_ms(claim)} ms", items=[
+        f"GC dead time is the part of a chain's calls that the server spent inside a GC pause (each nanosecond "
+        f"counted once). The claim puts it at {CLAIM_PAUSE_MS:g} ms x {n} calls = {fmt_ms(claim)} ms. The "
+        f"counterfactual GC cost is what the chain would have saved with the GC off: a different measurement of "
+        f"the same thing, which also counts the GC's indirect costs (allocation slow paths, caches).",
+        figure(study, "dead_time"), *dead_tables(study), Details(detail_table(study))]))
 
-    out.append(Section("How pause size grows with the live heap", [
-        Paragraph("Each runtime in its default setting: the largest and the 99th-percentile GC pause at each "
-                  "live-heap size."),
-        Paragraph(full_gc_sentence(study)), figure(study, "pause_growth"), *pause_tables(study),
-        full_gc_table(study)], "pause-growth", "2"))
+    cross_text = full_gc_sentence(study)
+    out.append(Section(number="2", key="pause-growth", title="How pause size grows with the live heap", items=[
+        "Each runtime in its default setting: the largest and the 99th-percentile GC pause at each live-heap size.",
+        cross_text, figure(study, "pause_growth"), *pause_tables(study), full_gc_table(study)]))
 
+    items: list = []
     if len(study.ratios):
-        items = [Paragraph("Each setting against the same runtime's default at the same grid point. A ratio below 1 "
-                           "is a gain. The dead-time ratio says how much GC pause time the setting removes from the "
-                           "chains; the chain-latency ratio says what the user of the chain sees, GC's indirect costs "
-                           "included."),
+        items = ["Each setting against the same runtime's default at the same grid point. A ratio below 1 is a "
+                 "gain. The dead-time ratio says how much GC pause time the setting removes from the chains; the "
+                 "chain-latency ratio says what the user of the chain sees, GC's indirect costs included.",
                  mitigation_summary(study), figure(study, "mitigations"), *mitigation_tables(study)]
     else:
-        items = [Paragraph("No runtime was measured in a setting besides its default: nothing to compare.")]
-    out.append(Section("What each mitigation buys", items, "mitigations", "3"))
+        items = ["No runtime was measured in a setting besides its default: nothing to compare."]
+    out.append(Section(number="3", key="mitigations", title="What each mitigation buys", items=items))
 
-    out.append(Section("How often a chain meets a pause", [
-        Paragraph(f"The claim's arithmetic assumes every one of the {n} calls meets a {CLAIM_PAUSE_MS:g} ms pause. In "
-                  f"a runtime, pauses come when the allocation since the last collection crosses a threshold, not per "
-                  f"call: the tables give how many chains and calls actually met one."),
-        *map(Paragraph, hits_sentences(study)), figure(study, "chains_hit"), claim_arithmetic_table(study),
-        *hits_tables(study)], "hits", "4"))
+    out.append(Section(number="4", key="hits", title="How often a chain meets a pause", items=[
+        f"The claim's arithmetic assumes every one of the {n} calls meets a {CLAIM_PAUSE_MS:g} ms pause. In a "
+        f"runtime, pauses come when the allocation since the last collection crosses a threshold, not per call: "
+        f"the tables give how many chains and calls actually met one.",
+        *hits_sentences(study), figure(study, "chains_hit"), claim_arithmetic_table(study), *hits_tables(study)]))
 
     ctl = control_table(study)
     if ctl is not None:
         c = study.cells[study.cells["backend"] == CONTROL_BACKEND]
-        items = [Paragraph(f"{CONTROL_BACKEND} has no garbage collector: its latency tail is the transport, the "
-                           f"harness and the machine. Its worst call took {fmt_ms(c['latency_max_ms'].max())} ms and "
-                           f"its p99.9 was at most {fmt_ms(c['latency_p999_ms'].max())} ms over the grid; latency of "
-                           f"that size in a GC runtime is not evidence of GC."), ctl]
+        items = [f"{CONTROL_BACKEND} has no garbage collector: its latency tail is the transport, the harness and "
+                 f"the machine. Its worst call took {fmt_ms(c['latency_max_ms'].max())} ms and its p99.9 was at "
+                 f"most {fmt_ms(c['latency_p999_ms'].max())} ms over the grid; latency of that size in a GC runtime "
+                 f"is not evidence of GC.", ctl]
     else:
-        items = [Paragraph(f"The sweep has no no-GC control backend ({CONTROL_BACKEND}): GC cannot be separated from "
-                           f"the rest of the latency tail here.")]
-    out.append(Section("The no-GC control", items, "control", "5"))
+        items = [f"The sweep has no no-GC control backend ({CONTROL_BACKEND}): GC cannot be separated from the "
+                 f"rest of the latency tail here."]
+    out.append(Section(number="5", key="control", title="The no-GC control", items=items))
 
-    out.append(Section("GC in an agent's wall time", [
-        Paragraph(f"An agent waits for its LLM between tool calls. Assumed think time per call: "
-                  f"{', '.join(f'{t:g} s' for t in THINK_TIMES_S)} (an assumption: a short completion to a long "
-                  f"reasoning step). Share of wall time = measured dead time / (measured chain time + {n} x think "
-                  f"time)."),
-        context_table(study)], "context", "6"))
+    out.append(Section(number="6", key="context", title="GC in an agent's wall time", items=[
+        f"An agent waits for its LLM between tool calls. Assumed think time per call: "
+        f"{', '.join(f'{t:g} s' for t in THINK_TIMES_S)} (an assumption: a short completion to a long reasoning "
+        f"step). Share of wall time = measured dead time / (measured chain time + {n} x think time).",
+        context_table(study)]))
 
-    out.append(Section("What varies between repetitions", [*map(Paragraph, _variation_text(study)),
-                                                           *spread_tables(study)], "variation"))
+    out.append(Section(key="variation", title="What varies between repetitions", items=[*_variation_text(study),
+                                                                          *spread_tables(study)]))
     if study.rerun is not None:
         text, table = reproducibility(study, study.rerun)
-        out.append(Section("Reproducibility: the same command run again", [Paragraph(text), table], "reproducibility"))
-    unmeasured = unmeasured_table(study)
-    out.append(Section("Machine, command and grid", [Facts(facts(study)), *([unmeasured] if unmeasured.rows else [])],
-                       "setup"))
-    study.cache["sections"] = out
+        out.append(Section("Reproducibility: the same command run again", [text, table], "reproducibility"))
+    items = [unmeasured_table(study)] if unmeasured_table(study).rows else []
+    out.append(Section(key="setup", title="Machine, command and grid", items=[Facts(facts(study)), *items]))
     return out
 
 

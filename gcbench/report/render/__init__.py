@@ -1,8 +1,5 @@
-"""One renderer per format, each a module with `render(doc, figure_files=None) -> str`, imported when used.
-
-`figure_files` maps a figure's name to the PNG file saved next to the document (see gcbench.report.export);
-formats that link pictures (Markdown) need it, the others ignore it.
-"""
+"""One renderer per format, each a module with `render(doc, figure_files=None) -> str`, imported when used;
+`figure_files` names the PNG saved next to the document for each figure (gcbench.report.export)."""
 
 from __future__ import annotations
 
