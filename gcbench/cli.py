@@ -155,8 +155,9 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
             data = load_run(result.path)
             summary = summarize(data.calls, data.gc_events, sc.chain.calls, cells=data.meta.get("cells"))
             doc = summary_document(summary, sc.chain.calls, data)
-            doc.data = {"run": str(result.path), "summary": summary.to_dict(orient="records"),
-                        "failed_cells": result.failed, "call_error_cells": result.call_errors, **hiccup_records(data)}
+            if as_json:  # the JSON form: the summary's records, the cells that failed, the hiccup tables
+                doc.data = {"run": str(result.path), "summary": summary.to_dict(orient="records"), "failed_cells":
+                            result.failed, "call_error_cells": result.call_errors, **hiccup_records(data)}
             click.echo(export(doc, "json" if as_json else "text"), nl=False)
             if not as_json:
                 click.echo(f"Run folder: {result.path}")
