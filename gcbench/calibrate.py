@@ -18,6 +18,7 @@ import pandas as pd
 
 from gcbench.backends.stall import StallBackend
 from gcbench.gcmode import GcMode
+from gcbench.report.document import Document, Section, Table
 from gcbench.runner import RunConfig, execute
 from gcbench.scenario import Chain, Scenario, Work
 from gcbench.store import load_run
@@ -133,21 +134,20 @@ def analyse(path: Path, calls: pd.DataFrame, events: pd.DataFrame, plan: dict[in
                              threshold_ms, baseline_ms, spread_ms, rule)
 
 
-def render(res: CalibrationResult) -> str:
-    lines = [
-        f"Calibration against the GC-free stall server ({res.run_path})",
-        f"A call counts as stalled when its latency exceeds the median of all calls ({res.baseline_ms:.3f} ms) by "
-        f">= {res.threshold_ms:g} ms: {res.rule or 'threshold'} (spread = MAD x 1.4826 = {res.spread_ms:.4f} ms). "
+def document(res: CalibrationResult) -> Document:
+    """The calibration as a Document (text for the terminal; JSON: every number and every injected stall)."""
+    rows = [[f"{r.stall_ms:g} ms", f"{r.found}/{r.injected}", f"{r.error_p50_ms:.3f} ms", f"{r.error_p99_ms:.3f} ms",
+             f"{r.error_max_ms:.3f} ms", f"{r.overrun_max_ms:.3f} ms"] for r in res.summary.itertuples()]
+    data = {"run": str(res.run_path), "threshold_ms": res.threshold_ms, "baseline_ms": res.baseline_ms,
+            "spread_ms": res.spread_ms, "threshold_rule": res.rule, "false_stalls": res.false_stalls,
+            "stall_free_calls": res.stall_free_calls, "summary": res.summary.to_dict(orient="records"),
+            "stalls": res.per_stall.to_dict(orient="records")}
+    return Document(f"Calibration against the GC-free stall server ({res.run_path})", [Section("", [
+        f"A call counts as stalled when its latency exceeds the median of all calls ({res.baseline_ms:.3f} ms) by >= "
+        f"{res.threshold_ms:g} ms: {res.rule or 'threshold'} (spread = MAD x 1.4826 = {res.spread_ms:.4f} ms). "
         "Detected from latency alone; the plan only scores.",
-        "",
-        f"{'stall':>8}  {'found/injected':>14}  {'|error| p50':>11}  {'p99':>8}  {'max':>8}  {'server overrun max':>18}",
-    ]
-    for r in res.summary.itertuples():
-        lines.append(f"{r.stall_ms:>6g}ms  {f'{r.found}/{r.injected}':>14}  {r.error_p50_ms:>9.3f}ms  "
-                     f"{r.error_p99_ms:>6.3f}ms  {r.error_max_ms:>6.3f}ms  {r.overrun_max_ms:>16.3f}ms")
-    lines += [
-        "",
+        Table("calibration", "", "", ["stall", "found/injected", "|error| p50", "p99", "max", "server overrun max"],
+              rows, set(range(6))),
         "error = (call latency - median of all calls) - the stall the server recorded itself.",
         f"False stalls: {res.false_stalls} of {res.stall_free_calls} stall-free calls looked like stalls.",
-    ]
-    return "\n".join(lines) + "\n"
+    ])], data=data)

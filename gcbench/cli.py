@@ -157,8 +157,8 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
     from gcbench.backends import all_backends, select_backends
     from gcbench.gcmode import parse_gc_modes
     from gcbench.memwatch import parse_memory_cap, total_memory_bytes
-    from gcbench.report.hiccups import hiccup_records, render_hiccups
-    from gcbench.report.text import render_summary
+    from gcbench.report import export
+    from gcbench.report.summary import hiccup_records, summary_document
     from gcbench.runner import Interrupted, RunConfig, execute
     from gcbench.scenario import check_tool_args, load_scenario
     from gcbench.store import load_run
@@ -217,15 +217,13 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
         with procs.raising():  # the run folder is complete: a signal now only cuts the summary short
             data = load_run(result.path)
             summary = summarize(data.calls, data.gc_events, sc.chain.calls, cells=data.meta.get("cells"))
+            doc = summary_document(summary, sc.chain.calls, data)
+            if as_json:  # the JSON form: the summary's records, the cells that failed, the hiccup tables
+                doc.data = {"run": str(result.path), "summary": summary.to_dict(orient="records"), "failed_cells":
+                            result.failed, "call_error_cells": result.call_errors, **hiccup_records(data)}
             try:
-                if as_json:
-                    click.echo(json.dumps({"run": str(result.path), "summary": summary.to_dict(orient="records"),
-                                           "failed_cells": result.failed, "call_error_cells": result.call_errors,
-                                           **hiccup_records(data)},
-                                          indent=2, default=str))
-                else:
-                    click.echo(render_summary(summary, sc.chain.calls), nl=False)
-                    click.echo(render_hiccups(data), nl=False)
+                click.echo(export(doc, "json" if as_json else "text"), nl=False)
+                if not as_json:
                     click.echo(f"Run folder: {result.path}")
             except OSError as e:
                 stdout_error = _stdout_failed(e, result.path)
@@ -277,7 +275,8 @@ def calibrate(mode, stalls, per_stall, chains, threshold_ms, transport, out_dir,
     server recorded), and false stalls on stall-free calls: the accuracy statement to quote.
     """
     from gcbench.calibrate import calibrate as run_calibration
-    from gcbench.calibrate import render
+    from gcbench.calibrate import document
+    from gcbench.report import export
 
     try:
         stalls_ms = tuple(float(x) for x in stalls.split(",") if x.strip())
@@ -287,15 +286,7 @@ def calibrate(mode, stalls, per_stall, chains, threshold_ms, transport, out_dir,
         raise GcbenchError("--stalls: give at least one positive length in ms")
     res = run_calibration(out_dir, chains=chains, stalls_ms=stalls_ms, per_duration=per_stall, mode=mode,
                           threshold_ms=threshold_ms, transport=transport, log=lambda m: click.echo(m, err=True))
-    if as_json:
-        click.echo(json.dumps({
-            "run": str(res.run_path), "threshold_ms": res.threshold_ms, "baseline_ms": res.baseline_ms,
-            "spread_ms": res.spread_ms, "threshold_rule": res.rule,
-            "false_stalls": res.false_stalls, "stall_free_calls": res.stall_free_calls,
-            "summary": res.summary.to_dict(orient="records"), "stalls": res.per_stall.to_dict(orient="records"),
-        }, indent=2))
-    else:
-        click.echo(render(res), nl=False)
+    click.echo(export(document(res), "json" if as_json else "text"), nl=False)
 
 
 @main.command()
@@ -359,10 +350,12 @@ def study(sweep_dir, outs, fmt, rerun):
     live heap (and where a CPython full collection reaches 10 ms), what each GC setting buys, how often a
     chain meets a pause, the no-GC control's own tail, and GC's share of an agent's wall time.
     """
-    from gcbench.report.study import build_study
-    from gcbench.report.study_render import export_study, study_format
+    from gcbench.report import export, format_for
+    from gcbench.report.study import FORMATS, build_study
+    from gcbench.report.study_document import study_document
 
-    formats = [study_format(out, fmt) for out in outs]  # a bad suffix fails before the analysis runs
+    # a bad suffix fails before the analysis runs
+    formats = [format_for(out, fmt, FORMATS, "study report") for out in outs]
     st = build_study(sweep_dir)
     if rerun is not None:
         from dataclasses import replace
@@ -374,11 +367,11 @@ def study(sweep_dir, outs, fmt, rerun):
     if not outs:
         fmt = fmt or "text"
         if fmt != "html":
-            click.echo(export_study(st, fmt), nl=False)
+            click.echo(export(study_document(st), fmt), nl=False)
             return
         outs, formats = (Path("reports") / st.name / "study.html",), ["html"]
     for out, f in zip(outs, formats, strict=True):
-        export_study(st, f, out)
+        export(study_document(st), f, out)
         click.echo(f"wrote {out}", err=True)
 
 
@@ -462,17 +455,18 @@ def backends(pythons):
                    "self-contained page; json = every table plus one HdrHistogram of latency per cell.")
 def report(run_folder, outs, fmt):
     """Report on a run folder: the claim check, latency, GC dead time, counterfactual GC cost and figures."""
-    from gcbench.report import build, export, format_for
+    from gcbench.report import build, export, format_for, report_document
 
     rep = build(run_folder)
     if not outs:
         fmt = fmt or "text"
         if fmt != "html":
-            click.echo(export(rep, fmt), nl=False)
+            click.echo(export(report_document(rep, fmt), fmt), nl=False)
             return
         outs = (Path("reports") / rep.run_id / "report.html",)
     for out in outs:
-        export(rep, format_for(out, fmt), out)
+        f = format_for(out, fmt)
+        export(report_document(rep, f), f, out)
         click.echo(f"wrote {out}", err=True)
 
 
@@ -496,11 +490,12 @@ def compare(base, new, metrics, threshold, fmt, ratio, force):
     Exit codes: 0 no cell regressed, 1 a cell is slower beyond the threshold with significance (bootstrap over
     chains), 2 the runs cannot be compared (the message names the differing field: scenario, machine).
     """
-    from gcbench.compare import compare_runs, render
+    from gcbench.compare import compare_runs, document
+    from gcbench.report import export
     from gcbench.store import load_run
 
     result = compare_runs(load_run(base), load_run(new), list(metrics), threshold, ratio, force=force)
-    click.echo(render(result, fmt), nl=False)
+    click.echo(export(document(result), fmt), nl=False)
     sys.exit(result.exit_code)
 
 

@@ -10,7 +10,6 @@ the same run's GC-off reference instead, so two runs from different machines can
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -29,6 +28,7 @@ from gcbench.analysis import (
 from gcbench.errors import GcbenchError
 from gcbench.format import fmt_ms
 from gcbench.metadata import machine_differences
+from gcbench.report.document import Bullets, Document, Paragraph, Section, Table
 from gcbench.store import RunData
 
 EXIT_NO_CHANGE = 0
@@ -271,7 +271,7 @@ def _compare_cell(bc: _Cells, nc: _Cells, key, metric, ratio, threshold_pct, n_b
     return row
 
 
-# ---------------------------------------------------------------------------------------------- rendering
+# ---------------------------------------------------------------------------------------------- the document
 
 
 def _value(v: float | None, unit: str) -> str:
@@ -316,40 +316,12 @@ def _explain(c: Comparison) -> str:
             f"passes the threshold and its 95% bootstrap interval (repetitions and chains resampled) excludes zero.")
 
 
-def render_text(c: Comparison) -> str:
-    rows = _table_rows(c)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(HEADERS)]
-
-    def fmt(cells):
-        return "  ".join(x.ljust(w) for x, w in zip(cells, widths, strict=False)).rstrip()
-
-    lines = [f"BASE {c.base_id}  vs  NEW {c.new_id}", _explain(c), "", fmt(HEADERS), fmt(["-" * w for w in widths]),
-             *(fmt(r) for r in rows), ""]
-    lines += [f"note: {n}" for n in c.notes]
-    lines.append(_headline(c))
-    return "\n".join(lines) + "\n"
-
-
-def render_markdown(c: Comparison) -> str:
-    icon = {SLOWER: "slower :red_circle:", FASTER: "faster :green_circle:", SAME: "no change"}
-    lines = [f"### gcbench compare: {'regression' if c.regressions else 'no regression'}", "",
-             f"BASE `{c.base_id}` vs NEW `{c.new_id}`. {_explain(c)}", "",
-             "| " + " | ".join(HEADERS) + " |", "| :--- | :--- | ---: | ---: | ---: | ---: | :--- |"]
-    for r, cells in zip(c.rows, _table_rows(c), strict=False):
-        if r.change_pct is not None:
-            cells[-1] = icon[r.verdict]
-        lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
-    lines.append("")
-    lines += [f"- note: {n}" for n in c.notes]
-    lines += ["", f"**{_headline(c)}**"]
-    return "\n".join(lines) + "\n"
-
-
-def render(c: Comparison, fmt: str) -> str:
-    if fmt == "text":
-        return render_text(c)
-    if fmt == "md":
-        return render_markdown(c)
-    if fmt == "json":
-        return json.dumps(c.to_dict(), indent=2, default=float) + "\n"
-    raise GcbenchError(f"unknown compare format {fmt!r}; valid formats: text, md, json")
+def document(c: Comparison) -> Document:
+    """The comparison as a Document (text for a terminal, md for a CI step summary, JSON: Comparison.to_dict)."""
+    items = [f"BASE {c.base_id} vs NEW {c.new_id}. {_explain(c)}",
+             Table("compare", "", "", HEADERS, _table_rows(c), {2, 3, 4, 5})]
+    if c.notes:
+        items.append(Bullets([f"note: {n}" for n in c.notes]))
+    items.append(Paragraph(_headline(c), strong=True))
+    return Document(f"gcbench compare: {'regression' if c.regressions else 'no regression'}", [Section("", items)],
+                    data=c.to_dict(), level=3)  # level 3: a part of a CI step summary

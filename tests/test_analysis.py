@@ -26,7 +26,7 @@ from gcbench.analysis import (
     runtime_reference,
     summarize,
 )
-from gcbench.report.text import render_summary
+from gcbench.report.summary import render_summary
 
 from .synthetic import Cell, Pause, constant_cell, noisy_cell, write_run
 
@@ -357,8 +357,8 @@ def test_warnings_are_typed_with_their_numbers(tmp_path):
 
 
 def test_the_json_report_keeps_the_sentences(known_run):
-    from gcbench.report.json_export import report_dict
     from gcbench.report.model import build_report
+    from gcbench.report.run_document import report_dict
 
     report = build_report(known_run, n_boot=10)
     doc = report_dict(report)

@@ -13,9 +13,10 @@ from gcbench.calibrate import (
     MIN_EXCESS_MS,
     analyse,
     calibrate,
-    render,
+    document,
     stall_plan,
 )
+from gcbench.report import export
 
 
 @pytest.fixture(autouse=True)
@@ -84,4 +85,5 @@ def test_detection_uses_the_latencies_alone_and_the_plan_only_for_scoring():
     # a given threshold changes the threshold only, never the baseline (it used to exclude the planned calls)
     given = analyse(Path("synthetic"), calls, events, plan, threshold_ms=4.0)
     assert given.baseline_ms == median and given.threshold_ms == 4.0 and given.false_stalls == 0
-    assert "the plan only scores" in render(scored) and "5ms" in render(scored).replace(" ", "")
+    text = export(document(scored), "text")
+    assert "the plan only scores" in text and "5ms" in text.replace(" ", "")

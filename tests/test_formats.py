@@ -15,7 +15,7 @@ import gcbench
 from gcbench import formats
 from gcbench.errors import GcbenchError
 from gcbench.formats import CALL_COLUMNS, EVENT_COLUMNS, RUN_FORMAT, RUN_UPGRADES, RunTables, apply_upgrades
-from gcbench.report import build, export
+from gcbench.report import build, export, report_document
 from gcbench.store import RUN_JSON, RunWriter, load_run
 from gcbench.sweep import MANIFEST, load_sweep_runs, merge, read_manifest
 
@@ -67,8 +67,8 @@ def test_every_golden_run_folder_loads_as_the_latest_format(name):
 def test_golden_folders_report_and_compare_with_todays_run(name, tmp_path):
     rep = build(DATA / name)
     for fmt in ("text", "json"):
-        assert "python" in export(rep, fmt)
-    doc = json.loads(export(rep, "json"))
+        assert "python" in export(report_document(rep, fmt), fmt)
+    doc = json.loads(export(report_document(rep, "json"), "json"))
     assert (doc["kind"], doc["schema_version"], doc["run_schema_version"]) == ("gcbench-report", 2, RUN_FORMAT)
     # a CI baseline kept from before this change compares with a run of today's format
     proc = run_cli("compare", str(DATA / name), str(DATA / "run-format-2"), "--ratio", "--threshold", "1000")

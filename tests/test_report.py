@@ -12,10 +12,10 @@ from PIL import Image
 
 import gcbench
 from gcbench.analysis import decode_histogram, summarize
-from gcbench.report import build, export
+from gcbench.report import build, export, report_document
+from gcbench.report.document import Table
 from gcbench.report.figures import FIGURES, all_figures
-from gcbench.report.tables import all_tables
-from gcbench.report.text import render_summary
+from gcbench.report.summary import render_summary
 
 from .conftest import run_cli
 from .synthetic import Pause, constant_cell, noisy_cell, write_run
@@ -155,7 +155,7 @@ def test_every_figure_and_table_grows_with_backends_and_modes(tmp_path):
     assert len(labels) == 5 and any(lbl.startswith("node/default gen0") for lbl in labels)
     lines = figs["latency_cdf"].axes[0].get_legend().get_texts()
     assert [t.get_text().split(":")[0] for t in lines] == ["default", "disabled", "freeze"]
-    tables = {t.key: t for t in all_tables(rep)}
+    tables = {b.key: b for b in report_document(rep).blocks() if isinstance(b, Table)}
     assert len(tables["claim"].rows) == len(tables["latency"].rows) == len(tables["gc_cost"].rows) == 7
     cost = {(r[0], r[1]): r[2] for r in tables["gc_cost"].rows}
     assert cost[("go", "default")] == "go/disabled" and cost[("rust", "default")] == "(is the reference)"
@@ -166,7 +166,7 @@ def test_every_figure_and_table_grows_with_backends_and_modes(tmp_path):
 
 def test_a_run_without_gc_pauses_still_reports(tmp_path):
     rep = build(write_run(tmp_path, [constant_cell("python", "disabled", MS)]))
-    html = export(rep, "html", tmp_path / "r.html")
+    html = export(report_document(rep), "html", tmp_path / "r.html")
     assert "no GC pauses measured in this run" not in html  # the message is drawn inside the PNG
     assert "no call delayed by GC" in html
     for name in FIGURE_NAMES:
@@ -179,7 +179,7 @@ def test_unknown_run_folder_is_one_error_line(tmp_path):
 
 
 def test_importing_the_report_package_draws_nothing():
-    code = ("import sys, gcbench.report, gcbench.report.figures, gcbench.report.html, gcbench.compare; "
+    code = ("import sys, gcbench.report, gcbench.report.figures, gcbench.report.render.html, gcbench.compare; "
             "print('matplotlib.pyplot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -248,6 +248,6 @@ def test_reports_show_the_harness_gc(tmp_path):
     cell = constant_cell("python", "default", MS)
     cell.info = {"client_gc_events_in_window": 0, "client_tracked_allocations": 4321}
     rep = build(write_run(tmp_path, [cell]))
-    md = export(rep, "md")
+    md = export(report_document(rep), "md")
     assert ("**harness GC**: its own GC was disabled while measuring; 0 collection(s) of it inside the measured "
             "windows; it allocated up to 4,321 net GC-tracked objects in one cell's window") in md

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from gcbench.errors import GcbenchError
+from gcbench.report import export, format_for
 from gcbench.report.study import FORMATS, build_study, fmt_count, heap_crossing, wilson
-from gcbench.report.study_document import headline_text
+from gcbench.report.study_document import headline_text, study_document
 from gcbench.report.study_figures import FIGURES
-from gcbench.report.study_render import export_study, study_format
 from tests.conftest import run_cli
 from tests.synthetic import Cell, Pause, write_run
 
@@ -124,7 +124,7 @@ def test_headline_states_measured_numbers(study):
 
 def test_html_is_self_contained_with_every_figure_and_section(study, tmp_path):
     out = tmp_path / "study.html"
-    doc = export_study(study, "html", out)
+    doc = export(study_document(study), "html", out)
     assert out.read_text() == doc
     pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', doc)
     assert len(pngs) == len(FIGURES)
@@ -146,12 +146,12 @@ def test_html_is_self_contained_with_every_figure_and_section(study, tmp_path):
 
 def test_markdown_and_text(study, tmp_path):
     out = tmp_path / "s.md"
-    md = export_study(study, "md", out)
+    md = export(study_document(study), "md", out)
     for n in range(1, 7):
         assert f"\n## {n}. " in md
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(links) == len(FIGURES) and all((tmp_path / name).is_file() for name in links)
-    text = export_study(study, "text")
+    text = export(study_document(study), "text")
     assert "1. GC dead time per 5-call chain" in text and "data:image" not in text
     assert "think 2 s" in text and "371,000" in text
     assert "x1.2 / -" in text  # rust's spread: chain latency 1.2x between repetitions, no dead time
@@ -161,6 +161,9 @@ def test_formats_and_errors(sweep_dir, tmp_path):
     from pathlib import Path
 
     assert FORMATS == ("text", "md", "html")
+    def study_format(out, fmt):
+        return format_for(out, fmt, FORMATS, "study report")
+
     assert study_format(Path("a.md"), None) == "md" and study_format(None, None) == "text"
     with pytest.raises(GcbenchError, match="text, md or html"):
         study_format(Path("a.json"), None)
@@ -221,10 +224,10 @@ def test_a_minimal_sweep_renders_and_says_what_it_cannot_answer(tmp_path):
     write_run(tmp_path, [Cell("go", "default", lat, runtime="go")], run_id="h0-base",
               scenario_extra={"server": {"heap_objects": 0}})
     st = build_study(tmp_path, n_boot=100)
-    text = export_study(st, "text")
+    text = export(study_document(st), "text")
     assert "reps = 1" in text and "No CPython full collection" in text and "no no-GC control backend" in text
     assert "nothing to compare" in text and "No call of any chain was delayed" in text
-    html = export_study(st, "html", tmp_path / "t.html")
+    html = export(study_document(st), "html", tmp_path / "t.html")
     assert 'id="figure-mitigations"' not in html  # no setting to compare: section 3 says so instead
     assert len(re.findall(r"data:image/png;base64,", html)) == len(FIGURES) - 1
     assert not (tmp_path / "t-mitigations.png").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,6 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from gcbench.analysis import CLAIM_PAUSE_MS, fmt_ms
-from gcbench.atomic import write_output
 from gcbench.report.model import Report
 
 WIDTH_IN = 10.0
@@ -182,7 +180,7 @@ def _overlaps(cs: np.ndarray, ce: np.ndarray, gs: np.ndarray, ge: np.ndarray) ->
 # ---------------------------------------------------------------------------------------------- dead time
 
 
-def dead_time_histogram(report: Report) -> FigureSpec:
+def dead_time_hist(report: Report) -> FigureSpec:
     title = "GC dead time per chain, with the claim marked"
     ch = report.chains
     claim = report.claim_ms
@@ -308,7 +306,7 @@ def claim_check(report: Report) -> FigureSpec:
     return FigureSpec("claim_check", title, caption, fig)
 
 
-FIGURES = (claim_check, latency_cdf, gc_timeline, dead_time_histogram, pause_sizes)
+FIGURES = (claim_check, latency_cdf, gc_timeline, dead_time_hist, pause_sizes)
 
 
 def all_figures(report: Report) -> list[FigureSpec]:
@@ -320,18 +318,3 @@ def rendered_figures(report: Report) -> list[tuple[FigureSpec, bytes]]:
     if "figures" not in report.cache:
         report.cache["figures"] = [(spec, png_bytes(spec.figure)) for spec in all_figures(report)]
     return report.cache["figures"]
-
-
-def figure_file_name(out: Path, spec: FigureSpec) -> str:
-    return f"{out.stem}-{spec.name}.png"
-
-
-def save_figures(report: Report, out: Path) -> list[tuple[FigureSpec, str]]:
-    """Write every figure as a PNG next to `out`; returns (figure, file name relative to out's folder)."""
-    saved = []
-    for spec, png in rendered_figures(report):
-        name = figure_file_name(out, spec)
-        write_output(out.parent / name, png)
-        saved.append((spec, name))
-    return saved
-

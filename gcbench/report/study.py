@@ -1,11 +1,10 @@
 """The study report of a sweep folder: the claim check across runtimes, GC settings, live-heap sizes and
 allocation profiles, in text, Markdown or one self-contained HTML page.
 
-This module is the model: `build_study(folder)` computes everything once (a Study). study_document.py turns
-it into sections (paragraphs, tables, figure names); study_render.py renders them as text, Markdown or HTML
-(`export_study`). Every number in the document, the headline paragraph included, comes from the sweep's
-measurements; the only assumptions are the claim itself (10 ms per call) and the LLM think times of section 6,
-which are stated.
+This module is the model: `build_study(folder)` computes everything once (a Study); study_document.py turns
+it into a Document, which gcbench.report.export renders. Every number in the document, the headline paragraph
+included, comes from the sweep's measurements; the only assumptions are the claim itself (10 ms per call) and
+the LLM think times of section 6, which are stated.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from gcbench.analysis import (
 )
 from gcbench.errors import GcbenchError
 from gcbench.probes.pygc_kinds import full_collection_mask
-from gcbench.report.tables import Table
 
 DEFAULT_MODE = "default"
 FULL_COLLECTION_BACKEND = "python"  # CPython: a full collection traverses every tracked object
@@ -75,10 +73,6 @@ def fmt_pct(frac: float) -> str:
 
 def fmt_ci(lo: float, hi: float, fmt=fmt_ratio) -> str:
     return "" if lo != lo or hi != hi else f"[{fmt(lo)}, {fmt(hi)}]"
-
-
-def _signed(v: float) -> str:
-    return "-" if v != v else ("+" if v > 0 else "") + fmt_ms(v)
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -140,26 +134,6 @@ def heap_crossing(heaps: list[float], pauses_ms: list[float], threshold_ms: floa
 
 
 @dataclass
-class Section:
-    number: str  # "1".."6", or "" for the unnumbered ones
-    key: str  # HTML id
-    title: str
-    items: list = field(default_factory=list)  # str (a paragraph), Bullets, Table, Details, "figure:<name>"
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class Details:
-    """A long table shown folded in HTML (it is the reference, not the reading)."""
-
-    table: Table
-
-
-@dataclass
 class Study:
     folder: Path
     manifest: dict
@@ -197,6 +171,15 @@ class Study:
             modes = [m for bb, m in self.groups if bb == b]
             out.append((b, DEFAULT_MODE if DEFAULT_MODE in modes else modes[0]))
         return out
+
+    def group_cells(self, backend: str, mode: str) -> pd.DataFrame:
+        """The cells of (backend, mode) at every grid point."""
+        return self.cells[(self.cells["backend"] == backend) & (self.cells["gc_mode"] == mode)]
+
+    def worst_point(self, backend: str, mode: str) -> pd.Series:
+        """The cell of (backend, mode) with the largest mean dead time per chain."""
+        c = self.group_cells(backend, mode)
+        return c.loc[c["dead_mean_ms"].idxmax()]
 
     def cell(self, heap: int, profile: str, backend: str, mode: str):
         return self.cache.setdefault("index", {

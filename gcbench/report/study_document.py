@@ -1,4 +1,4 @@
-"""The study report's content: the sections, tables and generated sentences of a Study (see study.py)."""
+"""The study report as a Document: the sections, tables, figures and generated sentences of a Study (study.py)."""
 
 from __future__ import annotations
 
@@ -16,23 +16,20 @@ from gcbench.analysis import (
     fmt_ms,
 )
 from gcbench.probes.pygc_kinds import FULL_COLLECTION_NOTE
+from gcbench.report.document import Bullets, Details, Document, Facts, Figure, Section, Table
+from gcbench.report.numbers import signed
 from gcbench.report.study import (
     DEFAULT_MODE,
     FULL_COLLECTION_BACKEND,
     STABLE_SPREAD,
     THINK_TIMES_S,
-    Bullets,
-    Details,
-    Section,
     Study,
-    _signed,
     fmt_ci,
     fmt_heap,
     fmt_pct,
     fmt_ratio,
     wilson,
 )
-from gcbench.report.tables import Table
 
 # ---------------------------------------------------------------------------------------------- tables
 
@@ -59,9 +56,8 @@ def headline_rows(study: Study) -> list[dict]:
     chain, the worst single chain, the largest pause, and the worst mean against the claim."""
     out = []
     for b, m in study.default_groups():
-        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
-        worst = c.loc[c["dead_mean_ms"].idxmax()]
-        big = c.loc[c["pause_max_ms"].idxmax()]
+        c = study.group_cells(b, m)
+        worst, big = study.worst_point(b, m), c.loc[c["pause_max_ms"].idxmax()]
         out.append({
             "backend": b, "gc_mode": m, "points": len(c), "typical_ms": float(c["dead_mean_ms"].median()),
             "worst_ms": float(worst["dead_mean_ms"]), "worst_point": study.point_label(worst.heap_objects, worst.profile),
@@ -79,7 +75,7 @@ def headline_table(study: Study) -> Table:
         pause = f"{fmt_ms(r['pause_max_ms'])} ({r['pause_point']})" if r["gc_events"] else "no GC pause reported"
         cost = "-"
         if r["cost_ref"] and r["cost_ref"] != f"{r['backend']}/{r['gc_mode']}" and r["cost_ms"] == r["cost_ms"]:
-            cost = f"{_signed(r['cost_ms'])} {fmt_ci(r['cost_lo'], r['cost_hi'], _signed)} vs {r['cost_ref']}"
+            cost = f"{signed(r['cost_ms'])} {fmt_ci(r['cost_lo'], r['cost_hi'], signed)} vs {r['cost_ref']}"
         rows.append([r["backend"], r["gc_mode"], str(r["points"]), fmt_ms(r["typical_ms"]),
                      f"{fmt_ms(r['worst_ms'])} ({r['worst_point']})" if r["worst_ms"] > 0 else "0", fmt_ms(r["worst_chain_ms"]), pause,
                      fmt_pct(r["vs_claim"]), cost])
@@ -131,8 +127,7 @@ def headline_points(study: Study) -> tuple[str, list[str]]:
                       f"ms): latency of that size is not GC.")
     if gc_rows:
         w = max(gc_rows, key=lambda r: r["worst_ms"])
-        c = study.cells[(study.cells["backend"] == w["backend"]) & (study.cells["gc_mode"] == w["gc_mode"])]
-        worst = c.loc[c["dead_mean_ms"].idxmax()]
+        worst = study.worst_point(w["backend"], w["gc_mode"])
         shares = ", ".join(f"{fmt_pct(worst['dead_mean_ms'] / (worst['chain_mean_ms'] + n * t * 1000))} at {t:g} s"
                            for t in THINK_TIMES_S)
         points.append(f"Context: with an assumed LLM think time per call, that worst case is {shares} of an agent "
@@ -224,12 +219,12 @@ def dead_tables(study: Study) -> list[Table]:
         quiet = " (GC-quiet ref.)" if r.gc_cost_ref_kind == "gc-quiet" else ""
         if not r.gc_cost_ref:
             if r.runtime_diff_ref:
-                return (f"no GC cost; runtime diff. vs {r.runtime_diff_ref} {_signed(r.runtime_diff_ms)} "
-                        f"{fmt_ci(r.runtime_diff_lo_ms, r.runtime_diff_hi_ms, _signed)}")
+                return (f"no GC cost; runtime diff. vs {r.runtime_diff_ref} {signed(r.runtime_diff_ms)} "
+                        f"{fmt_ci(r.runtime_diff_lo_ms, r.runtime_diff_hi_ms, signed)}")
             return "no reference"
         if r.gc_cost_ref == f"{r.backend}/{r.gc_mode}":
             return "reference" + quiet
-        return f"{_signed(r.gc_cost_ms)} {fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, _signed)}{quiet}"
+        return f"{signed(r.gc_cost_ms)} {fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, signed)}{quiet}"
 
     costs = _pivots(study, "gc-cost", "Counterfactual GC cost per chain (ms), 95% CI",
                     "Mean chain latency minus that of the same backend with GC disabled at the same point, or else "
@@ -247,7 +242,7 @@ def detail_table(study: Study) -> Table:
         rows.append([fmt_heap(r.heap_objects), r.profile, r.backend, r.gc_mode, str(r.chains), fmt_ms(r.chain_mean_ms),
                      fmt_ms(r.dead_mean_ms), fmt_ms(r.dead_p50_ms), fmt_ms(r.dead_p99_ms), fmt_ms(r.dead_max_ms),
                      fmt_pct(r.dead_mean_ms / study.claim_ms), str(r.gc_events), fmt_ms(r.pause_max_ms),
-                     _signed(r.gc_cost_ms), fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, _signed), r.gc_cost_ref or "-"])
+                     signed(r.gc_cost_ms), fmt_ci(r.gc_cost_lo_ms, r.gc_cost_hi_ms, signed), r.gc_cost_ref or "-"])
     return Table("cells", "Every cell of the sweep",
                  "One row per grid point and (backend, gc mode); times in ms per chain unless named.",
                  ["heap", "profile", "backend", "gc mode", "chains", "chain mean", "dead mean", "dead p50", "dead p99",
@@ -351,8 +346,7 @@ def claim_arithmetic_table(study: Study) -> Table:
     c10 = f"{CLAIM_PAUSE_MS:g}"
     rows = [["the claim", "-", "-", "100%", "100%", str(n), f"{c10} / {c10} / {c10}", fmt_ms(study.claim_ms)]]
     for b, m in study.default_groups():
-        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
-        w = c.loc[c["dead_mean_ms"].idxmax()]
+        w = study.worst_point(b, m)
         rows.append([f"{b}/{m}", study.point_label(w.heap_objects, w.profile), fmt_pct(w.chains_hit_share),
                      fmt_pct(w.calls_delayed_share), fmt_pct(w.calls_lost_claim_share),
                      f"{w.delayed_calls_per_chain:.3g}",
@@ -392,8 +386,7 @@ def context_table(study: Study) -> Table:
     n = study.calls_per_chain
     rows = []
     for b, m in study.groups:
-        c = study.cells[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m)]
-        w = c.loc[c["dead_mean_ms"].idxmax()]
+        w = study.worst_point(b, m)
         shares = [fmt_pct(w.dead_mean_ms / (w.chain_mean_ms + n * t * 1000)) for t in THINK_TIMES_S]
         rows.append([b, m, study.point_label(w.heap_objects, w.profile), fmt_ms(w.dead_mean_ms),
                      fmt_ms(w.chain_mean_ms), *shares])
@@ -533,42 +526,47 @@ def facts(study: Study) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------- sections
 
 
+def figure(study: Study, name: str) -> Figure:
+    from gcbench.report.study_figures import TITLES
+
+    return Figure.of(study, "gcbench.report.study_figures", name, TITLES[name])
+
+
 def sections(study: Study) -> list[Section]:
-    """The document, format-neutral: paragraphs, tables and figure names in reading order."""
-    if "sections" in study.cache:
-        return study.cache["sections"]
+    """The document's sections in reading order."""
     claim = study.claim_ms
     n = study.calls_per_chain
     intro, points = headline_points(study)
-    out = [Section("", "headline", "Headline", [intro, Bullets(points), headline_table(study)])]
+    out = [Section("Headline", [intro, Bullets(points, style="headline"), headline_table(study)], "headline")]
 
-    out.append(Section("1", "dead-time", f"GC dead time per {n}-call chain against the claim's {fmt_ms(claim)} ms", [
+    out.append(Section(number="1", key="dead-time", title=f"GC dead time per {n}-call chain against the claim's "
+                       f"{fmt_ms(claim)} ms", items=[
         f"GC dead time is the part of a chain's calls that the server spent inside a GC pause (each nanosecond "
         f"counted once). The claim puts it at {CLAIM_PAUSE_MS:g} ms x {n} calls = {fmt_ms(claim)} ms. The "
         f"counterfactual GC cost is what the chain would have saved with the GC off: a different measurement of "
         f"the same thing, which also counts the GC's indirect costs (allocation slow paths, caches).",
-        "figure:dead_time", *dead_tables(study), Details(detail_table(study))]))
+        figure(study, "dead_time"), *dead_tables(study), Details(detail_table(study))]))
 
     cross_text = full_gc_sentence(study)
-    out.append(Section("2", "pause-growth", "How pause size grows with the live heap", [
+    out.append(Section(number="2", key="pause-growth", title="How pause size grows with the live heap", items=[
         "Each runtime in its default setting: the largest and the 99th-percentile GC pause at each live-heap size.",
-        cross_text, "figure:pause_growth", *pause_tables(study), full_gc_table(study)]))
+        cross_text, figure(study, "pause_growth"), *pause_tables(study), full_gc_table(study)]))
 
     items: list = []
     if len(study.ratios):
         items = ["Each setting against the same runtime's default at the same grid point. A ratio below 1 is a "
                  "gain. The dead-time ratio says how much GC pause time the setting removes from the chains; the "
                  "chain-latency ratio says what the user of the chain sees, GC's indirect costs included.",
-                 mitigation_summary(study), "figure:mitigations", *mitigation_tables(study)]
+                 mitigation_summary(study), figure(study, "mitigations"), *mitigation_tables(study)]
     else:
         items = ["No runtime was measured in a setting besides its default: nothing to compare."]
-    out.append(Section("3", "mitigations", "What each mitigation buys", items))
+    out.append(Section(number="3", key="mitigations", title="What each mitigation buys", items=items))
 
-    out.append(Section("4", "hits", "How often a chain meets a pause", [
+    out.append(Section(number="4", key="hits", title="How often a chain meets a pause", items=[
         f"The claim's arithmetic assumes every one of the {n} calls meets a {CLAIM_PAUSE_MS:g} ms pause. In a "
         f"runtime, pauses come when the allocation since the last collection crosses a threshold, not per call: "
         f"the tables give how many chains and calls actually met one.",
-        *hits_sentences(study), "figure:chains_hit", claim_arithmetic_table(study), *hits_tables(study)]))
+        *hits_sentences(study), figure(study, "chains_hit"), claim_arithmetic_table(study), *hits_tables(study)]))
 
     ctl = control_table(study)
     if ctl is not None:
@@ -580,23 +578,28 @@ def sections(study: Study) -> list[Section]:
     else:
         items = [f"The sweep has no no-GC control backend ({CONTROL_BACKEND}): GC cannot be separated from the "
                  f"rest of the latency tail here."]
-    out.append(Section("5", "control", "The no-GC control", items))
+    out.append(Section(number="5", key="control", title="The no-GC control", items=items))
 
-    out.append(Section("6", "context", "GC in an agent's wall time", [
+    out.append(Section(number="6", key="context", title="GC in an agent's wall time", items=[
         f"An agent waits for its LLM between tool calls. Assumed think time per call: "
         f"{', '.join(f'{t:g} s' for t in THINK_TIMES_S)} (an assumption: a short completion to a long reasoning "
         f"step). Share of wall time = measured dead time / (measured chain time + {n} x think time).",
         context_table(study)]))
 
-    out.append(Section("", "variation", "What varies between repetitions", [*_variation_text(study),
+    out.append(Section(key="variation", title="What varies between repetitions", items=[*_variation_text(study),
                                                                           *spread_tables(study)]))
     if study.rerun is not None:
         text, table = reproducibility(study, study.rerun)
-        out.append(Section("", "reproducibility", "Reproducibility: the same command run again", [text, table]))
+        out.append(Section("Reproducibility: the same command run again", [text, table], "reproducibility"))
     items = [unmeasured_table(study)] if unmeasured_table(study).rows else []
-    out.append(Section("", "setup", "Machine, command and grid", ["facts", *items]))
-    study.cache["sections"] = out
+    out.append(Section(key="setup", title="Machine, command and grid", items=[Facts(facts(study)), *items]))
     return out
+
+
+def study_document(study: Study) -> Document:
+    return Document(f"gcbench study: {study.name}", sections(study), toc=True,
+                    footer=f"Made by gcbench from sweep folder {study.folder}. Times are CLOCK_MONOTONIC measurements; "
+                           "GC dead time counts each nanosecond of server GC pause inside a call once.")
 
 
 def _variation_text(study: Study) -> list[str]:

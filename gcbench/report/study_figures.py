@@ -125,8 +125,7 @@ def dead_time(study: Study) -> FigureSpec:
 def pause_growth(study: Study) -> FigureSpec:
     title = TITLES["pause_growth"]
     colors = backend_colors(study)
-    groups = [(b, m) for b, m in study.default_groups()
-              if study.cells.loc[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m), "gc_events"].sum()]
+    groups = [(b, m) for b, m in study.default_groups() if study.group_cells(b, m)["gc_events"].sum()]
     if not groups:
         return FigureSpec("pause_growth", title, "", _empty(title, "no GC pause measured in this sweep"))
     pos = [h for h in study.heaps if h > 0]
@@ -245,8 +244,7 @@ def mitigations(study: Study) -> FigureSpec:
 def chains_hit(study: Study) -> FigureSpec:
     title = TITLES["chains_hit"]
     colors = backend_colors(study)
-    groups = [(b, m) for b, m in study.default_groups()
-              if study.cells.loc[(study.cells["backend"] == b) & (study.cells["gc_mode"] == m), "gc_events"].sum()]
+    groups = [(b, m) for b, m in study.default_groups() if study.group_cells(b, m)["gc_events"].sum()]
     if not groups:
         return FigureSpec("chains_hit", title, "", _empty(title, "no GC pause measured in this sweep"))
     fig, axes = _grid(len(study.profiles))
@@ -282,7 +280,3 @@ def chains_hit(study: Study) -> FigureSpec:
 
 
 FIGURES = (dead_time, pause_growth, mitigations, chains_hit)
-
-
-def all_figures(study: Study) -> list[FigureSpec]:
-    return [make(study) for make in FIGURES]

@@ -1,27 +1,33 @@
-"""The report's tables as plain strings (headers + rows), shared by the Markdown and HTML exporters."""
+"""The run report of one run folder as a Document: facts, the claim check, GC cost, latency, chains, GC events,
+cells, warnings and hiccups, each table one function of the Report. The text format is the summary `gcbench run`
+prints (summary.py); JSON writes every table plus the latency histograms (Document.data).
+
+To add a table: write a function `(report) -> Table` (or a list of them, or None when it does not apply) and
+name it in SECTIONS.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
 
-from gcbench.analysis import CLAIM_FIT_SHARE, CLAIM_PAUSE_MS, NO_REFERENCE, fmt_ms, fmt_share
+import pandas as pd
+
+from gcbench.analysis import (
+    CLAIM_FIT_SHARE,
+    CLAIM_PAUSE_MS,
+    HDR_HIGHEST_NS,
+    HDR_LOWEST_NS,
+    HDR_SIGNIFICANT_DIGITS,
+    NO_REFERENCE,
+    fmt_ms,
+    fmt_share,
+    merge_histograms,
+)
+from gcbench.formats import REPORT_FORMAT, REPORT_KIND
+from gcbench.report.document import Block, Bullets, Document, Facts, Figure, Section, Table
 from gcbench.report.model import Report
-
-
-@dataclass
-class Table:
-    key: str  # id in HTML, stable for tests and links
-    title: str
-    caption: str
-    headers: list[str]
-    rows: list[list[str]]
-    numeric: set[int] = field(default_factory=set)  # right-aligned column indexes
-
-
-def _signed(v: float, fmt=fmt_ms) -> str:
-    if v != v:
-        return "-"
-    return ("+" if v > 0 else "") + fmt(v)
+from gcbench.report.numbers import signed
+from gcbench.report.summary import harness_text, hiccup_records, summary_document
 
 
 def run_facts(report: Report) -> list[tuple[str, str]]:
@@ -44,19 +50,10 @@ def run_facts(report: Report) -> list[tuple[str, str]]:
         ("backends", ", ".join(f"{b} ({v})" for b, v in versions.items()) or ", ".join(report.backends)),
         ("machine", f"{env.get('cpu_model', '?')}, {env.get('cpu_count', '?')} CPUs, {env.get('platform', '?')}"),
         ("harness", f"gcbench {env.get('gcbench_version', '?')}, Python {env.get('python_version', '?')}"),
-        ("harness GC", harness_fact(report)),
+        ("harness GC", harness_text(report.summary) if "client_gc_events" in report.summary.columns else "-"),
         ("the claim", f"a {CLAIM_PAUSE_MS:g} ms GC pause per call adds up to {CLAIM_PAUSE_MS:g} ms x "
                       f"{report.calls_per_chain} calls = {fmt_ms(report.claim_ms)} ms of dead time per chain"),
     ]
-
-
-def harness_fact(report: Report) -> str:
-    """The harness's own GC while measuring: what run.json's cells and the client GC events say."""
-    from gcbench.report.text import harness_line
-
-    if "client_gc_events" not in report.summary.columns:
-        return "-"
-    return harness_line(report.summary).removeprefix("Harness: ").rstrip(".")
 
 
 def claim_table(report: Report) -> Table:
@@ -121,8 +118,8 @@ def gc_cost_table(report: Report) -> Table:
         elif r.gc_cost_ref == name:
             rows.append([r.backend, r.gc_mode, "(is the reference)", note, "0", "-", "-"])
         else:
-            rows.append([r.backend, r.gc_mode, r.gc_cost_ref, note, _signed(r.gc_cost_ms),
-                         f"{_signed(r.gc_cost_lo_ms)} .. {_signed(r.gc_cost_hi_ms)}", _signed(r.gc_cost_share, fmt_share)])
+            rows.append([r.backend, r.gc_mode, r.gc_cost_ref, note, signed(r.gc_cost_ms),
+                         f"{signed(r.gc_cost_lo_ms)} .. {signed(r.gc_cost_hi_ms)}", signed(r.gc_cost_share, fmt_share)])
     return Table("gc_cost", "Counterfactual GC cost",
                  "Mean chain latency in the mode minus that of a reference of the same runtime, per chain (ms): "
                  "the same backend with GC off, else a cell of it whose measured window had no server GC event "
@@ -137,9 +134,9 @@ def runtime_diff_tables(report: Report) -> list[Table]:
     s = report.summary
     if "runtime_diff_ref" not in s.columns or not (s["runtime_diff_ref"] != "").any():
         return []
-    rows = [[r.backend, r.gc_mode, r.runtime_diff_ref, _signed(r.runtime_diff_ms),
-             f"{_signed(r.runtime_diff_lo_ms)} .. {_signed(r.runtime_diff_hi_ms)}",
-             _signed(r.runtime_diff_share, fmt_share)] for r in s.itertuples() if r.runtime_diff_ref]
+    rows = [[r.backend, r.gc_mode, r.runtime_diff_ref, signed(r.runtime_diff_ms),
+             f"{signed(r.runtime_diff_lo_ms)} .. {signed(r.runtime_diff_hi_ms)}",
+             signed(r.runtime_diff_share, fmt_share)] for r in s.itertuples() if r.runtime_diff_ref]
     return [Table("runtime_diff", "Runtime difference (not GC cost)",
                   "Mean chain latency minus that of the no-GC control, for a runtime without a GC off switch and "
                   "without a GC-quiet cell in this run: it mixes GC with every other difference between the two "
@@ -186,8 +183,6 @@ HICCUP_TITLES = {
 
 def hiccup_tables(report: Report) -> list[Table]:
     """Present only when the run had the hiccup meter on (gcbench run --hiccup-us / --meter-overhead)."""
-    from gcbench.report.hiccups import hiccup_records
-
     out = []
     for key, records in hiccup_records(report.run).items():
         if not records:
@@ -211,7 +206,85 @@ def warnings_tables(report: Report) -> list[Table]:
                   ["cell", "warning"], rows)]
 
 
-def all_tables(report: Report) -> list[Table]:
-    return [claim_table(report), call_loss_table(report), latency_table(report), chain_table(report),
-            gc_cost_table(report), *runtime_diff_tables(report), gc_events_table(report), cells_table(report),
-            *warnings_tables(report), *hiccup_tables(report)]
+def verdicts(report: Report) -> Bullets:
+    return Bullets([str(v) for v in report.summary.get("verdict", [])] or ["no measured cells"], key="verdicts",
+                   style="verdicts")
+
+
+def figure(name: str):
+    """The figure that function `name` of gcbench.report.figures draws, when a format shows it."""
+    return lambda report: Figure.of(report, "gcbench.report.figures", name)
+
+
+# Section title -> the functions that make its blocks; a section whose functions give nothing is left out.
+SECTIONS = [
+    ("Claim check", [verdicts, claim_table, call_loss_table, figure("claim_check"), figure("dead_time_hist")]),
+    ("Counterfactual GC cost", [gc_cost_table, runtime_diff_tables]),
+    ("Call latency", [latency_table, figure("latency_cdf")]),
+    ("Chains and GC dead time", [chain_table, figure("gc_timeline")]),
+    ("GC events", [gc_events_table, figure("pause_sizes")]),
+    ("Cells", [cells_table]),
+    ("Warnings", [warnings_tables]),
+    ("Hiccups", [hiccup_tables]),
+]
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    # to_json turns NaN into null, numpy scalars into plain numbers and a typed finding into its sentence
+    return json.loads(df.to_json(orient="records", default_handler=str)) if len(df) else []
+
+
+def report_dict(report: Report) -> dict:
+    """The JSON report: every table of the report plus one HdrHistogram of call latency per cell (standard
+    base64 encoding, ns), and one per (backend, gc mode) merged over repetitions."""
+    h = report.histograms
+    merged = []
+    for (b, m), g in h.groupby(["backend", "gc_mode"], sort=False):
+        merged.append({"backend": b, "gc_mode": m, "reps": len(g), "calls": int(g["calls"].sum()),
+                       "hdr_histogram": merge_histograms(list(g["hdr_histogram"])).encode().decode("ascii")})
+    env = report.run.meta.get("environment", {})
+    return {
+        "kind": REPORT_KIND,
+        "schema_version": REPORT_FORMAT,  # formats.py has the history
+        "run_schema_version": report.run.meta.get("schema_version"),
+        "run_id": report.run_id,
+        "scenario": report.run.scenario,
+        "environment": {k: env.get(k) for k in ("hostname", "cpu_model", "cpu_count", "platform", "python_version",
+                                                "gcbench_version", "backend_versions")},
+        "calls_per_chain": report.calls_per_chain,
+        "claim_ms": report.claim_ms,
+        "verdicts": [str(v) for v in report.summary.get("verdict", [])],
+        "summary": _records(report.summary),
+        "claim": _records(report.claim),
+        "latency": _records(report.latency),
+        "gc_events": _records(report.gc_events),
+        "latency_histograms": {
+            "unit": "ns", "lowest_trackable": HDR_LOWEST_NS, "highest_trackable": HDR_HIGHEST_NS,
+            "significant_digits": HDR_SIGNIFICANT_DIGITS, "encoding": "HdrHistogram V2 compressed, base64",
+            "cells": _records(h), "merged": merged,
+        },
+    }
+
+
+def _blocks(made) -> list[Block]:
+    return [] if made is None else list(made) if isinstance(made, list) else [made]
+
+
+def document(report: Report, fmt: str = "html") -> Document:
+    """The run report; for `fmt` text, the summary `gcbench run` prints."""
+    if fmt == "text":
+        from gcbench.store import incomplete_note
+
+        doc = summary_document(report.summary, report.calls_per_chain, report.run)
+        note = incomplete_note(report.run.meta)  # Markdown and HTML show the run's status in their facts
+        if note:
+            doc.sections.insert(0, Section("", [note]))
+        return doc
+    sections = [Section("", [Facts(run_facts(report))])]
+    for title, parts in SECTIONS:
+        items = [b for part in parts for b in _blocks(part(report))]
+        if items:
+            sections.append(Section(title, items, key=title.lower().replace(" ", "-")))
+    footer = (f"Made by gcbench from run folder {report.run.path.name}. Times are CLOCK_MONOTONIC measurements; GC "
+              "dead time counts each nanosecond of server GC pause inside a call once.")
+    return Document(f"gcbench report: {report.run_id}", sections, footer=footer, data=report_dict(report))
