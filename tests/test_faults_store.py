@@ -24,7 +24,7 @@ import pytest
 
 import gcbench
 from gcbench.errors import GcbenchError
-from gcbench.report import build, export
+from gcbench.report import build, export, report_document
 
 from .conftest import REPO
 from .faultkit import FAULT_SCENARIO, LiveGcbench, assert_no_orphans, new_marker, only_run_folder, run_gcbench
@@ -81,7 +81,7 @@ def test_report_to_a_symlink_writes_its_target_and_keeps_the_link(synthetic_run,
     os.chmod(target, 0o640)
     link = tmp_path / "latest.txt"
     link.symlink_to(target)
-    doc = export(build(synthetic_run), "text", link)
+    doc = export(report_document(build(synthetic_run), "text"), "text", link)
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert target.read_text() == doc and "dead/chain" in doc
     assert stat.S_IMODE(target.stat().st_mode) == 0o640  # the replaced file keeps its permissions
@@ -111,7 +111,7 @@ def test_report_to_a_fifo_is_written_through(synthetic_run, tmp_path):
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        doc = export(build(synthetic_run), "md", fifo)
+        doc = export(report_document(build(synthetic_run), "md"), "md", fifo)
     finally:
         reader.join()
         os.close(fd)
@@ -127,7 +127,7 @@ def test_report_to_a_character_device_is_written_through(synthetic_run, tmp_path
     except PermissionError:
         pytest.skip("cannot create a device node here (not root)")
     try:
-        export(build(synthetic_run), "text", dev)
+        export(report_document(build(synthetic_run), "text"), "text", dev)
     except GcbenchError as e:
         if "Permission denied" in str(e):
             pytest.skip("devices cannot be opened on this file system (nodev)")
@@ -445,9 +445,9 @@ def test_damaged_sweep_metadata_is_one_error_line(measured_sweep, tmp_path, dama
 
 
 def test_the_text_report_of_a_run_cut_short_says_it_is_incomplete(synthetic_run):
-    assert "INCOMPLETE" not in export(build(synthetic_run), "text")
+    assert "INCOMPLETE" not in export(report_document(build(synthetic_run), "text"), "text")
     meta = json.loads((synthetic_run / "run.json").read_text())
     meta["status"] = "running"  # what a SIGKILL leaves
     (synthetic_run / "run.json").write_text(json.dumps(meta))
-    text = export(build(synthetic_run), "text")
+    text = export(report_document(build(synthetic_run), "text"), "text")
     assert text.startswith("INCOMPLETE RUN: run.json still says 'running': gcbench was killed")
