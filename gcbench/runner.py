@@ -27,6 +27,8 @@ from gcbench.hiccup import (
     rep_order,
     with_meter,
 )
+from gcbench.memory import cell_memory
+from gcbench.memwatch import INTERVAL_S
 from gcbench.metadata import collect_environment
 from gcbench.probes.python_gc import GcProbe
 from gcbench.procs import Interrupted
@@ -54,6 +56,7 @@ class RunConfig:
     hiccup_us: int = 0  # the servers' hiccup meter interval (0: off); with it, a control process beside each cell
     hiccup_floor_us: int = DEFAULT_FLOOR_US  # only wake-ups later than this are recorded
     meter_overhead: bool = False  # every backend twice, meter off and on (`<name>+meter`), to show its cost
+    rss_interval_s: float = INTERVAL_S  # the memory watcher's RSS sampling interval
 
     def modes_for(self, backend: Backend) -> list[GcMode]:
         if self.modes_by_backend is not None:
@@ -75,6 +78,7 @@ class RunConfig:
             "hiccup_us": self.hiccup_us,
             "hiccup_floor_us": self.hiccup_floor_us,
             "meter_overhead": self.meter_overhead,
+            "rss_interval_ms": self.rss_interval_s * 1e3,
         }
 
 
@@ -263,6 +267,8 @@ def measure_cell(
         timeout_s=config.start_timeout_s,
         max_memory_bytes=config.max_server_memory_bytes,
         cpu_affinity=writer.meta["environment"]["pinning"]["server_cores"] if config.pin else None,
+        rss_samples_path=writer.cell_file(cid, ".rss.csv"),
+        rss_interval_s=config.rss_interval_s,
     )
     arguments = backend.tool_arguments(scenario)
     think_ns = think_schedule_ns(scenario.chain, np.random.default_rng([scenario.chain.seed, rep]))
@@ -320,6 +326,7 @@ def measure_cell(
         client_tracked_allocations=client_allocs,
         stats=stats, side_channel_bad_lines=bad_lines, stderr_dropped_bytes=getattr(handle, "stderr_dropped_bytes", 0),
         hiccup_us=meter_hiccup_us(backend), control=control_meta, **before,
+        memory=cell_memory(handle.memory, ctx.rss_samples_path, window, stats, writer.path),
     )
     warnings = probe_drop_warnings(stats)
     if warnings:

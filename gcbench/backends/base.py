@@ -18,7 +18,7 @@ from gcbench.errors import CellError
 from gcbench.gcmode import GcMode
 from gcbench.mcp import Session, StdioTransport
 from gcbench.mcp_http import HttpTransport
-from gcbench.memwatch import MemoryWatch
+from gcbench.memwatch import INTERVAL_S, MemoryWatch
 from gcbench.output_guard import OutputGuard
 from gcbench.scenario import Scenario
 
@@ -53,6 +53,8 @@ class CellContext:
     timeout_s: float = 30.0  # start-up: from launch to the answer to initialize / the HTTP port
     max_memory_bytes: int | None = None  # RSS cap of the server's process tree (None: no cap)
     cpu_affinity: list[int] | None = None  # --pin: the server's cores (inherited by all its threads)
+    rss_samples_path: Path | None = None  # the memory watcher writes the tree's (t_ns, rss_bytes) samples here
+    rss_interval_s: float = INTERVAL_S  # the memory watcher's sampling interval
 
 
 class ServerHandle(ABC):
@@ -60,6 +62,7 @@ class ServerHandle(ABC):
 
     session: Session
     pid: int | None
+    memory: dict | None = None  # after stop: the memory watcher's summary (peak RSS, samples), if one ran
 
     @abstractmethod
     def stop(self, grace_s: float | None = None) -> int | None:
@@ -173,7 +176,8 @@ class SubprocessServer(ServerHandle):
             self.guard.start(self.proc.stderr, self.pid)
             procs.register_group(self.pid, f"server {spec.argv[0]}")
             try:
-                self.watch = MemoryWatch(self.pid, ctx.max_memory_bytes)  # the cap, and the cell's guard
+                # the cap, the cell's guard and the RSS samples
+                self.watch = MemoryWatch(self.pid, ctx.max_memory_bytes, ctx.rss_interval_s, ctx.rss_samples_path)
             except OSError:
                 self.stop(FAILED_STOP_GRACE_S)
                 raise
@@ -187,6 +191,8 @@ class SubprocessServer(ServerHandle):
                 self.transport = StdioTransport(self.proc.stdin.fileno(), self.proc.stdout.fileno(), self.describe_exit,
                                                 server_pid=self.pid)
             self.session = Session(self.transport, ctx.timeout_s)
+            with procs.raising():
+                self.watch.wait_ready()  # its first RSS sample before the first call
         except BaseException:
             self.stop(FAILED_STOP_GRACE_S)
             raise
@@ -267,7 +273,7 @@ class SubprocessServer(ServerHandle):
         finally:
             procs.unregister_group(proc.pid)
             if self.watch:
-                self.watch.stop()
+                self.memory = self.watch.stop()
             if self.transport is not None:
                 self.transport.close()
             if proc.stdout:

@@ -631,6 +631,25 @@ func (s *server) writeEvents(ms *runtime.MemStats) {
 	s.written += len(events)
 }
 
+// maxRSSBytes is this process's peak resident set size (VmHWM, the kernel's high-water mark), 0 if
+// unknown. Not getrusage's Maxrss: Linux carries it across execve, so a server started by the harness would
+// report the harness's own peak.
+func maxRSSBytes() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err == nil {
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
 // runtimeStats combines MemStats (read by the caller: a short stop-the-world, so only on measure and
 // flush, outside any call) with the GC CPU-time metrics, which show the cost of concurrent marking and
 // assists, not only pauses.
@@ -644,6 +663,8 @@ func (s *server) runtimeStats(ms *runtime.MemStats) map[string]any {
 		"pause_total_ns":   ms.PauseTotalNs,
 		"heap_alloc_bytes": ms.HeapAlloc,
 		"heap_sys_bytes":   ms.HeapSys,
+		"sys_bytes":        ms.Sys,
+		"max_rss_bytes":    maxRSSBytes(),
 		"next_gc_bytes":    ms.NextGC,
 		"pauses_lost":      s.lost,
 		"oob_collections":  s.oobCollections,
