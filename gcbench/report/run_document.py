@@ -108,6 +108,34 @@ def chain_table(report: Report) -> Table:
                   "share lost to GC", "chains hit"], rows, set(range(2, 10)))
 
 
+def memory_table(report: Report) -> list[Table]:
+    """GC dead time next to what the server's memory cost (gcbench.memory): the other half of each setting."""
+    import math
+
+    from gcbench.memory import memory_table as frame
+
+    m = frame(report.run)
+    if m.empty or m["peak_rss_mib"].isna().all():
+        return []
+
+    def mib(v) -> str:
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1f}"
+
+    def ratio(v) -> str:
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"x{v:.2f}"
+
+    rows = [[r.backend, r.gc_mode, fmt_ms(r.dead_mean_ms), mib(r.peak_rss_mib),
+             f"{mib(r.peak_rss_min_mib)}-{mib(r.peak_rss_max_mib)}", ratio(r.peak_rss_vs_default),
+             ratio(r.dead_mean_vs_default), mib(r.heap_used_mib)]
+            for r in m.itertuples()]
+    return [Table("memory", "Pauses against memory",
+                  "Peak RSS of the server's process tree (sampled every 10 ms by the memory watcher, about 1% of one "
+                  "core, off the measured path) next to GC dead time per chain; ratios against the same backend's "
+                  "default cell; heap used as the runtime counts it.",
+                  ["backend", "gc mode", "dead mean (ms)", "peak RSS (MiB)", "min-max over reps", "RSS vs default",
+                   "dead vs default", "heap used (MiB)"], rows, set(range(2, 8)))]
+
+
 def gc_cost_table(report: Report) -> Table:
     rows = []
     for r in report.summary.itertuples():
@@ -223,6 +251,7 @@ SECTIONS = [
     ("Call latency", [latency_table, figure("latency_cdf")]),
     ("Chains and GC dead time", [chain_table, figure("gc_timeline")]),
     ("GC events", [gc_events_table, figure("pause_sizes")]),
+    ("Memory", [memory_table]),
     ("Cells", [cells_table]),
     ("Warnings", [warnings_tables]),
     ("Hiccups", [hiccup_tables]),
