@@ -20,6 +20,10 @@ BOOTSTRAP_SEED = 20240601
 # Event types that are GC (or stand in for it: calibration stalls). A `hiccup` row (the hiccup meter, server or
 # control process) is lateness seen by a sleeping thread, never GC dead time: every GC selection uses this.
 GC_EVENT_TYPES = ("gc", "stall")
+# Pause tables also show the pauses whose time is too uncertain to join to a call (`gc_unplaced`: attribution
+# leaves them out), except a Go cycle's unsplit `stw_cycle`, which is the sum of two pauses, not one.
+UNPLACED_TYPE = "gc_unplaced"
+UNSPLIT_KIND = "stw_cycle"
 
 
 def merge_intervals(start_ns: np.ndarray, end_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +156,8 @@ def measured_server_events(events: pd.DataFrame) -> pd.DataFrame:
                                      "start_ns", "end_ns", "duration_ns"])
     keep = events["source"] == "server"
     if "type" in events.columns:
-        keep &= events["type"].isin(GC_EVENT_TYPES)
+        keep &= events["type"].isin(GC_EVENT_TYPES) | ((events["type"] == UNPLACED_TYPE)
+                                                       & (events["kind"] != UNSPLIT_KIND))
     if "measured" in events.columns:
         keep &= events["measured"].astype(bool)
     out = events[keep]
@@ -466,6 +471,7 @@ def stats_warnings(stats: list[dict]) -> list[str]:
         step_ms = max(int(s.get("clock_step_max_ns") or 0) for s in stats) / 1e6
         w.append(f"the wall clock stepped {steps} time(s) (largest {fmt_ms(step_ms)} ms): GC pause times converted "
                  "from it use the offset read nearest each pause, and one near a step may be off by up to the step")
+    w += list(dict.fromkeys(str(x) for s in stats for x in (s.get("warnings") or ())))  # a backend's own
     phases = [s["stw_phases"] for s in stats if isinstance(s.get("stw_phases"), dict)]
     unplaced = sum(int(p.get("unplaced_no_line", 0)) + int(p.get("unplaced_mismatch", 0)) for p in phases)
     if unplaced:
