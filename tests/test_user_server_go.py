@@ -111,9 +111,7 @@ def test_runtime_init_is_fitted_from_exact_cycle_ends_when_the_binary_has_no_sym
         end = init + at_ns + 30_000 + 1_500_000 + 8_000
         lines[c] = parse_line(_line(c, f"{at_ns // 1_000_000 / 1000:.3f}", "0.030", "1.5", "0.008"))
         buf_cycles[c] = (38_000, end)
-    buf = PauseBuffer(39, tuple(buf_cycles[c][0] for c in range(1, 40)) + (0,) * 217,
-                      tuple(buf_cycles[c][1] for c in range(1, 40)) + (0,) * 217, buf_cycles[39][1], 0, 0, 0, 0, 0, "t")
-    fitted, err = go_outside.fit_init_ns(buf, lines, 0)
+    fitted, err = go_outside.fit_init_ns(buf_cycles, lines, lambda c: 0)
     assert abs(fitted - init) <= err <= 100_000  # 39 cycles pin it far better than the 1 ms of one @ field
 
 
@@ -175,7 +173,7 @@ def test_the_pause_buffer_read_from_outside_matches_the_runtimes_own_gctrace(tmp
     assert agree >= 0.8 * len(lines)
     if strip:
         assert buf.runtime_init_mono_ns == 0 and buf.found_by.startswith("search of")
-        fit = go_outside.fit_init_ns(buf, lines, offset)
+        fit = go_outside.fit_init_ns(buf.cycles(), lines, lambda c: offset)
         assert fit is not None and t_launch < fit[0] < buf.read_mono_ns
     else:
         assert buf.found_by == "symbol runtime.memstats" and t_launch < buf.runtime_init_mono_ns < buf.read_mono_ns
@@ -242,3 +240,32 @@ def test_server_url_reads_a_running_go_servers_pauses_through_its_listening_port
     assert info["go_pid"] == server.pid and info["cycles_exact"] == info["gctrace_cycles"] > 0
     ev = run.gc_events[(run.gc_events["source"] == "server") & run.gc_events["measured"]]
     assert (ev["type"] == "gc").sum() > 0
+
+
+def test_the_sampler_keeps_cycles_the_256_slot_buffer_has_already_overwritten(tmp_path, go_server):
+    stderr = tmp_path / "stderr.log"
+    with open(stderr, "wb") as err:
+        proc = subprocess.Popen([str(go_server)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                env={**os.environ, "GODEBUG": "gctrace=1", "GOGC": "1"})
+    cell = go_outside.GoCell(t_launch_ns=time.monotonic_ns())
+    try:
+        _request(proc, 1, "initialize")
+        _request(proc, 2, "tools/call", {"name": "alloc", "arguments": {"n": 20000}})  # a first cycle
+        go_outside.start_sampler(cell, proc.pid, tmp_path / "samples.json")
+        assert cell.sampler is not None, cell.read_error
+        for i in range(150):
+            _request(proc, i + 3, "tools/call", {"name": "alloc", "arguments": {"n": 60000}})
+        go_outside.read_before_stop(cell, proc.pid, stderr)
+    finally:
+        go_outside.kill_sampler(cell)
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    lines, _ = parse_log(stderr)
+    sampled = {int(c) for c in cell.sampled["cycles"]}
+    assert len(lines) > 256 + 100 and cell.buffer.numgc >= max(lines)
+    first_left = cell.buffer.numgc - 255  # the oldest cycle the final read still has
+    kept = {c for c in sampled if c < first_left}
+    assert len(kept) >= len(lines) - 256 - 5 and kept <= set(lines)
+    _, stats = go_outside.go_events([], {}, stderr, cell)
+    assert stats["go_outside"]["cycles_from_at_field_only"] <= 5  # the warm-up before the sampler started
+    assert cell.sampled["pairs"] and cell.sampled["error"] == ""

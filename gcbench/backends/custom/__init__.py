@@ -228,6 +228,9 @@ class CustomBackend(SubprocessBackend):
 
             def before_stop(pid: int) -> None:
                 go_outside.read_before_stop(cell, pid, stderr_path)
+
+            def after_exit() -> None:
+                go_outside.kill_sampler(cell)  # a failed cell's (a healthy one's was stopped before)
         elif self.runtime == "java":
             pattern = java_outside.log_pattern(ctx.events_path)
             for old in java_outside.logs_of(pattern):
@@ -270,7 +273,11 @@ class CustomBackend(SubprocessBackend):
 
     def before_measure(self, handle: ServerHandle, mode: GcMode, ctx: CellContext) -> dict:
         if self.runtime == "go" and str(ctx.events_path) in self._go_cells:
-            self._go_cells[str(ctx.events_path)].t_measure_ns = time.monotonic_ns()
+            cell = self._go_cells[str(ctx.events_path)]
+            if handle.pid is not None:
+                go_outside.start_sampler(cell, handle.pid, go_outside.samples_path(ctx.events_path))
+            cell.t_measure_ns = time.monotonic_ns()
+            return {"go_sampler": cell.sampler is not None}
         if self.runtime != "python" or self.probe_attach()[0] is None:
             return {}
         attach, _ = read_probe_records(ctx.events_path)

@@ -13,29 +13,49 @@ Two sources, both written by the Go runtime itself:
    exact end; sweep termination is placed back from it with the printed mark duration (its position error is in
    the stats record).
 
-A cycle in the gctrace log but no longer in the buffer (more than 256 cycles since it) is placed from its `@`
-field: runtimeInitTime (read from memory with the symbol table, else fitted from the cycles the buffer has)
+The buffer keeps 256 cycles, fewer than a busy server runs in one cell, so from the end of warm-up a sampler
+process (go_memstats.py run as a script) reads it every 50 ms and keeps each new cycle; the final read is made
+with the server idle. Measured: 0.30% of one core (30 ms CPU over 10 s and 4,237 calls, 194 reads), and
+666 of 666 cycles of a 500-call gogc:50 cell timed exactly where the final read alone had 256 of 641.
+
+A cycle in the gctrace log but not read from the buffer (before the sampler started, or lost) is placed from its
+`@` field: runtimeInitTime (read from memory with the symbol table, else fitted from the cycles the buffer has)
 + T + half a ms. Its phases are then known to +- 0.5 ms plus the fit's error, far more than a Go pause (tens of
 us): an event whose placement error exceeds its duration is typed `gc_unplaced`, kept in the event and pause
 tables but left out of attribution, because it could belong to the call before or after just as well.
 
 Measured (go1.27.3, this 2-core box, tests/fixtures/go_mcp_server, 300 calls of 20k nodes): the buffer read took
-16 ms after the calls (mostly parsing the ELF symbol table once); the runtime's wall-monotonic pair and the
+16 ms after the calls (mostly parsing the ELF symbol table, now once per binary); the runtime's wall-monotonic pair and the
 harness's differed by 3.4 us; 157 of 160 cycles split into their phases, 3 not (their printed sweep termination
 includes the wait for sched.lock before the world stops, which PauseNs leaves out: they stay one `stw_cycle`
 `gc_unplaced`, as in the built-in backend); the exact ends were 11-1590 us after runtimeInitTime + T + the
-printed durations, the 1 ms truncation of `@` plus the truncation of the durations.
+printed durations, the 1 ms truncation of `@` plus the truncation of the durations. runtimeInitTime itself
+came 0.75-13 ms after the harness's Popen (p50 1.16 ms, p99 12.5 ms over 200 launches on the loaded box):
+a launch-time anchor would have been worse than the `@` field's own 1 ms, hence memory or the fit (a stripped
+binary's fit: +- 10-30 us).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from gcbench.backends.custom.go_memstats import GoMemError, PauseBuffer, read_pause_buffer
+from gcbench import procs
+from gcbench.backends.custom import go_memstats
+from gcbench.backends.custom.go_memstats import (
+    PAUSE_SLOTS,
+    SAMPLE_INTERVAL_S,
+    GoMemError,
+    PauseBuffer,
+    memstats_regions,
+    read_pause_buffer,
+)
 from gcbench.detect import go_build_version
 from gcbench.probes.go_gctrace import GcTraceCycle, parse_log, place_cycles
 
@@ -52,7 +72,89 @@ class GoCell:
     go_pid: int | None = None
     buffer: PauseBuffer | None = None
     read_error: str = ""
-    notes: list[str] = field(default_factory=list)
+    sampler: subprocess.Popen | None = None
+    sampler_out: Path | None = None
+    sampled: dict = field(default_factory=dict)  # what the sampler wrote (cycles, pairs, samples, error)
+
+
+def samples_path(events_path: Path) -> Path:
+    """The sampler's output beside the cell's side channel (kept in the run folder: the raw record)."""
+    return events_path.with_name(events_path.name.split(".")[0] + ".go-pause-buffer.json")
+
+
+def start_sampler(cell: GoCell, pid: int, out_path: Path, interval_s: float = SAMPLE_INTERVAL_S,
+                  ready_timeout_s: float = 10.0) -> None:
+    """Start the buffer sampler beside the Go process, after warm-up, and wait until it is ready (its start-up
+    stays out of the measured calls); registered, so it is never left behind."""
+    go_pid, why = find_go_process(pid)
+    if go_pid is None:
+        cell.read_error = why
+        return
+    cell.go_pid = go_pid
+    try:
+        regions, _ = memstats_regions(go_pid)
+        address = 0
+        try:
+            address = read_pause_buffer(go_pid).address  # found now, the sampler never has to search
+        except GoMemError:
+            if not (regions and regions[0][2].startswith("symbol")):
+                cell.read_error = ("no GC cycle before the measured calls in a binary without symbols: the pause "
+                                   "buffer is read once, at the end (its last 256 cycles)")
+                return
+            regions = regions[:1]  # with the symbol table the search is cheap (0.4 ms)
+    except GoMemError as e:
+        cell.read_error = str(e)
+        return
+    cell.sampler_out = out_path
+    out_path.unlink(missing_ok=True)
+    argv = [sys.executable, "-I", go_memstats.__file__, str(go_pid), str(interval_s), str(out_path), str(address),
+            *(f"{a}:{n}" for a, n, _ in regions)]
+    with procs.held():
+        cell.sampler = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        procs.register_group(cell.sampler.pid, "Go pause-buffer sampler")
+    import select
+
+    ready, _, _ = select.select([cell.sampler.stdout], [], [], ready_timeout_s)
+    if not ready or not cell.sampler.stdout.readline().startswith(b"ready"):
+        kill_sampler(cell)
+        cell.read_error = "the pause-buffer sampler did not start"
+
+
+def stop_sampler(cell: GoCell, wait_s: float = 5.0) -> None:
+    """End of its stdin: it writes what it saw and exits (killed if it does not); its output is read."""
+    proc = cell.sampler
+    if proc is None:
+        return
+    try:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            procs.kill_group(proc.pid)
+            proc.wait()
+    finally:
+        procs.unregister_group(proc.pid)
+        proc.stdout.close()
+        cell.sampler = None
+    try:
+        cell.sampled = json.loads(cell.sampler_out.read_text()) if cell.sampler_out else {}
+    except (OSError, ValueError):
+        cell.sampled = {"error": "the sampler wrote nothing readable"}
+
+
+def kill_sampler(cell: GoCell) -> None:
+    """A failed cell: no data wanted, only no process left behind."""
+    if cell.sampler is not None:
+        procs.kill_group(cell.sampler.pid)
+        cell.sampler.wait()
+        procs.unregister_group(cell.sampler.pid)
+        for pipe in (cell.sampler.stdin, cell.sampler.stdout):
+            pipe.close()
+        cell.sampler = None
 
 
 def find_go_process(pid: int) -> tuple[int | None, str]:
@@ -78,6 +180,7 @@ def read_before_stop(cell: GoCell, pid: int, stderr_path: Path, clock=None) -> N
     import time
 
     cell.t_stop_ns = (clock or time.monotonic_ns)()
+    stop_sampler(cell)
     go_pid, why = find_go_process(pid)
     if go_pid is None:
         cell.read_error = why
@@ -93,15 +196,16 @@ def read_before_stop(cell: GoCell, pid: int, stderr_path: Path, clock=None) -> N
         cell.read_error = str(e)
 
 
-def fit_init_ns(buffer: PauseBuffer, lines: dict[int, GcTraceCycle], offset_ns: int) -> tuple[int, int] | None:
+def fit_init_ns(cycles: dict[int, tuple[int, int]], lines: dict[int, GcTraceCycle], offset_of) -> tuple[int, int] | None:
     """runtimeInitTime (monotonic ns) and its +- error from the cycles with an exact end and a gctrace line:
-    end = init + T + f + (tEnd - tSweepTerm) with f in [0, 1 ms) and each printed duration truncated."""
+    end = init + T + f + (tEnd - tSweepTerm) with f in [0, 1 ms) and each printed duration truncated.
+    `offset_of(cycle)`: that cycle's unix - monotonic offset."""
     lo, hi = None, None
-    for c, (_, end_unix) in buffer.cycles().items():
+    for c, (_, end_unix) in cycles.items():
         ln = lines.get(c)
         if ln is None or not end_unix:
             continue
-        end = end_unix - offset_ns
+        end = end_unix - offset_of(c)
         durs = (ln.sweep_termination, ln.mark, ln.mark_termination)
         c_hi = end - ln.start_ns.lo_ns - sum(d.lo_ns for d in durs)
         c_lo = end - ln.start_ns.lo_ns - AT_WIDTH_NS - sum(d.hi_ns for d in durs)
@@ -110,6 +214,33 @@ def fit_init_ns(buffer: PauseBuffer, lines: dict[int, GcTraceCycle], offset_ns: 
     if lo is None or hi < lo:
         return None
     return (lo + hi) // 2, (hi - lo) // 2 + 1
+
+
+def clock_offsets(cell: GoCell | None, harness_offset_ns: int):
+    """offset_of(cycle) -> unix - monotonic for that cycle's end: the runtime's own pair taken nearest to it
+    (the sampler's and the final read's; each is exact for its cycle and follows any wall-clock step), else the
+    harness's pair; and how it was known."""
+    pairs = []
+    if cell is not None:
+        for numgc, unix, mono in cell.sampled.get("pairs") or ():
+            if mono and abs((unix - mono) - harness_offset_ns) < 1_000_000_000:
+                pairs.append((numgc, unix - mono))
+        b = cell.buffer
+        if b is not None and b.last_gc_mono_ns:
+            pairs.append((b.numgc, b.last_gc_unix_ns - b.last_gc_mono_ns))
+    if not pairs:
+        return (lambda c: harness_offset_ns), "the harness's (wall, monotonic) pair read with the buffer"
+    pairs.sort()
+    import bisect
+
+    keys = [n for n, _ in pairs]
+
+    def offset_of(c: int) -> int:
+        i = bisect.bisect_left(keys, c)
+        near = [pairs[j] for j in (i - 1, i) if 0 <= j < len(pairs)]
+        return min(near, key=lambda p: abs(p[0] - c))[1]
+
+    return offset_of, f"the runtime's (last_gc_unix, last_gc_nanotime) pair nearest each cycle ({len(pairs)} pairs)"
 
 
 def _at_placed(line: GcTraceCycle, init_ns: int, init_err_ns: int) -> list[dict]:
@@ -138,24 +269,34 @@ def go_events(events: list[dict], stats: dict, stderr_path: Path, cell: GoCell |
                   "gctrace_cycles": len(lines), "gctrace_damaged_lines": damaged,
                   "at_field_precision_ns": AT_WIDTH_NS}
     buffer = cell.buffer if cell else None
+    sampled = cell.sampled if cell else {}
+    cycles: dict[int, tuple[int, int]] = {int(c): (int(v[0]), int(v[1])) for c, v in (sampled.get("cycles") or {}).items()}
+    n_sampled = len(cycles)
+    if buffer is not None:
+        cycles.update(buffer.cycles())  # read with the server idle: the last word
     stw: list[dict] = []
     init_ns, init_err_ns, init_how = 0, 0, ""
-    if buffer is not None:
-        offset, how = buffer.unix_to_mono_offset_ns()
-        info.update({"go_pid": cell.go_pid, "pause_buffer": buffer.found_by, "pause_buffer_numgc": buffer.numgc,
-                     "wall_to_monotonic": how,
-                     "wall_offset_runtime_minus_harness_ns": offset - (buffer.read_unix_ns - buffer.read_mono_ns)})
-        for c, (pause, end_unix) in sorted(buffer.cycles().items()):
+    if cell is not None and cell.sampler_out is not None:
+        info.update({"sampler_interval_s": SAMPLE_INTERVAL_S, "sampler_samples": sampled.get("samples", 0),
+                     "sampler_error": sampled.get("error") or None, "cycles_seen_by_sampler": n_sampled})
+    if buffer is not None or cycles:
+        harness_offset = buffer.read_unix_ns - buffer.read_mono_ns if buffer else 0
+        offset_of, how = clock_offsets(cell, harness_offset)
+        info.update({"go_pid": cell.go_pid, "wall_to_monotonic": how})
+        if buffer is not None:
+            info.update({"pause_buffer": buffer.found_by, "pause_buffer_numgc": buffer.numgc,
+                         "wall_offset_runtime_minus_harness_ns": offset_of(buffer.numgc) - harness_offset})
+        for c, (pause, end_unix) in sorted(cycles.items()):
             if not end_unix:
                 continue
-            end = end_unix - offset
+            end = end_unix - offset_of(c)
             stw.append({"type": "gc", "runtime": "go", "kind": "stw_cycle", "generation": -1, "start_ns": end - pause,
                         "end_ns": end, "pause_ns": pause, "cycle": c})
-        if buffer.runtime_init_mono_ns:
+        if buffer is not None and buffer.runtime_init_mono_ns:
             init_ns, init_how = buffer.runtime_init_mono_ns, "runtime.runtimeInitTime read from memory (exact)"
-        elif (fit := fit_init_ns(buffer, lines, offset)) is not None:
-            (init_ns, init_err_ns), init_how = fit, "fitted from the cycles in the pause buffer"
-    elif cell is not None:
+        elif (fit := fit_init_ns(cycles, lines, offset_of)) is not None:
+            (init_ns, init_err_ns), init_how = fit, "fitted from the cycles read from the pause buffer"
+    if buffer is None and cell is not None:
         info["pause_buffer_missing"] = cell.read_error or "not read"
     placed, summary = place_cycles(stw, lines)
     in_buffer = {e["cycle"] for e in stw}
@@ -188,8 +329,8 @@ def go_events(events: list[dict], stats: dict, stderr_path: Path, cell: GoCell |
         info["gc_cpu"] = gc_cpu(lines, placed + at_events, cell.t_measure_ns, cell.t_stop_ns)
     warnings = []
     if only_trace and (info["at_placed_unplaced"] or not init_how):
-        warnings.append(f"{len(only_trace)} Go cycle(s) were no longer in the runtime's 256-cycle pause buffer when "
-                        f"it was read: timed by gctrace's whole-ms @ field only, their pauses are kept in the pause "
+        warnings.append(f"{len(only_trace)} Go cycle(s) were not read from the runtime's {PAUSE_SLOTS}-cycle pause "
+                        f"buffer: timed by gctrace's whole-ms @ field only, their pauses are kept in the pause "
                         f"tables but left out of attribution when the placement error exceeds them")
     out_stats = {**stats, "runtime": "go", "go_outside": info, "stw_phases": {**summary, "gctrace_damaged_lines": damaged}}
     if warnings:

@@ -21,6 +21,7 @@ measured calls are over. It needs the right to ptrace the process, which a paren
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import time
@@ -86,6 +87,12 @@ def read_elf(path: str, wanted: tuple[str, ...] = ("runtime.memstats", "runtime.
     return ElfInfo(e_type == 3, sections, symbols, first_load or 0)
 
 
+@functools.lru_cache(maxsize=8)
+def _read_elf_cached(path: str, mtime_ns: int, size: int) -> ElfInfo:
+    """read_elf, once per program file (every cell of a run starts the same binary)."""
+    return read_elf(path)
+
+
 def load_bias(pid: int, exe: str, elf: ElfInfo) -> int:
     """0 for a fixed-address executable; a PIE's load address minus its link address, from /proc/<pid>/maps."""
     if not elf.is_pie:
@@ -128,9 +135,28 @@ class PauseBuffer:
         return self.read_unix_ns - self.read_mono_ns, "the harness's (wall, monotonic) pair read with the buffer"
 
 
+VECTOR_SEARCH_BYTES = 1 << 16  # larger regions (a stripped binary's .noptrbss: 33 MB) are filtered with numpy
+
+
+def _candidates(mem: bytes, min_numgc: int):
+    """8-aligned offsets where numgc and last_gc_unix are plausible (numpy for a large region: the loop took
+    1.5 s CPU over a 33 MB .noptrbss)."""
+    if len(mem) <= VECTOR_SEARCH_BYTES:
+        return range(0, len(mem) - BLOCK_BYTES + 1, 8)
+    import numpy as np
+
+    a = np.frombuffer(mem, dtype="<u8", count=len(mem) // 8)
+    m = len(a) - BLOCK_BYTES // 8 + 1
+    if m <= 0:
+        return []
+    numgc = a[NUMGC_OFFSET // 8:NUMGC_OFFSET // 8 + m] & 0xFFFFFFFF
+    ok = (numgc >= max(1, min_numgc)) & (numgc <= 1 << 31) & (a[:m] >= UNIX_NS_MIN)
+    return (int(i) * 8 for i in np.flatnonzero(ok))
+
+
 def _find_block(mem: bytes, min_numgc: int, max_mono_ns: int) -> int | None:
     """The offset of last_gc_unix in `mem`, by the fields' consistency (8-aligned)."""
-    for o in range(0, len(mem) - BLOCK_BYTES + 1, 8):
+    for o in _candidates(mem, min_numgc):
         numgc, = struct.unpack_from("<I", mem, o + NUMGC_OFFSET)
         if numgc < max(1, min_numgc) or numgc > 1 << 31:
             continue
@@ -145,11 +171,14 @@ def _find_block(mem: bytes, min_numgc: int, max_mono_ns: int) -> int | None:
     return None
 
 
-def read_pause_buffer(pid: int, min_numgc: int = 1, exe: str | None = None) -> PauseBuffer:
-    """The pause buffer of the Go process `pid` (numgc >= min_numgc: the last cycle seen in its gctrace)."""
+def memstats_regions(pid: int, exe: str | None = None) -> tuple[list[tuple[int, int, str]], int]:
+    """Where to look for the buffer in process `pid` ((address, size, how) in search order), and the address of
+    runtime.runtimeInitTime (0 without the symbol table)."""
     exe = exe or f"/proc/{pid}/exe"
     try:
-        elf = read_elf(exe)
+        real = os.path.realpath(exe)
+        st = os.stat(exe)
+        elf = _read_elf_cached(real if os.path.isfile(real) else exe, st.st_mtime_ns, st.st_size)
         bias = load_bias(pid, exe, elf)
     except (OSError, ValueError, struct.error) as e:
         raise GoMemError(f"cannot read the program of process {pid}: {e}") from None
@@ -161,35 +190,136 @@ def read_pause_buffer(pid: int, min_numgc: int = 1, exe: str | None = None) -> P
         if sec in elf.sections and elf.sections[sec][1]:
             addr, size = elf.sections[sec]
             regions.append((addr + bias, size, f"search of {sec}"))
+    init = elf.symbols.get("runtime.runtimeInitTime")
+    return regions, init[0] + bias if init else 0
+
+
+def _locate(fd: int, regions: list[tuple[int, int, str]], min_numgc: int) -> tuple[int, str] | None:
+    for addr, size, how in regions:
+        try:
+            mem = os.pread(fd, size, addr)
+        except OSError:
+            continue
+        o = _find_block(mem, min_numgc, 0)
+        if o is not None:
+            return addr + o, how
+    return None
+
+
+def read_pause_buffer(pid: int, min_numgc: int = 1, exe: str | None = None) -> PauseBuffer:
+    """The pause buffer of the Go process `pid` (numgc >= min_numgc: the last cycle seen in its gctrace)."""
+    regions, init_addr = memstats_regions(pid, exe)
     try:
         fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
     except OSError as e:
         raise GoMemError(f"cannot open /proc/{pid}/mem: {e.strerror or e}") from None
     try:
-        init_ns = 0
-        if "runtime.runtimeInitTime" in elf.symbols:
-            init_ns, = struct.unpack("<q", os.pread(fd, 8, elf.symbols["runtime.runtimeInitTime"][0] + bias))
-        for addr, size, how in regions:
-            read_mono = time.monotonic_ns()
-            read_unix = time.time_ns()
-            try:
-                mem = os.pread(fd, size, addr)
-            except OSError:
-                continue
-            o = _find_block(mem, min_numgc, read_mono)
-            if o is None:
-                continue
-            numgc, = struct.unpack_from("<I", mem, o + NUMGC_OFFSET)
-            last_unix, = struct.unpack_from("<Q", mem, o)
-            last_mono, = struct.unpack_from("<Q", mem, o + LAST_GC_NANOTIME_OFFSET)
-            # last_gc_nanotime is where Go 1.19+ keeps it: believe it only when it is a plausible reading
-            # (after the runtime started, before now, and within a second of the wall clock's offset)
-            offset_now = read_unix - read_mono
-            if not (init_ns <= last_mono <= read_mono and abs((last_unix - last_mono) - offset_now) < 1_000_000_000):
-                last_mono = 0
-            slots = struct.unpack_from(f"<{2 * PAUSE_SLOTS}Q", mem, o + 16)
-            return PauseBuffer(numgc, slots[:PAUSE_SLOTS], slots[PAUSE_SLOTS:], last_unix, last_mono, init_ns,
-                               read_mono, read_unix, addr + o, how)
+        init_ns = struct.unpack("<q", os.pread(fd, 8, init_addr))[0] if init_addr else 0
+        found = _locate(fd, regions, min_numgc)
+        if found is None:
+            raise GoMemError(f"no Go pause buffer with numgc >= {min_numgc} found in process {pid}'s memory")
+        addr, how = found
+        read_mono = time.monotonic_ns()
+        read_unix = time.time_ns()
+        mem = os.pread(fd, BLOCK_BYTES, addr)
+    except OSError as e:
+        raise GoMemError(f"cannot read process {pid}'s memory: {e.strerror or e}") from None
     finally:
         os.close(fd)
-    raise GoMemError(f"no Go pause buffer with numgc >= {min_numgc} found in process {pid}'s memory")
+    numgc, = struct.unpack_from("<I", mem, NUMGC_OFFSET)
+    last_unix, = struct.unpack_from("<Q", mem, 0)
+    last_mono = plausible_mono(last_unix, struct.unpack_from("<Q", mem, LAST_GC_NANOTIME_OFFSET)[0], init_ns,
+                               read_mono, read_unix)
+    slots = struct.unpack_from(f"<{2 * PAUSE_SLOTS}Q", mem, 16)
+    return PauseBuffer(numgc, slots[:PAUSE_SLOTS], slots[PAUSE_SLOTS:], last_unix, last_mono, init_ns,
+                       read_mono, read_unix, addr, how)
+
+
+def plausible_mono(last_unix: int, last_mono: int, init_ns: int, read_mono: int, read_unix: int) -> int:
+    """last_gc_nanotime is where Go 1.19+ keeps it: believe it only when it is a plausible reading (after the
+    runtime started, before now, and within a second of the wall clock's offset), else 0."""
+    ok = init_ns <= last_mono <= read_mono and abs((last_unix - last_mono) - (read_unix - read_mono)) < 1_000_000_000
+    return last_mono if ok else 0
+
+
+# ------------------------------------------------------------------------------------------------- sampler
+#
+# The buffer holds 256 cycles; a server that collects faster than 256 cycles per cell would lose the older ones.
+# So while the calls run, a separate process (this file run as a script: standard library only, nothing of
+# gcbench imported) reads the buffer every SAMPLE_INTERVAL_S and keeps each new cycle in memory; it writes
+# them once, when its stdin ends. It never touches the harness (its own interpreter and GIL) or the server
+# (a pread of 4 KiB of its memory; the process is not stopped).
+
+SAMPLE_INTERVAL_S = 0.05  # 256 cycles per 50 ms: 5,120 cycles/s before one is missed
+SEARCH_INTERVAL_S = 1.0  # before the first cycle the buffer cannot be recognised: look again this seldom
+
+
+def sample(pid: int, regions: list[tuple[int, int, str]], interval_s: float, out_path: str, stdin_fd: int = 0,
+           known_address: int = 0) -> dict:
+    """Read the buffer every interval until stdin ends or the process is gone; write what was seen to out_path
+    (JSON: cycle -> [pause_ns, pause_end_unix_ns]; the runtime's (numgc, unix, monotonic) pairs, each one
+    taken from two identical reads so it is never half old, half new)."""
+    import select
+
+    cycles: dict[int, tuple[int, int]] = {}
+    pairs: list[tuple[int, int, int]] = []
+    result = {"samples": 0, "address": 0, "error": ""}
+    taken = 0  # cycles up to this one are recorded (the newest one seen may still be being written)
+    poller = select.poll()
+    poller.register(stdin_fd, select.POLLIN | select.POLLHUP)
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    except OSError as e:
+        result["error"] = f"cannot open /proc/{pid}/mem: {e.strerror or e}"
+        fd = -1
+    addr = known_address
+    os.write(1, b"ready\n")  # the harness starts the measured calls only now: this start-up is not in them
+    next_search = 0.0
+    try:
+        while fd >= 0 and not poller.poll(interval_s * 1000):
+            try:
+                if not addr:
+                    if time.monotonic() < next_search:
+                        continue
+                    next_search = time.monotonic() + SEARCH_INTERVAL_S
+                    found = _locate(fd, regions, 1)
+                    if found is None:
+                        continue
+                    addr = result["address"] = found[0]
+                mem = os.pread(fd, BLOCK_BYTES, addr)
+            except OSError as e:
+                result["error"] = f"process {pid}: {e.strerror or e}"
+                break
+            result["samples"] += 1
+            numgc, = struct.unpack_from("<I", mem, NUMGC_OFFSET)
+            if numgc <= taken + 1:
+                continue
+            slots = struct.unpack_from(f"<{2 * PAUSE_SLOTS}Q", mem, 16)
+            for c in range(max(taken + 1, numgc - PAUSE_SLOTS + 1), numgc):
+                cycles[c] = (slots[(c - 1) % PAUSE_SLOTS], slots[PAUSE_SLOTS + (c - 1) % PAUSE_SLOTS])
+            taken = numgc - 1
+            again = os.pread(fd, BLOCK_BYTES, addr)
+            if again[NUMGC_OFFSET:LAST_GC_NANOTIME_OFFSET + 8] == mem[NUMGC_OFFSET:LAST_GC_NANOTIME_OFFSET + 8] \
+                    and again[:8] == mem[:8]:
+                pairs.append((numgc, struct.unpack_from("<Q", mem, 0)[0],
+                              struct.unpack_from("<Q", mem, LAST_GC_NANOTIME_OFFSET)[0]))
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        import json
+
+        result.update({"cycles": {str(c): list(v) for c, v in cycles.items()}, "pairs": pairs})
+        tmp = out_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(result, f)
+        os.replace(tmp, out_path)
+    return result
+
+
+if __name__ == "__main__":
+    import sys
+
+    # go_memstats.py PID INTERVAL_S OUT KNOWN_ADDRESS|0 [ADDR:SIZE...]  (regions to search while the address is 0)
+    _pid, _interval, _out, _known = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    _regions = [(int(a), int(n), "") for a, n in (r.split(":") for r in sys.argv[5:])]
+    sample(_pid, _regions, _interval, _out, known_address=_known)

@@ -82,6 +82,7 @@ class UrlHandle(ServerHandle):
             if grace_s is None:  # a healthy cell: collect what the server's runtime holds
                 self.backend.collect(self)
         finally:
+            go_outside.kill_sampler(self.go_cell)
             self.transport.close()
         return None
 
@@ -134,6 +135,8 @@ class UrlBackend(Backend):
 
     def before_measure(self, handle: ServerHandle, mode: GcMode, ctx: CellContext) -> dict:
         assert isinstance(handle, UrlHandle)
+        if self.runtime == "go" and self.events_path is not None and handle.pid is not None:
+            go_outside.start_sampler(handle.go_cell, handle.pid, go_outside.samples_path(ctx.events_path))
         handle.go_cell.t_measure_ns = time.monotonic_ns()
         return {"server_pid": handle.pid}
 
