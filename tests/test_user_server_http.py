@@ -129,26 +129,52 @@ def test_server_url_refuses_what_cannot_work(tmp_path):
             select_backends(None, **kw)
 
 
+def test_a_started_server_is_waited_for_at_the_given_url_until_it_accepts(tmp_path):
+    from gcbench.backends.custom.http import wait_for_endpoint
+    from gcbench.errors import CellError
+
+    class Running:
+        def poll(self):
+            return None
+
+    class Exited:
+        def poll(self):
+            return 1
+
+    stderr = tmp_path / "err.log"
+    stderr.write_bytes(b"")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert wait_for_endpoint(Running(), stderr, ("127.0.0.1", port, "/api"), 5) == ("127.0.0.1", port, "/api")
+        stderr.write_bytes(b"INFO: Uvicorn running on http://127.0.0.1:%d (Press CTRL+C to quit)\n" % port)
+        assert wait_for_endpoint(Running(), stderr, None, 5) == ("127.0.0.1", port, "/mcp")
+    with pytest.raises(CellError, match="did not accept connections"):
+        wait_for_endpoint(Running(), stderr, ("127.0.0.1", _free_port(), "/mcp"), 0.2)
+    with pytest.raises(CellError, match="exited before"):
+        wait_for_endpoint(Exited(), tmp_path / "none", None, 5)
+    stderr.write_bytes(b"starting\n")
+    with pytest.raises(CellError, match="give it with --url"):
+        wait_for_endpoint(Running(), stderr, None, 0.2)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("given_url", [False, True], ids=["url-from-output", "url-given"])
-def test_server_cmd_transport_http_starts_the_server_and_finds_its_url(tmp_path, given_url):
+def test_server_cmd_transport_http_starts_the_server_and_finds_the_url_it_prints(tmp_path):
     import gcbench as g
 
     port = _free_port()
-    args = ["run", "--server-cmd", f"{sys.executable} {SERVER} --port {port}", "--transport", "http",
-            "--tool", "alloc", "--tool-args", '{"n": 3000}', "--chains", "2", "--calls", "10",
-            "-g", "default" if given_url else "default,disabled", "-o", str(tmp_path / "runs"), "--json"]
-    if given_url:
-        args += ["--url", f"http://127.0.0.1:{port}/mcp"]
     t0 = time.monotonic()
-    out = _gcbench(*args)
+    out = _gcbench("run", "--server-cmd", f"{sys.executable} {SERVER} --port {port}", "--transport", "http",
+                   "--tool", "alloc", "--tool-args", '{"n": 3000}', "--chains", "2", "--calls", "10",
+                   "-g", "default,disabled", "-o", str(tmp_path / "runs"), "--json")
     assert out.returncode == 0, out.stderr
     run = g.load(json.loads(out.stdout)["run"])
     cells = {c["gc_mode"]: c for c in run.meta["cells"]}
-    assert all(c["status"] == "ok" and c["probe_attached"] for c in cells.values())
+    assert len(cells) == 2 and all(c["status"] == "ok" and c["probe_attached"] for c in cells.values())
     ev = run.gc_events[(run.gc_events["source"] == "server") & run.gc_events["measured"]]
     counts = ev.groupby("gc_mode").size().to_dict()
-    assert counts.get("default", 0) > 0 and counts.get("disabled", 0) == 0 and len(cells) == 2 - given_url
+    assert counts.get("default", 0) > 0 and counts.get("disabled", 0) == 0
     # stopped by SIGTERM, not after the 5 s an HTTP server would ignore the end of its stdin for
     assert all(c["exit_code"] is not None for c in cells.values())
     assert time.monotonic() - t0 < 60

@@ -62,21 +62,21 @@ def test_unmodified_java_server_under_g1_zgc_and_epsilon(tmp_path, java_classes)
 
     proc = subprocess.run(
         [sys.executable, "-m", "gcbench", "run", "--server-cmd", f"java -cp {java_classes} UsersServer",
-         "--tool", "alloc", "--tool-args", '{"n": 50000, "keep": 1000}', "--chains", "3", "--calls", "40",
-         "-g", "g1:128,zgc:128,epsilon:1024,disabled", "-o", str(tmp_path / "runs"), "--json"],
+         "--tool", "alloc", "--tool-args", '{"n": 30000, "keep": 1000}', "--chains", "3", "--calls", "40",
+         "-g", "g1:96,zgc:96,epsilon:512,disabled", "-o", str(tmp_path / "runs"), "--json"],
         capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert "gcbench: detected runtime java" in proc.stderr and "JAVA_TOOL_OPTIONS" in proc.stderr
     run = g.load(json.loads(proc.stdout)["run"])
     cells = {c["gc_mode"]: c for c in run.meta["cells"]}
     assert cells["disabled"]["status"] == "skipped" and "epsilon" in cells["disabled"]["reason"]
-    for mode, collector in (("g1:128", "g1"), ("zgc:128", "zgc"), ("epsilon:1024", "epsilon")):
+    for mode, collector in (("g1:96", "g1"), ("zgc:96", "zgc"), ("epsilon:512", "epsilon")):
         assert cells[mode]["status"] == "ok"
         assert cells[mode]["stats"]["jvm_collector"] == collector  # what the JVM's own log says ran
     ev = run.gc_events[(run.gc_events["source"] == "server") & (run.gc_events["type"] == "gc")]
-    kinds = {m: set(ev[ev["gc_mode"] == m]["kind"]) for m in ("g1:128", "zgc:128")}
-    assert "young" in kinds["g1:128"]
-    assert kinds["zgc:128"] & {"mark-start", "mark-end", "relocate-start"}
+    kinds = {m: set(ev[ev["gc_mode"] == m]["kind"]) for m in ("g1:96", "zgc:96")}
+    assert "young" in kinds["g1:96"]
+    assert kinds["zgc:96"] & {"mark-start", "mark-end", "relocate-start"}
     # epsilon: the same JVM with no collection at all
-    assert cells["epsilon:1024"]["stats"]["num_gc"] == 0 and (ev["gc_mode"] == "epsilon:1024").sum() == 0
-    assert cells["g1:128"]["stats"]["num_gc"] > 0 and cells["zgc:128"]["stats"]["num_gc"] > 0
+    assert cells["epsilon:512"]["stats"]["num_gc"] == 0 and (ev["gc_mode"] == "epsilon:512").sum() == 0
+    assert cells["g1:96"]["stats"]["num_gc"] > 0 and cells["zgc:96"]["stats"]["num_gc"] > 0
