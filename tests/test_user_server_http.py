@@ -30,6 +30,7 @@ def test_urls_printed_by_servers_and_given_by_users():
         ("127.0.0.1", 8123, "/mcp")
     assert url_in_output(b"listening at http://0.0.0.0:9000/api/mcp.") == ("127.0.0.1", 9000, "/api/mcp")
     assert url_in_output(b"see http://localhost/ for docs") is None  # no port: not where it listens
+    assert url_in_output(b"starting\nGCBENCH_LISTENING 4321\n") == ("127.0.0.1", 4321, "/mcp")
     assert parse_url("http://127.0.0.1:8000", "--url") == ("127.0.0.1", 8000, "/mcp")
     for bad, why in (("https://127.0.0.1:1/mcp", "only http://"), ("127.0.0.1:8000", "only http://"),
                      ("http://[::1]:80/mcp", "IPv6")):

@@ -3,8 +3,8 @@
 `--server-cmd ... --transport http` starts the server with its stdout joined to its stderr (the cell's
 stderr log: nobody reads a pipe during the calls, and a full pipe would stop the server). gcbench then waits
 until the server accepts connections at `--url`, or, without it, at the first loopback URL the server prints
-(uvicorn: "Uvicorn running on http://127.0.0.1:8000"); a URL printed without a path gets the Streamable HTTP
-default `/mcp`.
+(uvicorn: "Uvicorn running on http://127.0.0.1:8000"), or the port of a `GCBENCH_LISTENING <port>` line; a URL
+printed without a path gets the Streamable HTTP default `/mcp`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ DEFAULT_PATH = "/mcp"
 POLL_S = 0.005
 # a URL on this machine, as servers print them
 URL_IN_OUTPUT = re.compile(rb"https?://(127\.0\.0\.1|localhost|\[::1\]|0\.0\.0\.0)(?::(\d{1,5}))?(/[^\s\"'<>()]*)?")
+ANNOUNCEMENT = re.compile(rb"^GCBENCH_LISTENING (\d{1,5})\r?$", re.M)
 # `sh -c` runs this with the user's argv as "$@": exec keeps the pid, stdout goes where stderr goes
 STDOUT_TO_STDERR = ["/bin/sh", "-c", 'exec "$@" 1>&2', "sh"]
 
@@ -46,6 +47,11 @@ def parse_url(url: str, option: str) -> tuple[str, int, str]:
 
 
 def url_in_output(data: bytes) -> tuple[str, int, str] | None:
+    """The first loopback URL with a port the server printed, or its `GCBENCH_LISTENING <port>` line (the
+    built-in servers' announcement, which a user's server may copy)."""
+    announced = ANNOUNCEMENT.search(data)
+    if announced and 0 < int(announced.group(1)) < 65536:
+        return "127.0.0.1", int(announced.group(1)), DEFAULT_PATH
     m = URL_IN_OUTPUT.search(data)
     if not m or not m.group(2):
         return None
