@@ -105,6 +105,16 @@ _python_option = click.option(
               help="Drive your own MCP stdio server, e.g. \"python my_server.py\" (split like a shell, run without "
                    "one). gcbench detects what it runs (console scripts, uvx, npx, ...): Python and Node servers get the "
                    "GC probe attached automatically.")
+@click.option("--url", default=None, metavar="URL",
+              help="With --server-cmd and --transport http: where the started server listens, e.g. "
+                   "http://127.0.0.1:8000/mcp. Default: the first http://127.0.0.1:PORT URL it prints (path /mcp).")
+@click.option("--server-url", default=None, metavar="URL",
+              help="Drive a Streamable HTTP MCP server that is already running, e.g. http://127.0.0.1:8000/mcp "
+                   "(JSON or SSE answers, session ids): latency only, unless it was started with the environment "
+                   "`gcbench env` prints (then give --server-events and --runtime).")
+@click.option("--server-events", default=None, metavar="FILE",
+              help="With --server-url: the file the server's GC probe writes (python), its stderr with gctrace "
+                   "(go) or its JVM log (java), as set up by `gcbench env`.")
 @click.option("--runtime", type=click.Choice(["python", "node", "go", "java", "other"]), default=None,
               help="What --server-cmd runs, when gcbench's detection (shebangs, uvx, npx, Go build info, ...) "
                    "gets it wrong; it decides how the GC probe is attached. Default: detected.")
@@ -141,9 +151,9 @@ _python_option = click.option(
                    "and report the meter's cost on latency. Implies --hiccup-us 1000 unless given.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout instead of a table.")
 @_python_option
-def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chains, calls, rate_per_s, reps, out_dir,
-        transport, call_timeout, start_timeout, max_server_memory, pin, hiccup_us, hiccup_floor_us, meter_overhead,
-        as_json, pythons):
+def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events, runtime, tool, tool_args, chains,
+        calls, rate_per_s, reps, out_dir, transport, call_timeout, start_timeout, max_server_memory, pin, hiccup_us,
+        hiccup_floor_us, meter_overhead, as_json, pythons):
     """Run a scenario against backends and GC modes; write a run folder and print the summary.
 
     Every cell (backend x gc mode x repetition) gets a fresh server process. Exit codes: 0 ok, 2 bad input,
@@ -163,6 +173,10 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
     from gcbench.scenario import check_tool_args, load_scenario
     from gcbench.store import load_run
 
+    if url and transport != "http":
+        raise GcbenchError("--url: the server --server-cmd starts speaks HTTP only with --transport http")
+    if server_url:
+        transport = "http"  # what the run records: a running server is driven over Streamable HTTP
     sc = load_scenario(scenario).with_overrides(chains=chains, calls=calls, rate_per_s=rate_per_s)
     names = [n.strip() for n in backends.split(",") if n.strip()] if backends is not None else None
     if names == []:  # "" or ",": not "every default backend"
@@ -189,7 +203,7 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
     if pythons and not any("@" in n for n in names or ()):
         click.echo("gcbench: --python only makes an interpreter selectable; name it with its version, "
                    "e.g. -b python@3.12 (see `gcbench backends --python PATH`)", err=True)
-    if not names and not (server_cmd or sc.server.command):
+    if not names and not (server_cmd or sc.server.command or server_url):
         for b in all_backends():  # the default set: say which ones cannot run here, and why
             a = b.availability() if b.in_default_run else None
             if a is not None and not a.ok:
@@ -197,7 +211,8 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
     config = RunConfig(
         scenario=sc,
         backends=select_backends(names, server_cmd or sc.server.command, tool or sc.server.tool, args,
-                                 runtime=runtime, pythons=pythons),
+                                 runtime=runtime, pythons=pythons, url=url, server_url=server_url,
+                                 server_events=server_events),
         gc_modes=parse_gc_modes(gc_modes),
         out_dir=out_dir,
         reps=reps,
@@ -411,6 +426,30 @@ def bench_analysis(calls, events):
     click.echo(f"{r['calls']:,} calls, {r['gc_events']:,} GC events: attribution {r['attribution_s']:.2f} s, "
                f"attribution + summary {r['total_s']:.2f} s, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB "
                f"(of which {r['peak_rss_before_bytes'] / 2**30:.2f} GiB is the synthetic data)")
+
+
+@main.command("env")
+@click.option("--runtime", required=True, type=click.Choice(["python", "go", "java", "node"]),
+              help="What your server runs.")
+@click.option("--events", "events", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Where the server's GC record goes: the probe's events (python), its stderr (go), its JVM log "
+                   "(java). Give the same FILE to `gcbench run --server-events`.")
+@click.option("--gc-mode", "gc_mode", default="default", show_default=True, metavar="MODE",
+              help="The GC setting to start it with (python: default, disabled, thresholds:T0,T1,T2; go: "
+                   "default, disabled, gogc:N, memlimit:MiB; java: a collector, e.g. zgc or epsilon:N).")
+@click.option("--json", "as_json", is_flag=True, help="Print the variables as a JSON object.")
+def env_command(runtime, events, gc_mode, as_json):
+    """Print the environment to start your own server with, so `gcbench run --server-url` records its GC.
+
+    For a server gcbench does not start (a long-running HTTP server): `eval "$(gcbench env --runtime python
+    --events /tmp/gc.jsonl)"`, start the server, then `gcbench run --server-url URL --runtime python
+    --server-events /tmp/gc.jsonl`.
+    """
+    from gcbench.backends.custom.env import render_shell, server_environment
+    from gcbench.gcmode import parse_gc_mode
+
+    variables, notes = server_environment(runtime, events, parse_gc_mode(gc_mode))
+    click.echo(json.dumps(variables, indent=2) if as_json else render_shell(variables, notes), nl=not not as_json)
 
 
 @main.command()

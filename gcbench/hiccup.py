@@ -73,6 +73,9 @@ class Metered(SubprocessBackend):
     def before_measure(self, handle, mode: GcMode, ctx: CellContext) -> dict:
         return self.inner.before_measure(handle, mode, ctx)
 
+    def finish_events(self, events: list[dict], stats: dict, ctx: CellContext) -> tuple[list[dict], dict]:
+        return self.inner.finish_events(events, stats, ctx)
+
     def launch_spec(self, mode: GcMode, scenario: Scenario, ctx: CellContext) -> LaunchSpec:
         spec = self.inner.launch_spec(mode, scenario, ctx)
         return dataclasses.replace(spec, env={**spec.env, **meter_env(self.hiccup_us, self.floor_us)})

@@ -248,3 +248,82 @@ def test_node_probe_preloaded_by_node_options_also_runs_in_worker_threads(tmp_pa
     stats = [json.loads(ln) for ln in events.read_text().splitlines() if '"stats"' in ln]
     assert len(stats) == 2  # the main thread's and the worker's
     assert max(s["gc_minor"] for s in stats) > 0
+
+
+# ------------------------------------------------------------------ hooks the outside probes rely on
+
+
+def test_before_stop_runs_with_the_pid_for_a_healthy_stop_only(tmp_path):
+    from gcbench.backends.base import CellContext, LaunchSpec, SubprocessServer
+
+    seen = []
+    for grace in (None, 1.0):
+        ctx = CellContext(events_path=tmp_path / f"{grace}.events.jsonl", stderr_path=tmp_path / f"{grace}.err")
+        spec = LaunchSpec(["cat"], before_stop=lambda pid, g=grace: seen.append((g, pid)))
+        server = SubprocessServer(spec, dict(os.environ), ctx)
+        pid = server.pid
+        assert server.stop(grace) == 0
+        if grace is None:
+            assert seen == [(None, pid)]  # called while the server was alive, once
+    assert len(seen) == 1  # a failed cell's stop (a grace given) does not read the server
+
+
+def test_the_hiccup_meter_wrapper_keeps_a_backends_hooks(tmp_path):
+    """Metered used Backend's no-op finish_events: a metered Go server lost its phase split and a user's Go
+    server its events; it must also keep the launch spec's before_stop."""
+    from gcbench.backends.base import CellContext
+    from gcbench.backends.custom import CustomBackend
+    from gcbench.gcmode import GcMode
+    from gcbench.hiccup import Metered
+    from gcbench.scenario import load_scenario
+
+    class Inner(CustomBackend):
+        def finish_events(self, events, stats, ctx):
+            return [*events, {"type": "gc", "start_ns": 1, "end_ns": 2}], {**stats, "inner": True}
+
+    inner = Inner(f"{sys.executable} -c pass", runtime="go")
+    metered = Metered(inner, 1000)
+    ctx = CellContext(events_path=tmp_path / "c.events.jsonl", stderr_path=tmp_path / "c.err")
+    events, stats = metered.finish_events([], {}, ctx)
+    assert stats == {"inner": True} and len(events) == 1
+    spec = metered.launch_spec(GcMode("default"), load_scenario("default"), ctx)
+    assert spec.before_stop is not None and spec.env["GODEBUG"].endswith("gctrace=1")
+    assert spec.env["GCBENCH_HICCUP_US"] == "1000"
+
+
+def test_pauses_too_uncertain_to_place_stay_in_pause_tables_but_out_of_attribution():
+    import pandas as pd
+
+    from gcbench.analysis import attribute, measured_server_events
+
+    keys = {"backend": "custom", "gc_mode": "default", "rep": 0, "source": "server", "measured": True}
+    events = pd.DataFrame([
+        {**keys, "type": "gc", "kind": "mark_termination", "start_ns": 100, "end_ns": 110},
+        {**keys, "type": "gc_unplaced", "kind": "sweep_termination", "start_ns": 120, "end_ns": 150},
+        {**keys, "type": "gc_unplaced", "kind": "stw_cycle", "start_ns": 160, "end_ns": 190},  # a sum of two
+    ]).assign(duration_ns=lambda d: d["end_ns"] - d["start_ns"])
+    calls = pd.DataFrame([{"backend": "custom", "gc_mode": "default", "rep": 0, "t_send_ns": 0, "t_recv_ns": 1000}])
+    assert attribute(calls, events).tolist() == [10]
+    assert measured_server_events(events)["kind"].tolist() == ["mark_termination", "sweep_termination"]
+
+
+def test_gcbench_env_prints_what_each_runtime_reads_and_refuses_what_needs_gcbench_to_start_it(tmp_path):
+    import shlex
+
+    from gcbench.backends.custom.env import render_shell, server_environment
+    from gcbench.errors import GcbenchError
+    from gcbench.gcmode import parse_gc_mode
+
+    env, notes = server_environment("python", tmp_path / "e.jsonl", parse_gc_mode("thresholds:100,5,5"))
+    assert env["GCBENCH_GC_MODE"] == "thresholds:100,5,5" and env["PYTHONPATH"].endswith("autoload")
+    shell = render_shell(env, notes)
+    assert "--server-events" in shell and shlex.split(shell.splitlines()[1]) == ["export", f"GCBENCH_EVENTS={tmp_path / 'e.jsonl'}"]
+    go, _ = server_environment("go", tmp_path / "err.log", parse_gc_mode("memlimit:256"))
+    assert go == {"GOGC": "off", "GOMEMLIMIT": "256MiB", "GODEBUG": "gctrace=1"}
+    if shutil.which("java"):
+        java, _ = server_environment("java", tmp_path / "jvm.log", parse_gc_mode("serial"))
+        assert "-XX:+UseSerialGC" in java["JAVA_TOOL_OPTIONS"] and f'file="{tmp_path / "jvm.log"}"' in java["JAVA_TOOL_OPTIONS"]
+    for runtime, mode, why in (("python", "freeze", "need gcbench to start it"), ("node", "default", "exits"),
+                               ("go", "g1", "a Go server takes")):
+        with pytest.raises(GcbenchError, match=why):
+            server_environment(runtime, tmp_path / "x", parse_gc_mode(mode))

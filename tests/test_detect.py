@@ -277,7 +277,8 @@ def test_the_custom_backend_uses_detection_and_runtime_overrides_it(tmp_path, bi
     assert forced.runtime == "node" and forced.runtime_metadata()["runtime_source"] == "--runtime"
     assert forced.unsupported_reason(parse_gc_mode("semi:8")) is None
     go = CustomBackend("wrapped", runtime="go")
-    assert "not implemented yet" in go.unsupported_reason(parse_gc_mode("disabled"))
+    assert go.unsupported_reason(parse_gc_mode("disabled")) is None  # GOGC=off through the environment
+    assert "not a Go GC setting" in go.unsupported_reason(parse_gc_mode("freeze"))
     iso = CustomBackend("python3 -I srv.py")
     assert "-I" in iso.unsupported_reason(parse_gc_mode("disabled")) and iso.runtime_metadata()["probe"] is None
     with pytest.raises(GcbenchError, match="--runtime"):

@@ -184,7 +184,8 @@ def test_http_port_in_use_fails_that_server_only(tmp_path, scenario):
     assert [(c["backend"], c["status"]) for c in cells] == [
         ("python", "ok"), ("custom", "failed"), ("python", "ok"), ("custom", "failed")]
     for failed in (cells[1], cells[3]):
-        assert failed["reason"].startswith("server closed its output (exit code 1); its stderr ends: ")
+        assert failed["reason"].startswith("the server exited before it accepted HTTP connections (exit code 1); "
+                                           "its stderr ends: ")
         assert failed["reason"].endswith("OSError: [Errno 98] Address already in use")
         assert "\n" not in failed["reason"]
     assert len(run.calls) == 2 * CALLS_PER_CELL

@@ -10,6 +10,10 @@ GROUP_KEYS = ["backend", "gc_mode"]  # one configuration, over its repetitions
 # Event types that are GC (or stand in for it: calibration stalls). A `hiccup` row (the hiccup meter, server or
 # control process) is lateness seen by a sleeping thread, never GC dead time: every GC selection uses this.
 GC_EVENT_TYPES = ("gc", "stall")
+# Pause tables also show the pauses whose time is too uncertain to join to a call (`gc_unplaced`: attribution
+# leaves them out), except a Go cycle's unsplit `stw_cycle`, which is the sum of two pauses, not one.
+UNPLACED_TYPE = "gc_unplaced"
+UNSPLIT_KIND = "stw_cycle"
 
 
 def merge_intervals(start_ns: np.ndarray, end_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +80,8 @@ def measured_server_events(events: pd.DataFrame) -> pd.DataFrame:
                                      "start_ns", "end_ns", "duration_ns"])
     keep = events["source"] == "server"
     if "type" in events.columns:
-        keep &= events["type"].isin(GC_EVENT_TYPES)
+        keep &= events["type"].isin(GC_EVENT_TYPES) | ((events["type"] == UNPLACED_TYPE)
+                                                       & (events["kind"] != UNSPLIT_KIND))
     if "measured" in events.columns:
         keep &= events["measured"].astype(bool)
     out = events[keep]

@@ -25,6 +25,7 @@ class WarningKind(Enum):
     UNPLACED_PHASES = "unplaced-phases"
     HARNESS_GC = "harness-gc"
     PROBE_CLOCK_DISAGREES = "probe-clock-disagrees"
+    BACKEND_NOTE = "backend-note"
 
 
 class CellWarning:
@@ -64,6 +65,15 @@ class FewFullCollections(CellWarning):
     def __str__(self) -> str:
         return self.text or (f"only {self.full} CPython full collection(s) seen: too few to say anything about "
                              "their cost (longer runs or a bigger live heap, see CPython's 25% pending rule)")
+
+
+@dataclass(frozen=True)
+class BackendNote(CellWarning):
+    kind: ClassVar[WarningKind] = WarningKind.BACKEND_NOTE
+    text: str  # what a backend wrote into its stats record's "warnings" (e.g. a user's Go server read from outside)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,7 @@ def instability_warnings(summary: pd.DataFrame, chains: pd.DataFrame, events: pd
 def stats_warnings(stats: list[dict]) -> list[CellWarning]:
     """Warnings from the stats records of one (backend, gc mode)'s cells."""
     w: list[CellWarning] = [ProbeClockDisagrees(text) for text in duration_check_warnings(stats)]
+    w += [BackendNote(x) for x in dict.fromkeys(str(x) for s in stats for x in (s.get("warnings") or ()))]
     steps = sum(int(s.get("clock_steps") or 0) for s in stats)
     if steps:
         w.append(ClockStepped(steps, max(int(s.get("clock_step_max_ns") or 0) for s in stats) / 1e6))

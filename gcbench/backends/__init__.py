@@ -82,20 +82,36 @@ def interpreter_backends(pythons: tuple[str, ...] = ()) -> list[Backend]:
 
 
 def select_backends(names: list[str] | None, server_cmd: str = "", tool: str = "work",
-                    tool_args: dict | None = None, runtime: str | None = None,
-                    pythons: tuple[str, ...] = ()) -> list[Backend]:
-    """The backends of a run: the named ones (default: every available server backend) and a user's server."""
+                    tool_args: dict | None = None, runtime: str | None = None, pythons: tuple[str, ...] = (),
+                    url: str | None = None,
+                    server_url: str | None = None, server_events: str | None = None) -> list[Backend]:
+    """The backends of a run: the named ones (default: every available server backend) and a user's server
+    (started from a command, or already running at a URL)."""
     chosen = [get_backend(n, pythons) for n in dict.fromkeys(names)] if names else []
+    if server_cmd and server_url:
+        raise GcbenchError("--server-cmd starts a server, --server-url drives a running one: give one of them")
+    if url and not server_cmd:
+        raise GcbenchError("--url says where the server --server-cmd starts listens; for a running server use "
+                           "--server-url")
+    if server_events and not server_url:
+        raise GcbenchError("--server-events applies to --server-url (a server gcbench starts needs no file)")
     if server_cmd:
         from gcbench.backends.custom import CustomBackend
 
-        custom = CustomBackend(server_cmd, tool=tool, tool_args=tool_args, runtime=runtime)
+        custom = CustomBackend(server_cmd, tool=tool, tool_args=tool_args, runtime=runtime, url=url)
         avail = custom.availability()
         if not avail.ok:
             raise GcbenchError(f"--server-cmd: {avail.reason}")
         chosen.append(custom)
+    elif server_url:
+        from gcbench.backends.custom.url import UrlBackend, check_reachable
+
+        remote = UrlBackend(server_url, tool=tool, tool_args=tool_args, runtime=runtime, events_path=server_events)
+        check_reachable(remote)
+        chosen.append(remote)
     elif runtime is not None:
-        raise GcbenchError("--runtime applies to --server-cmd (or [server] command in the scenario); give one")
+        raise GcbenchError("--runtime applies to --server-cmd or --server-url (or [server] command in the "
+                           "scenario); give one")
     elif not names:
         chosen = [get_backend(n) for n in default_backend_names()]
     return chosen

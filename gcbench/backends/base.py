@@ -41,6 +41,12 @@ class LaunchSpec:
     # runs once the server has exited, before stop() returns: a probe that turns what the runtime wrote
     # (e.g. the JVM's log) into side-channel events
     after_exit: Callable[[], None] | None = None
+    # runs with the server's pid when a healthy server is about to be stopped (the measured calls are over),
+    # while it is still alive: a probe that reads what the runtime holds (e.g. Go's pause buffer, from outside)
+    before_stop: Callable[[int], None] | None = None
+    # HTTP transport: finds the started server's (host, port, path), given its handle; None: the server's
+    # first stdout line `GCBENCH_LISTENING <port>` (the built-in servers)
+    http_endpoint: Callable[[SubprocessServer], tuple[str, int, str]] | None = None
 
 
 @dataclass
@@ -152,6 +158,7 @@ class SubprocessServer(ServerHandle):
     def __init__(self, spec: LaunchSpec, env: dict[str, str], ctx: CellContext) -> None:
         self.ctx = ctx
         self.after_exit = spec.after_exit
+        self.before_stop = spec.before_stop
         self.transport = None
         self.watch: MemoryWatch | None = None
         with procs.held():  # a process that exists is registered (and watched) before a signal can act
@@ -184,9 +191,12 @@ class SubprocessServer(ServerHandle):
         try:
             if ctx.transport == "http":
                 with procs.raising():
-                    port = self._read_listening_port(ctx.timeout_s)
-                self.guard.drain_stdout(self.proc.stdout.fileno())
-                self.transport = HttpTransport("127.0.0.1", port, describe_exit=self.describe_exit)
+                    if spec.http_endpoint is not None:
+                        host, port, path = spec.http_endpoint(self)
+                    else:
+                        host, port, path = "127.0.0.1", self._read_listening_port(ctx.timeout_s), "/mcp"
+                        self.guard.drain_stdout(self.proc.stdout.fileno())  # nothing else reads it now
+                self.transport = HttpTransport(host, port, path, describe_exit=self.describe_exit)
             else:
                 self.transport = StdioTransport(self.proc.stdin.fileno(), self.proc.stdout.fileno(), self.describe_exit,
                                                 server_pid=self.pid)
@@ -240,6 +250,8 @@ class SubprocessServer(ServerHandle):
     def stop(self, grace_s: float | None = None) -> int | None:
         """EOF on stdin, then SIGTERM, then SIGKILL to the process group and to every descendant seen."""
         with procs.held():  # once begun, stopping runs to the end (a second signal still kills all at once)
+            if self.before_stop is not None and grace_s is None and self.proc.poll() is None:
+                self.before_stop(self.pid)
             return self._stop(STOP_GRACE_S if grace_s is None else grace_s)
 
     def _stop(self, grace_s: float) -> int | None:

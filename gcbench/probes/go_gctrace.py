@@ -34,7 +34,7 @@ from pathlib import Path
 _LINE = re.compile(
     r"gc (?P<cycle>\d+) @(?P<at>\d+\.\d{3})s (?P<util>\d+)%(?: \([^)]*\))*: "
     r"(?P<st>[\d.]+)\+(?P<mark>[\d.]+)\+(?P<mt>[\d.]+) ms clock, "
-    r"[\d.]+\+[\d.]+/[\d.]+/[\d.]+\+[\d.]+ ms cpu, "
+    r"(?P<st_cpu>[\d.]+)\+(?P<assist>[\d.]+)/(?P<background>[\d.]+)/(?P<idle>[\d.]+)\+(?P<mt_cpu>[\d.]+) ms cpu, "
     r"(?P<h0>\d+)->(?P<h1>\d+)->(?P<h2>\d+) MB, (?P<goal>\d+) MB goal, .*?(?P<procs>\d+) P(?P<forced> \(forced\))?\s*$"
 )
 _PREFIX = re.compile(r"gc \d+ @")  # looks like a gctrace line: one that then fails to parse is counted as damaged
@@ -83,6 +83,13 @@ class GcTraceCycle:
     heap_goal_mb: int
     procs: int
     forced: bool
+    # CPU time (ms cpu): the two stop-the-world phases x the Ps they stopped, mark assists, dedicated and
+    # fractional background marking, marking on idle Ps (which Go leaves out of its own % figure)
+    cpu_sweep_termination: MsValue = MsValue(0, 1_000)
+    cpu_assist: MsValue = MsValue(0, 1_000)
+    cpu_background: MsValue = MsValue(0, 1_000)
+    cpu_idle: MsValue = MsValue(0, 1_000)
+    cpu_mark_termination: MsValue = MsValue(0, 1_000)
 
 
 def parse_line(line: str) -> GcTraceCycle | None:
@@ -95,6 +102,9 @@ def parse_line(line: str) -> GcTraceCycle | None:
         cpu_percent=int(m["util"]), sweep_termination=parse_ms(m["st"]), mark=parse_ms(m["mark"]),
         mark_termination=parse_ms(m["mt"]), heap_start_mb=int(m["h0"]), heap_marked_end_mb=int(m["h1"]),
         heap_live_mb=int(m["h2"]), heap_goal_mb=int(m["goal"]), procs=int(m["procs"]), forced=bool(m["forced"]),
+        cpu_sweep_termination=parse_ms(m["st_cpu"]), cpu_assist=parse_ms(m["assist"]),
+        cpu_background=parse_ms(m["background"]), cpu_idle=parse_ms(m["idle"]),
+        cpu_mark_termination=parse_ms(m["mt_cpu"]),
     )
 
 

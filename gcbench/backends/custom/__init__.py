@@ -1,10 +1,17 @@
-"""A user's own MCP stdio server, started from a command line, with the GC probe attached when it can be.
+"""A user's own MCP server, started from a command line, with GC events and GC modes applied from outside.
 
 The command is split like a shell would (shlex) and run without a shell. gcbench.detect finds what it really
-runs (a console script's shebang, uvx, npx, a Go binary, ...); --runtime overrides that. Python servers get
-the probe through a sitecustomize on PYTHONPATH, Node servers through NODE_OPTIONS=--require; both reach
-every process the server starts, and neither changes the user's code. Go, Java and other servers are measured
-without GC events (latency only) for now.
+runs (a console script's shebang, uvx, npx, a Go binary, ...); --runtime overrides that. Nothing in the user's
+code changes; everything goes through the environment the runtime itself reads:
+
+- Python: the probe through a sitecustomize on PYTHONPATH; Node: NODE_OPTIONS=--require. Both reach every
+  process the server starts.
+- Go: GOGC / GOMEMLIMIT for the mode, GODEBUG=gctrace=1 for a line per cycle on stderr, and the runtime's own
+  pause buffer read from /proc/<pid>/mem after the measured calls (go.py, go_memstats.py).
+- Java: JAVA_TOOL_OPTIONS with the collector, the heap and the unified log of safepoints and GC (java.py).
+- Other runtimes: latency only.
+
+With `--transport http` the server's stdout is joined to its stderr and gcbench waits for its URL (http.py).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,6 +27,10 @@ from pathlib import Path
 import psutil
 
 from gcbench.backends.base import Availability, CellContext, LaunchSpec, ServerHandle, SubprocessBackend
+from gcbench.backends.custom import go as go_outside
+from gcbench.backends.custom import http as user_http
+from gcbench.backends.custom import java as java_outside
+from gcbench.backends.go import GO_MODES, go_mode_env, godebug_env
 from gcbench.backends.node import node_mode_reason
 from gcbench.detect import RUNTIMES, Detection, detect_runtime
 from gcbench.errors import CellError, GcbenchError
@@ -30,6 +42,9 @@ PYTHON_AUTOLOAD = PROBES / "autoload"
 NODE_PROBE = PROBES / "node_gc.js"
 PYTHON_MODES = {"default", "disabled", "thresholds", "freeze"}
 NODE_MODES = {"default", "semi", "old"}
+GO_USER_MODES = GO_MODES - {"oob"}
+LATENCY_ONLY = ("no GC probe on this server: its GC was not observed, so '0 ms GC dead time' means unobserved, "
+                "not absent (latency and its outliers are measured)")
 FREEZE_FLAG_SUFFIX = ".freeze-flag"  # beside the cell's events file; created at the end of warm-up
 ACK_POLL_S = 0.005
 OOB_REASON = ("oob runs the collections between calls, and an unmodified server has no hook there (a "
@@ -73,11 +88,13 @@ def _alive(pid: int) -> bool:
 class CustomBackend(SubprocessBackend):
     name = "custom"
     runtime = "other"
-    description = "your own MCP stdio server (--server-cmd), GC probe auto-attached for Python and Node"
+    description = "your own MCP server (--server-cmd): GC events and modes from outside for Python, Node, Go and Java"
 
     def __init__(self, command: str | None = None, tool: str = "work", tool_args: dict | None = None,
-                 name: str = "custom", runtime: str | None = None) -> None:
+                 name: str = "custom", runtime: str | None = None, url: str | None = None) -> None:
         self.command = command
+        self.url = user_http.parse_url(url, "--url") if url else None
+        self._go_cells: dict[str, go_outside.GoCell] = {}
         self.name = name
         self.tool = tool
         self._tool_args = tool_args
@@ -113,10 +130,14 @@ class CustomBackend(SubprocessBackend):
         if self.runtime == "node":
             return (f"NODE_OPTIONS=--require {NODE_PROBE}: every Node process of the server preloads it, "
                     "worker threads included"), ""
-        if self.runtime in ("go", "java"):
-            return None, (f"no GC probe for a {self.runtime} server started with --server-cmd yet: latency only")
-        return None, ("no GC probe for this command's runtime: latency only (if it runs Python or Node, say so "
-                      "with --runtime)")
+        if self.runtime == "go":
+            return ("GODEBUG=gctrace=1 (the runtime prints every cycle on stderr) and the runtime's own pause "
+                    "buffer, read from /proc/<pid>/mem once the measured calls are over"), ""
+        if self.runtime == "java":
+            return ("JAVA_TOOL_OPTIONS=-Xlog:safepoint,gc,gc+phases (the JVM's own unified log, timenanos on "
+                    "CLOCK_MONOTONIC), read after the JVM exits"), ""
+        return None, ("no GC probe for this command's runtime: latency only (if it runs Python, Node, Go or a "
+                      "JVM, say so with --runtime)")
 
     def availability(self) -> Availability:
         if not self.argv:
@@ -145,13 +166,21 @@ class CustomBackend(SubprocessBackend):
             if mode.name == "oob":
                 return OOB_REASON
             return node_mode_reason(mode) or f"{mode} is not a Node setting (Node takes: semi:MiB, old:MiB)"
-        return (f"GC modes for a {self.runtime} server started with --server-cmd are not implemented yet "
-                f"(only default runs)")
+        if self.runtime == "go":
+            if mode.name == "oob":
+                return OOB_REASON
+            if mode.name not in GO_USER_MODES:
+                return f"{mode} is not a Go GC setting (a Go server takes: {', '.join(sorted(GO_USER_MODES))})"
+            return None
+        if self.runtime == "java":
+            return java_outside.mode_reason(self.detected.interpreter if self.detected else None, mode)
+        return f"{mode} cannot be applied: gcbench has no GC switch for a {self.runtime} server (only default runs)"
 
     def runtime_metadata(self) -> dict:
         attach, why_not = self.probe_attach()
         return {"command": self.command, "argv": self.argv, "runtime": self.runtime,
                 "runtime_source": self.runtime_source,
+                "url": f"http://{self.url[0]}:{self.url[1]}{self.url[2]}" if self.url else None,
                 "detected": self.detected.to_dict() if self.detected else None,
                 "probe": attach, "probe_missing_reason": why_not or None}
 
@@ -190,11 +219,65 @@ class CustomBackend(SubprocessBackend):
             elif mode.name == "old":
                 opts.append(f"--max-old-space-size={mode.arg}")
             env["NODE_OPTIONS"] = " ".join(o for o in opts if o)
-        return LaunchSpec(list(self.argv), env)
+        after_exit = before_stop = None
+        if self.runtime == "go":
+            env.update(go_mode_env(mode))
+            env["GODEBUG"] = godebug_env()
+            cell = self._go_cells[str(ctx.events_path)] = go_outside.GoCell(t_launch_ns=time.monotonic_ns())
+            stderr_path = ctx.stderr_path
+
+            def before_stop(pid: int) -> None:
+                go_outside.read_before_stop(cell, pid, stderr_path)
+
+            def after_exit() -> None:
+                go_outside.kill_sampler(cell)  # a failed cell's (a healthy one's was stopped before)
+        elif self.runtime == "java":
+            pattern = java_outside.log_pattern(ctx.events_path)
+            for old in java_outside.logs_of(pattern):
+                old.unlink()  # the parser must see this cell's JVMs only
+            env["JAVA_TOOL_OPTIONS"] = java_outside.tool_options(mode, scenario, pattern,
+                                                                 java_outside.own_tool_options())
+            events_path = ctx.events_path
+
+            def after_exit() -> None:
+                java_outside.after_exit(mode, pattern, events_path)
+        argv = list(self.argv)
+        http_endpoint = None
+        if ctx.transport == "http":
+            argv = [*user_http.STDOUT_TO_STDERR, *argv]
+            url, stderr_path, timeout_s = self.url, ctx.stderr_path, ctx.timeout_s
+
+            def http_endpoint(server) -> tuple[str, int, str]:
+                return user_http.wait_for_endpoint(server.proc, stderr_path, url, timeout_s, server.describe_exit)
+
+            stop_first = before_stop
+
+            def before_stop(pid: int) -> None:
+                # an HTTP server does not stop at the end of its stdin: SIGTERM is how to ask it
+                if stop_first is not None:
+                    stop_first(pid)
+                try:
+                    os.killpg(pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        return LaunchSpec(argv, env, after_exit=after_exit, before_stop=before_stop, http_endpoint=http_endpoint)
+
+    def finish_events(self, events: list[dict], stats: dict, ctx: CellContext) -> tuple[list[dict], dict]:
+        if self.probe_attach()[0] is None:
+            return events, {**stats, "warnings": [*stats.get("warnings", []), LATENCY_ONLY]}
+        if self.runtime != "go":
+            return events, stats
+        return go_outside.go_events(events, stats, ctx.stderr_path, self._go_cells.pop(str(ctx.events_path), None))
 
     # -- between warm-up and measurement ---------------------------------------------------------------------
 
     def before_measure(self, handle: ServerHandle, mode: GcMode, ctx: CellContext) -> dict:
+        if self.runtime == "go" and str(ctx.events_path) in self._go_cells:
+            cell = self._go_cells[str(ctx.events_path)]
+            if handle.pid is not None:
+                go_outside.start_sampler(cell, handle.pid, go_outside.samples_path(ctx.events_path))
+            cell.t_measure_ns = time.monotonic_ns()
+            return {"go_sampler": cell.sampler is not None}
         if self.runtime != "python" or self.probe_attach()[0] is None:
             return {}
         attach, _ = read_probe_records(ctx.events_path)

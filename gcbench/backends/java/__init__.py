@@ -98,6 +98,15 @@ def collector_reason(java: str, mode_name: str) -> str | None:
     return f"this JVM cannot run {mode_name} (java {' '.join(flags)}: {' | '.join(said[:2])[:200]})"
 
 
+def java_mode_reason(java: str, mode: GcMode) -> str | None:
+    """None when the JVM at `java` can run the GC mode, else why not (also for a user's JVM server)."""
+    if mode.name not in COLLECTOR_FLAGS:
+        hint = "; the JVM's GC-off is epsilon" if mode.name == "disabled" else ""
+        return (f"{mode} is not a JVM GC setting{hint} "
+                f"(java takes: {', '.join(m + ':N' if m == 'heap' else m for m in COLLECTOR_FLAGS)})")
+    return collector_reason(java, mode.name) if java else None
+
+
 def build_jar(log=lambda msg: print(msg, file=sys.stderr)) -> Path:
     """The server's jar, compiled on first use (cached by source hash and JDK version)."""
     javac, _, version = jdk()
@@ -184,12 +193,7 @@ class JavaBackend(SubprocessBackend):
         return Availability(True, version=version) if javac else Availability(False, reason=version)
 
     def unsupported_reason(self, mode: GcMode) -> str | None:
-        if mode.name not in COLLECTOR_FLAGS:
-            hint = "; the JVM's GC-off is epsilon" if mode.name == "disabled" else ""
-            return (f"{mode} is not a JVM GC setting{hint} "
-                    f"(java takes: {', '.join(m + ':N' if m == 'heap' else m for m in COLLECTOR_FLAGS)})")
-        _, java, _ = jdk()
-        return collector_reason(java, mode.name) if java else None
+        return java_mode_reason(jdk()[1], mode)
 
     def prepare(self, log) -> None:
         self.jar = build_jar(log)

@@ -60,9 +60,19 @@ def _gcbench_probe():
     elif mode == "freeze" and os.environ.get("GCBENCH_FREEZE_FLAG"):
         applied = "freeze (on the harness's flag file)"
     argv = [a[:200] for a in getattr(sys, "orig_argv", sys.argv)[:4]]
+    # a server gcbench did not start (--server-url, environment from `gcbench env`) never exits during the run:
+    # SIGUSR1 asks for the flush, which then runs on the main thread after the measured calls
+    flush_signal = None
+    if os.environ.get("GCBENCH_FLUSH_SIGNAL") == "USR1" and signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+        def on_flush_signal(signum, frame):
+            probe.flush()
+            append({"type": "flushed", "runtime": "python", "pid": os.getpid(), "t_ns": time.monotonic_ns()})
+
+        signal.signal(signal.SIGUSR1, on_flush_signal)
+        flush_signal = "USR1"
     append({"type": "attach", "runtime": "python", "pid": os.getpid(), "ppid": os.getppid(),
             "executable": sys.executable, "python_version": sys.version.split()[0], "argv": argv,
-            "gc_mode": mode, "applied": applied, "t_ns": time.monotonic_ns()})
+            "gc_mode": mode, "applied": applied, "t_ns": time.monotonic_ns(), "flush_signal": flush_signal})
 
     def freeze_when_flagged(flag):
         while not os.path.exists(flag):
