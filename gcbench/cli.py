@@ -64,6 +64,11 @@ def main() -> None:
                    "gets it wrong; it decides how the GC probe is attached. Default: detected.")
 @click.option("--tool", default=None, metavar="NAME", help="Tool to call on --server-cmd's server (default: work).")
 @click.option("--tool-args", default=None, metavar="JSON", help="Arguments of --tool as a JSON object.")
+@click.option("--trace", "trace_file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Each chain replays this trace: JSON Lines, one call a line ({\"tool\": ..., \"arguments\": "
+                   "{...}, \"think_ms\": ...}), with placeholders such as {chain}, {call} and {word} (see "
+                   "gcbench/trace.py). `gcbench record` writes one from a real session; `gcbench tools` lists "
+                   "a server's tools. Replaces --tool/--tool-args; a chain has as many calls as the trace.")
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="Chains per cell (overrides the scenario).")
 @click.option("--calls", type=click.IntRange(min=1), default=None, help="Calls per chain (overrides the scenario).")
 @click.option("--rate", "rate_per_s", type=click.FloatRange(min=0), default=None, metavar="CHAINS/S",
@@ -94,7 +99,7 @@ def main() -> None:
               help="Run every backend twice in the same run, without and with the hiccup meter (`NAME+meter`), "
                    "and report the meter's cost on latency. Implies --hiccup-us 1000 unless given.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout instead of a table.")
-def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chains, calls, rate_per_s, reps, out_dir, transport,
+def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, trace_file, chains, calls, rate_per_s, reps, out_dir, transport,
         call_timeout, start_timeout, max_server_memory, pin, hiccup_us, hiccup_floor_us, meter_overhead, as_json):
     """Run a scenario against backends and GC modes; write a run folder and print the summary.
 
@@ -110,11 +115,19 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
     from gcbench.memwatch import parse_memory_cap, total_memory_bytes
     from gcbench.report.hiccups import hiccup_records, render_hiccups
     from gcbench.report.text import render_summary
+    from gcbench.report.tools import render_tools, tools_records
     from gcbench.runner import Interrupted, RunConfig, execute
     from gcbench.scenario import load_scenario
     from gcbench.store import load_run
 
-    sc = load_scenario(scenario).with_overrides(chains=chains, calls=calls, rate_per_s=rate_per_s)
+    sc = load_scenario(scenario)
+    if trace_file is not None:
+        from gcbench.trace import load_trace
+
+        if tool is not None or tool_args is not None:
+            raise GcbenchError("--trace: the trace names each call's tool and arguments; leave out --tool and --tool-args")
+        sc = sc.with_trace(load_trace(trace_file), str(trace_file))
+    sc = sc.with_overrides(chains=chains, calls=calls, rate_per_s=rate_per_s)
     names = [n.strip() for n in backends.split(",") if n.strip()] if backends else None
     args = sc.server.tool_args
     if tool_args is not None:
@@ -157,10 +170,11 @@ def run(scenario, backends, gc_modes, server_cmd, runtime, tool, tool_args, chai
             if as_json:
                 click.echo(json.dumps({"run": str(result.path), "summary": summary.to_dict(orient="records"),
                                        "failed_cells": result.failed, "call_error_cells": result.call_errors,
-                                       **hiccup_records(data)},
+                                       "tools": tools_records(data), **hiccup_records(data)},
                                       indent=2, default=str))
             else:
                 click.echo(render_summary(summary, sc.chain.calls), nl=False)
+                click.echo(render_tools(data), nl=False)
                 click.echo(render_hiccups(data), nl=False)
                 click.echo(f"Run folder: {result.path}")
     except Interrupted as e:

@@ -24,7 +24,7 @@ class Exporter(ABC):
 SECTIONS: list[tuple[str, list[str]]] = [
     ("Claim check", ["verdicts", "table:claim", "figure:claim_check", "figure:dead_time_hist"]),
     ("Counterfactual GC cost", ["table:gc_cost"]),
-    ("Call latency", ["table:latency", "figure:latency_cdf"]),
+    ("Call latency", ["table:latency", "table:tools", "figure:latency_cdf"]),
     ("Chains and GC dead time", ["table:chains", "figure:gc_timeline"]),
     ("GC events", ["table:gc_events", "figure:pause_sizes"]),
     ("Cells", ["table:cells"]),

@@ -12,6 +12,7 @@ from gcbench.analysis import HDR_HIGHEST_NS, HDR_LOWEST_NS, HDR_SIGNIFICANT_DIGI
 from gcbench.formats import REPORT_FORMAT, REPORT_KIND
 from gcbench.report.base import Exporter
 from gcbench.report.model import Report
+from gcbench.report.tools import tools_records
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -41,6 +42,7 @@ def report_dict(report: Report) -> dict:
         "claim": _records(report.claim),
         "latency": _records(report.latency),
         "gc_events": _records(report.gc_events),
+        "tools": tools_records(report.run),  # latency and GC dead time by tool (report/tools.py)
         "latency_histograms": {
             "unit": "ns", "lowest_trackable": HDR_LOWEST_NS, "highest_trackable": HDR_HIGHEST_NS,
             "significant_digits": HDR_SIGNIFICANT_DIGITS, "encoding": "HdrHistogram V2 compressed, base64",

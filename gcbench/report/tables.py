@@ -167,5 +167,8 @@ def warnings_tables(report: Report) -> list[Table]:
 
 
 def all_tables(report: Report) -> list[Table]:
+    from gcbench.report.tools import tools_tables
+
     return [claim_table(report), latency_table(report), chain_table(report), gc_cost_table(report),
-            gc_events_table(report), cells_table(report), *warnings_tables(report), *hiccup_tables(report)]
+            gc_events_table(report), cells_table(report), *warnings_tables(report), *hiccup_tables(report),
+            *tools_tables(report)]

@@ -89,5 +89,7 @@ class TextExporter(Exporter):
 
     def render(self, report, out: Path | None = None) -> str:
         from gcbench.report.hiccups import render_hiccups
+        from gcbench.report.tools import render_tools
 
-        return render_summary(report.summary, report.calls_per_chain) + render_hiccups(report.run)
+        return (render_summary(report.summary, report.calls_per_chain) + render_tools(report.run)
+                + render_hiccups(report.run))
