@@ -358,6 +358,45 @@ def bench_analysis(calls, events):
                f"(of which {r['peak_rss_before_bytes'] / 2**30:.2f} GiB is the synthetic data)")
 
 
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="The trace to write (JSON Lines; replaced when the session ends).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
+def record(out, command):
+    """Record a real session as a trace: a transparent stdio proxy between an agent host and a server.
+
+    Configure the agent host (Claude Desktop, an IDE, an SDK client) to launch `gcbench record -o FILE -- CMD
+    ARGS...` instead of `CMD ARGS...`. Every byte is forwarded both ways unchanged; each tools/call (tool,
+    arguments, think time before it) is written to FILE, which `gcbench run --trace FILE` replays. Exits with
+    the server's exit code.
+    """
+    from gcbench.record import record as run_proxy
+
+    sys.exit(run_proxy(list(command), out, lambda m: click.echo(m, err=True)))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--server-cmd", default=None, metavar="COMMAND", help="The server command (split like a shell), "
+                                                                    "instead of -- CMD ARGS...")
+@click.option("--backend", "-b", "backend", default=None, metavar="NAME", help="A built-in backend's server instead.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.001), default=30.0, show_default=True,
+              help="Seconds the server may take to start and answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the initialize result and the tools as JSON.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
+def tools(server_cmd, backend, timeout_s, as_json, command):
+    """List a server's tools with their input schemas and a trace line for each: the first step of a trace."""
+    from gcbench.toollist import list_backend_tools, list_command_tools, render
+
+    given = [x for x in (server_cmd, backend, command) if x]
+    if len(given) != 1:
+        raise GcbenchError("tools: give one server: -- CMD ARGS..., --server-cmd COMMAND or --backend NAME")
+    if backend:
+        init, items = list_backend_tools(backend, timeout_s)
+    else:
+        init, items = list_command_tools(server_cmd or list(command), timeout_s)
+    click.echo(json.dumps({"initialize": init, "tools": items}, indent=2) if as_json else render(init, items), nl=False)
+
+
 @main.command()
 def scenarios():
     """List the built-in scenarios with a one-line description."""
