@@ -3,8 +3,8 @@
 An agent host (Claude Desktop, an IDE, an SDK client) launches `gcbench record` in place of the MCP server. The
 proxy starts CMD, forwards every byte both ways unchanged, as soon as it is read (one os.read, one write: never
 a line held back), and only then parses a copy. Each tools/call the client sends becomes a trace line with its
-tool, its arguments and the think time before it: from the reply to the previous call to this request (0 when
-a call is still unanswered, as a replay is sequential); the first call has none. `gcbench run --trace FILE`
+tool, its arguments and the think time before it: from the last reply before this request (0 when the previous
+call was still unanswered, as a replay is sequential); the first call has none. `gcbench run --trace FILE`
 replays it.
 
 The trace is appended call by call (one write of one whole line, after forwarding) to FILE.partial, which is
@@ -21,6 +21,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,10 +79,11 @@ def _messages(line: bytes) -> list[dict]:
 
 
 class _Call:
-    __slots__ = ("step", "t_send_ns", "t_reply_ns", "prev")
+    __slots__ = ("step", "seq", "t_send_ns", "t_reply_ns", "prev")
 
-    def __init__(self, step: dict, t_send_ns: int, prev: _Call | None) -> None:
+    def __init__(self, step: dict, seq: int, t_send_ns: int, prev: _Call | None) -> None:
         self.step = step
+        self.seq = seq
         self.t_send_ns = t_send_ns
         self.t_reply_ns: int | None = None
         self.prev = prev
@@ -97,6 +99,7 @@ class Recorder:
     """
 
     MAX_EARLY_REPLIES = 4096  # replies parsed before their request (or to other requests): bounded memory
+    RECENT_CALLS = 64  # calls in flight together that the think time looks back over
 
     def __init__(self, sink: Callable[[list[bytes]], None]) -> None:
         self._sink = sink
@@ -107,6 +110,7 @@ class Recorder:
         self._early: dict = {}  # id -> reply time, for a reply whose request was not parsed yet
         self._unwritten: list[_Call] = []  # in call order
         self._last: _Call | None = None
+        self._recent: deque[_Call] = deque(maxlen=self.RECENT_CALLS)
         self.calls = 0
         self.not_recorded = 0  # tools/call requests without a usable tool name or arguments
 
@@ -130,8 +134,9 @@ class Recorder:
                     continue
                 key = _id_key(msg.get("id"))
                 with self._lock:
-                    call = _Call({"tool": tool, "arguments": args}, t_ns, self._last)
+                    call = _Call({"tool": tool, "arguments": args}, self.calls, t_ns, self._last)
                     self._last = call
+                    self._recent.append(call)
                     self.calls += 1
                     if key in self._early:
                         call.t_reply_ns = self._early.pop(key)
@@ -176,9 +181,13 @@ class Recorder:
             if prev is not None:
                 if prev.t_reply_ns is None and not final:
                     break
-                # sent before the previous call was answered: 0 (a replay is sequential)
-                gap = call.t_send_ns - prev.t_reply_ns if prev.t_reply_ns is not None else 0
-                step["think_ms"] = round(max(0, gap) / 1e6, 3)
+                if prev.t_reply_ns is None or prev.t_reply_ns > call.t_send_ns:
+                    gap = 0  # sent before the previous call was answered (a replay is sequential)
+                else:  # from the last reply before it (calls in flight together: the last of them)
+                    gap = call.t_send_ns - max([prev.t_reply_ns, *(
+                        r.t_reply_ns for r in self._recent
+                        if r.seq < call.seq and r.t_reply_ns is not None and r.t_reply_ns <= call.t_send_ns)])
+                step["think_ms"] = round(gap / 1e6, 3)
             call.prev = None  # written: its own predecessor is not needed any more
             self._unwritten.pop(0)
             lines.append(json.dumps(step, separators=(", ", ": ")).encode() + b"\n")
