@@ -35,7 +35,7 @@ from gcbench.errors import GcbenchError
 #      scenario.chain.rate_per_s to run.json: a format 1 chain was closed loop, rate_per_s 0.0 (without it,
 #      compare refuses an old baseline: "scenario.chain.rate_per_s differs").
 #   3  calls.tool: the tool each call called (a trace mixes tools: `--trace`, [[trace]]); run.json's scenario
-#      has "trace" (its calls, or null) and run.json "trace_source" when there is one. A format 2 chain called
+#      has "trace" (its calls) and run.json "trace_source" when the run replayed one. A format 2 chain called
 #      one tool: `work` on a built-in server; on a user's server (backend "custom") the `--tool` of the recorded
 #      command line, else the scenario's server.tool. The upgrade fills the column from that, with a note.
 RUN_FORMAT = 3
@@ -119,9 +119,6 @@ def _format2_tool(meta: dict, backend: str) -> str:
 
 
 def _add_tool(run: RunTables) -> RunTables:
-    scenario = run.meta.get("scenario")
-    if isinstance(scenario, dict):
-        scenario.setdefault("trace", None)  # format 2 had no traces
     if "tool" in run.calls:
         return run
     calls = run.calls.copy()

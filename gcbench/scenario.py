@@ -113,7 +113,9 @@ class Scenario:
         d = asdict(self)
         d.pop("source")
         d.pop("trace_source")
-        d["trace"] = self.trace.to_list() if self.trace is not None else None
+        d.pop("trace")
+        if self.trace is not None:  # absent otherwise: a sweep's grid_hash and compare stay as before traces
+            d["trace"] = self.trace.to_list()
         return d
 
 

@@ -131,7 +131,7 @@ def test_a_scenario_holds_a_trace_inline_or_names_a_file(write_scenario, tmp_pat
     sc = load_scenario(str(write_scenario('trace = "calls.jsonl"\n', "by_file.toml")))
     assert [s.tool for s in sc.trace.steps] == ["a", "b", "a"] and sc.chain.calls == 3
     assert sc.trace_source == str(tmp_path / "calls.jsonl")
-    assert load_scenario("default").to_dict()["trace"] is None
+    assert "trace" not in load_scenario("default").to_dict()  # a sweep's grid_hash stays as before traces
 
 
 @pytest.mark.parametrize("text, problem", [
@@ -332,3 +332,12 @@ def test_a_trace_calling_a_tool_the_server_lacks_fails_the_cell_with_the_reason(
                    "-o", str(tmp_path / "runs"))
     assert proc.returncode == 3
     assert "server has no tool 'search'; it offers: work" in proc.stderr
+
+
+def test_a_scenario_without_a_trace_keeps_the_grid_hash_of_sweeps_made_before_traces():
+    """A sweep folder written before traces existed is resumed and merged by its grid_hash."""
+    from gcbench.sweep import load_sweep
+
+    data = Path(__file__).parent / "data"
+    manifest = json.loads((data / "sweep-format-1" / "sweep.json").read_text())
+    assert load_sweep(str(data / "golden-sweep.toml")).grid_hash() == manifest["grid_hash"]
