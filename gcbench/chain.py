@@ -1,14 +1,15 @@
 """Agent chains: each agent runs its chains one after another, each chain `calls` sequential tools/call.
 
-This loop is the instrument. Per call it formats one integer into a prebuilt request, writes it, and stores
-two timestamps into preallocated lists; everything else (DataFrames, attribution) happens after the cell.
+This loop is the instrument. Per call it formats one integer into a prebuilt request (each row its own, so
+a trace costs nothing more), writes it, and stores two timestamps into preallocated lists; everything else
+(DataFrames, attribution) happens after the cell.
 """
 
 from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,7 @@ def run_chains(
     think_ns: np.ndarray,
     call_timeout_s: float,
     clock: Callable[[], int] = time.monotonic_ns,
+    requests: Sequence[bytes] | None = None,
 ) -> CallRecords:
     """Drive every chain of a cell; return one row per call.
 
@@ -72,13 +74,18 @@ def run_chains(
     Open loop: chain i is due at t0 + i / rate whatever happened before (each chain its own agent), so a
     slow server makes chains queue up instead of silently lowering the load (wrk2's lesson); every call
     keeps its intended send time, and chain latency can be read from the intended start.
+    `requests`: each row's own request (a trace: trace.request_templates, with a %d hole for the id), built
+    before the measured window; default: every row calls `tool` with `arguments`.
     """
     K = chain.calls
     C = chain.chains
     open_loop = chain.rate_per_s > 0
     A = C if open_loop else min(chain.agents, C)
     total = C * K
-    template = call_template(tool, arguments)
+    if requests is None:
+        requests = [call_template(tool, arguments)] * total
+    elif len(requests) != total:
+        raise ValueError(f"{len(requests)} requests for {total} calls")
     think_flat = think_ns.reshape(-1).tolist()
     t_send = [0] * total
     t_recv = [0] * total
@@ -108,7 +115,7 @@ def run_chains(
         while due and due[0][0] <= now:
             intended, a = heappop(due)
             row = row_of[a]
-            data = template % (FIRST_CALL_ID + row)
+            data = requests[row] % (FIRST_CALL_ID + row)
             t_intended[row] = intended
             t = clock()
             t_send[row] = t

@@ -120,6 +120,11 @@ _python_option = click.option(
                    "gets it wrong; it decides how the GC probe is attached. Default: detected.")
 @click.option("--tool", default=None, metavar="NAME", help="Tool to call on --server-cmd's server (default: work).")
 @click.option("--tool-args", default=None, metavar="JSON", help="Arguments of --tool as a JSON object.")
+@click.option("--trace", "trace_file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Each chain replays this trace: JSON Lines, one call a line ({\"tool\": ..., \"arguments\": "
+                   "{...}, \"think_ms\": ...}), with placeholders such as {chain}, {call} and {word} (see "
+                   "gcbench/trace.py). `gcbench record` writes one from a real session; `gcbench tools` lists "
+                   "a server's tools. Replaces --tool/--tool-args; a chain has as many calls as the trace.")
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="Chains per cell (overrides the scenario).")
 @click.option("--calls", type=click.IntRange(min=1), default=None, help="Calls per chain (overrides the scenario).")
 @click.option("--rate", "rate_per_s", type=click.FloatRange(min=0), default=None, metavar="CHAINS/S",
@@ -151,9 +156,9 @@ _python_option = click.option(
                    "and report the meter's cost on latency. Implies --hiccup-us 1000 unless given.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout instead of a table.")
 @_python_option
-def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events, runtime, tool, tool_args, chains,
-        calls, rate_per_s, reps, out_dir, transport, call_timeout, start_timeout, max_server_memory, pin, hiccup_us,
-        hiccup_floor_us, meter_overhead, as_json, pythons):
+def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events, runtime, tool, tool_args, trace_file,
+        chains, calls, rate_per_s, reps, out_dir, transport, call_timeout, start_timeout, max_server_memory, pin,
+        hiccup_us, hiccup_floor_us, meter_overhead, as_json, pythons):
     """Run a scenario against backends and GC modes; write a run folder and print the summary.
 
     Every cell (backend x gc mode x repetition) gets a fresh server process. Exit codes: 0 ok, 2 bad input,
@@ -169,6 +174,7 @@ def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events
     from gcbench.memwatch import parse_memory_cap, total_memory_bytes
     from gcbench.report import export
     from gcbench.report.summary import hiccup_records, summary_document
+    from gcbench.report.tools import tools_records
     from gcbench.runner import Interrupted, RunConfig, execute
     from gcbench.scenario import check_tool_args, load_scenario
     from gcbench.store import load_run
@@ -177,7 +183,14 @@ def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events
         raise GcbenchError("--url: the server --server-cmd starts speaks HTTP only with --transport http")
     if server_url:
         transport = "http"  # what the run records: a running server is driven over Streamable HTTP
-    sc = load_scenario(scenario).with_overrides(chains=chains, calls=calls, rate_per_s=rate_per_s)
+    sc = load_scenario(scenario)
+    if trace_file is not None:
+        from gcbench.trace import load_trace
+
+        if tool is not None or tool_args is not None:
+            raise GcbenchError("--trace: the trace names each call's tool and arguments; leave out --tool and --tool-args")
+        sc = sc.with_trace(load_trace(trace_file), str(trace_file))
+    sc = sc.with_overrides(chains=chains, calls=calls, rate_per_s=rate_per_s)
     names = [n.strip() for n in backends.split(",") if n.strip()] if backends is not None else None
     if names == []:  # "" or ",": not "every default backend"
         raise GcbenchError(f"--backend: no backend named in {backends!r}; see `gcbench backends`")
@@ -235,7 +248,8 @@ def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events
             doc = summary_document(summary, sc.chain.calls, data)
             if as_json:  # the JSON form: the summary's records, the cells that failed, the hiccup tables
                 doc.data = {"run": str(result.path), "summary": summary.to_dict(orient="records"), "failed_cells":
-                            result.failed, "call_error_cells": result.call_errors, **hiccup_records(data)}
+                            result.failed, "call_error_cells": result.call_errors, "tools": tools_records(data),
+                            **hiccup_records(data)}
             try:
                 click.echo(export(doc, "json" if as_json else "text"), nl=False)
                 if not as_json:
@@ -450,6 +464,45 @@ def env_command(runtime, events, gc_mode, as_json):
 
     variables, notes = server_environment(runtime, events, parse_gc_mode(gc_mode))
     click.echo(json.dumps(variables, indent=2) if as_json else render_shell(variables, notes), nl=not not as_json)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="The trace to write (JSON Lines; replaced when the session ends).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
+def record(out, command):
+    """Record a real session as a trace: a transparent stdio proxy between an agent host and a server.
+
+    Configure the agent host (Claude Desktop, an IDE, an SDK client) to launch `gcbench record -o FILE -- CMD
+    ARGS...` instead of `CMD ARGS...`. Every byte is forwarded both ways unchanged; each tools/call (tool,
+    arguments, think time before it) is written to FILE, which `gcbench run --trace FILE` replays. Exits with
+    the server's exit code.
+    """
+    from gcbench.record import record as run_proxy
+
+    sys.exit(run_proxy(list(command), out, lambda m: click.echo(m, err=True)))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--server-cmd", default=None, metavar="COMMAND", help="The server command (split like a shell), "
+                                                                    "instead of -- CMD ARGS...")
+@click.option("--backend", "-b", "backend", default=None, metavar="NAME", help="A built-in backend's server instead.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.001), default=30.0, show_default=True,
+              help="Seconds the server may take to start and answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the initialize result and the tools as JSON.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
+def tools(server_cmd, backend, timeout_s, as_json, command):
+    """List a server's tools with their input schemas and a trace line for each: the first step of a trace."""
+    from gcbench.toollist import list_backend_tools, list_command_tools, render
+
+    given = [x for x in (server_cmd, backend, command) if x]
+    if len(given) != 1:
+        raise GcbenchError("tools: give one server: -- CMD ARGS..., --server-cmd COMMAND or --backend NAME")
+    if backend:
+        init, items = list_backend_tools(backend, timeout_s)
+    else:
+        init, items = list_command_tools(server_cmd or list(command), timeout_s)
+    click.echo(json.dumps({"initialize": init, "tools": items}, indent=2) if as_json else render(init, items), nl=False)
 
 
 @main.command()

@@ -34,7 +34,11 @@ from gcbench.errors import GcbenchError
 #      analysis reads as "not recorded" (a chain is then timed from its first send). The same commit added
 #      scenario.chain.rate_per_s to run.json: a format 1 chain was closed loop, rate_per_s 0.0 (without it,
 #      compare refuses an old baseline: "scenario.chain.rate_per_s differs").
-RUN_FORMAT = 2
+#   3  calls.tool: the tool each call called (a trace mixes tools: `--trace`, [[trace]]); run.json's scenario
+#      has "trace" (its calls) and run.json "trace_source" when the run replayed one. A format 2 chain called
+#      one tool: `work` on a built-in server; on a user's server (backend "custom") the `--tool` of the recorded
+#      command line, else the scenario's server.tool. The upgrade fills the column from that, with a note.
+RUN_FORMAT = 3
 
 CALL_COLUMNS = {
     "backend": "string",
@@ -43,6 +47,7 @@ CALL_COLUMNS = {
     "agent": "int32",
     "chain": "int32",
     "call": "int32",
+    "tool": "string",  # the tool called (format 3)
     "t_send_ns": "int64",
     "t_recv_ns": "int64",
     "t_intended_ns": "int64",  # when the call was due (format 2; 0: not recorded)
@@ -68,7 +73,7 @@ EVENT_COLUMNS = {
 }
 # the format a column first appeared in (the others are in every format): a folder is checked for the
 # columns of its own format before it is upgraded
-COLUMN_SINCE = {"t_intended_ns": 2}
+COLUMN_SINCE = {"t_intended_ns": 2, "tool": 3}
 
 
 class RunTables(NamedTuple):
@@ -94,9 +99,40 @@ def _add_t_intended(run: RunTables) -> RunTables:
     return RunTables(run.meta, calls, run.gc_events)
 
 
+BUILTIN_TOOL = "work"  # the one tool of every built-in server (backends/PROTOCOL.md)
+
+
+def _format2_tool(meta: dict, backend: str) -> str:
+    """The one tool a format 2 cell called: what `gcbench run` passed to the backend then."""
+    if backend.split("+")[0] != "custom":  # built-in servers, with or without the hiccup meter (`+meter`)
+        return BUILTIN_TOOL
+    argv = meta.get("command")
+    if isinstance(argv, list):  # click takes `--tool NAME` and `--tool=NAME`
+        for i, a in enumerate(argv):
+            if a == "--tool" and i + 1 < len(argv):
+                return str(argv[i + 1])
+            if isinstance(a, str) and a.startswith("--tool="):
+                return a[len("--tool="):]
+    server = meta.get("scenario", {}).get("server")
+    tool = server.get("tool") if isinstance(server, dict) else None
+    return tool if isinstance(tool, str) else BUILTIN_TOOL
+
+
+def _add_tool(run: RunTables) -> RunTables:
+    if "tool" in run.calls:
+        return run
+    calls = run.calls.copy()
+    names = {b: _format2_tool(run.meta, b) for b in calls["backend"].astype(str).unique()}
+    calls["tool"] = calls["backend"].astype(str).map(names).astype("string")
+    _note(run.meta, "format 2 -> 3: calls.tool filled from the run's configuration (a format 2 chain called one "
+                    "tool: " + ", ".join(f"{b}: {t}" for b, t in names.items()) + ")")
+    return RunTables(run.meta, calls, run.gc_events)
+
+
 # version -> the function that turns a folder of version - 1 into that version
 RUN_UPGRADES: dict[int, Callable[[RunTables], RunTables]] = {
     2: _add_t_intended,
+    3: _add_tool,
 }
 
 

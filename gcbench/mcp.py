@@ -41,7 +41,12 @@ def call_template(tool: str, arguments: dict) -> bytes:
     NaN and infinities are refused (ValueError): json.dumps would write `NaN`, which is not JSON. The CLI and
     the scenario loader refuse them up front; this is the backstop for library callers.
     """
-    params = json.dumps({"name": tool, "arguments": arguments}, separators=(",", ":"), allow_nan=False).encode()
+    return request_template(json.dumps({"name": tool, "arguments": arguments}, separators=(",", ":"),
+                                       allow_nan=False).encode())
+
+
+def request_template(params: bytes) -> bytes:
+    """A tools/call request around already encoded params, with a %d hole for the id."""
     return b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":' + params.replace(b"%", b"%%") + b"}\n"
 
 
@@ -290,8 +295,9 @@ class Session:
     def notify(self, method: str, params: dict | None = None) -> None:
         self.transport.send(encode_notification(method, params))
 
-    def handshake(self, tool: str) -> dict:
-        """initialize + initialized + tools/list; returns the server's initialize result."""
+    def handshake(self, tool: str | list[str]) -> dict:
+        """initialize + initialized + tools/list (every tool the chains call must be listed); returns the
+        server's initialize result."""
         reply = self.request(
             "initialize",
             {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "gcbench", "version": "0"}},
@@ -299,11 +305,26 @@ class Session:
         if "result" not in reply:
             raise CellError(f"initialize failed: {reply.get('error')}")
         self.notify("notifications/initialized")
-        tools = self.request("tools/list")
-        names = [t.get("name") for t in tools.get("result", {}).get("tools", []) if isinstance(t, dict)]
-        if tool not in names:
-            raise CellError(f"server has no tool {tool!r}; it offers: {', '.join(map(str, names)) or 'none'}")
+        names = [t.get("name") for t in self.list_tools()]
+        for name in [tool] if isinstance(tool, str) else tool:
+            if name not in names:
+                raise CellError(f"server has no tool {name!r}; it offers: {', '.join(map(str, names)) or 'none'}")
         return reply["result"]
+
+    def list_tools(self, max_pages: int = 100) -> list[dict]:
+        """Every tool the server lists (tools/list, following nextCursor)."""
+        tools: list[dict] = []
+        cursor = None
+        for _ in range(max_pages):
+            reply = self.request("tools/list", {"cursor": cursor} if cursor else None)
+            result = reply.get("result")
+            if not isinstance(result, dict):
+                raise CellError(f"tools/list failed: {reply.get('error')}")
+            tools += [t for t in result.get("tools", []) if isinstance(t, dict)]
+            cursor = result.get("nextCursor")
+            if not isinstance(cursor, str) or not cursor:
+                break
+        return tools
 
     def control(self, method: str) -> dict | None:
         """A gcbench/* control request; None when the server does not know it (a user's server)."""

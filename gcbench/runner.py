@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gcbench import procs
+from gcbench import procs, trace
 from gcbench.analysis import attribute
 from gcbench.backends.base import FAILED_STOP_GRACE_S, Backend, CellContext
 from gcbench.chain import CallRecords, run_chains, think_schedule_ns
@@ -115,6 +115,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
             "command": sys.argv,
             "scenario": scenario.to_dict(),
             "scenario_source": scenario.source,
+            **({"trace_source": scenario.trace_source} if scenario.trace is not None else {}),
             "config": config.to_dict(),
             "environment": env,
         },
@@ -272,6 +273,7 @@ def measure_cell(
     )
     arguments = backend.tool_arguments(scenario)
     think_ns = think_schedule_ns(scenario.chain, np.random.default_rng([scenario.chain.seed, rep]))
+    plan = call_plan(scenario, backend, arguments, rep, think_ns)
     control_proc = None
     if config.hiccup_us > 0 and control[0] is not None:  # started first, stopped last: it spans the cell
         control_proc = ControlProcess(control[0], writer.cell_file(cid, ".control.jsonl"),
@@ -289,14 +291,14 @@ def measure_cell(
     try:
         with procs.raising():
             session = handle.session
-            init = session.handshake(backend.tool)
+            init = session.handshake(plan.tools_used)
             session.timeout_s = config.call_timeout_s
-            for _ in range(scenario.chain.warmup_calls):
-                session.request("tools/call", {"name": backend.tool, "arguments": arguments})
+            for params in plan.warmup:
+                session.request("tools/call", params)
             before = backend.before_measure(handle, mode, ctx)
             session.control("gcbench/measure")
             records, client_events, window, client_allocs = _measure(handle, scenario, backend, arguments,
-                                                                      think_ns, config)
+                                                                      plan, config)
             session.control("gcbench/flush")
         ok = True
     finally:
@@ -315,7 +317,7 @@ def measure_cell(
                         "side_channel_bad_lines": control_bad}
     elif config.hiccup_us > 0:
         control_meta = {"status": "unavailable", "reason": control[1]}
-    calls = calls_frame(records, backend.name, str(mode), rep)
+    calls = calls_frame(records, backend.name, str(mode), rep, plan.tools)
     events = events_frame(server_events, client_events, backend.name, str(mode), rep, window, control_events)
     calls["gc_overlap_ns"] = attribute(calls, events)
     cell = _cell_meta(
@@ -334,6 +336,32 @@ def measure_cell(
     return cell, calls, events
 
 
+@dataclass
+class CallPlan:
+    """What a cell sends, built before the measured window: see gcbench/trace.py."""
+
+    tools: list[str]  # the tool of each call of a chain
+    think_ns: np.ndarray  # (chains, calls)
+    requests: list[bytes] | None  # each measured call's request (None: every call the same, built by run_chains)
+    warmup: list[dict]  # the params of each warm-up call
+
+    @property
+    def tools_used(self) -> list[str]:
+        return list(dict.fromkeys(self.tools))
+
+
+def call_plan(scenario: Scenario, backend: Backend, arguments: dict, rep: int, think_ns: np.ndarray) -> CallPlan:
+    """A trace's calls (placeholders expanded), or `calls` calls of the backend's tool with the same arguments."""
+    ch = scenario.chain
+    tr = scenario.trace
+    if tr is None:
+        return CallPlan([backend.tool] * ch.calls, think_ns, None,
+                        [{"name": backend.tool, "arguments": arguments}] * ch.warmup_calls)
+    return CallPlan([s.tool for s in tr.steps], trace.apply_think(think_ns, tr),
+                    trace.request_templates(tr, ch.chains, ch.seed, rep),
+                    trace.warmup_params(tr, ch.warmup_calls, ch.chains, ch.seed, rep))
+
+
 def probe_drop_warnings(stats: dict) -> list[str]:
     """What a server's probe saw but could not keep (its buffer was full): the cell's GC record is incomplete."""
     out = []
@@ -345,7 +373,7 @@ def probe_drop_warnings(stats: dict) -> list[str]:
     return out
 
 
-def _measure(handle, scenario, backend, arguments, think_ns, config) \
+def _measure(handle, scenario, backend, arguments, plan, config) \
         -> tuple[CallRecords, list[dict], tuple[int, int], int | None]:
     """Drive the chains with the harness's own GC off (and recorded), unless the backend runs in-process.
 
@@ -366,8 +394,8 @@ def _measure(handle, scenario, backend, arguments, think_ns, config) \
     count0, collections0 = gc.get_count()[0], sum(s["collections"] for s in gc.get_stats())
     t_start = time.monotonic_ns()
     try:
-        records = run_chains(handle.session.transport, scenario.chain, backend.tool, arguments, think_ns,
-                             config.call_timeout_s)
+        records = run_chains(handle.session.transport, scenario.chain, backend.tool, arguments, plan.think_ns,
+                             config.call_timeout_s, requests=plan.requests)
     finally:
         t_end = time.monotonic_ns()
         # a collection inside the window (an explicit gc.collect()) resets the count: then it says nothing
@@ -386,7 +414,8 @@ def _measure(handle, scenario, backend, arguments, think_ns, config) \
     return records, client, (t_start, t_end), allocs
 
 
-def calls_frame(rec: CallRecords, backend: str, mode: str, rep: int) -> pd.DataFrame:
+def calls_frame(rec: CallRecords, backend: str, mode: str, rep: int, tools: list[str]) -> pd.DataFrame:
+    """One row per call; `tools`: the tool of each call of a chain."""
     n = len(rec)
     rows = np.arange(n)
     chain = rows // rec.calls_per_chain
@@ -398,6 +427,7 @@ def calls_frame(rec: CallRecords, backend: str, mode: str, rep: int) -> pd.DataF
         "backend": backend, "gc_mode": mode, "rep": rep,
         "agent": (chain % rec.agents).astype(np.int32), "chain": chain.astype(np.int32),
         "call": (rows % rec.calls_per_chain).astype(np.int32),
+        "tool": pd.Series(np.array(tools, dtype=object)[rows % rec.calls_per_chain], dtype="string"),
         "t_send_ns": rec.t_send_ns, "t_recv_ns": rec.t_recv_ns, "t_intended_ns": rec.t_intended_ns,
         "latency_ns": rec.t_recv_ns - rec.t_send_ns,
         "ok": rec.ok, "error": error, "gc_overlap_ns": np.zeros(n, np.int64),

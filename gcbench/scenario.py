@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from gcbench.errors import GcbenchError
+from gcbench.trace import Trace, parse_inline
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"  # package data: in a wheel too
 
@@ -81,7 +82,9 @@ class Scenario:
     chain: Chain = field(default_factory=Chain)
     work: Work = field(default_factory=Work)
     server: Server = field(default_factory=Server)
+    trace: Trace | None = None  # each chain replays it (chain.calls is its length); None: `calls` calls of server.tool
     source: str = "<built-in>"
+    trace_source: str = ""  # where the trace came from (a file, or the scenario file itself)
 
     def with_overrides(self, *, chains: int | None = None, calls: int | None = None,
                        rate_per_s: float | None = None) -> Scenario:
@@ -93,13 +96,26 @@ class Scenario:
         if chains is not None:
             ch = replace(ch, chains=_check_int(self.source, "chain.chains", chains, 1, MAX_CHAINS))
         if calls is not None:
+            if self.trace is not None and calls != len(self.trace):
+                raise GcbenchError(f"--calls: a chain replays the trace ({self.trace_source}), {len(self.trace)} "
+                                   f"calls; leave --calls out")
             ch = replace(ch, calls=_check_int(self.source, "chain.calls", calls, 1, MAX_CALLS))
         _check_total_calls(self.source, ch)
         return replace(self, chain=ch)
 
+    def with_trace(self, trace: Trace, source: str) -> Scenario:
+        """Each chain replays `trace` (it replaces the scenario's own): chain.calls becomes its length."""
+        ch = replace(self.chain, calls=len(trace))
+        _check_total_calls(source, ch)
+        return replace(self, chain=ch, trace=trace, trace_source=source)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("source")
+        d.pop("trace_source")
+        d.pop("trace")
+        if self.trace is not None:  # absent otherwise: a sweep's grid_hash and compare stay as before traces
+            d["trace"] = self.trace.to_list()
         return d
 
 
@@ -167,7 +183,7 @@ def read_toml(path: Path) -> dict:
 
 
 def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scenario:
-    _only_keys(src, "", data, {"name", "description", "chain", "work", "server"})
+    _only_keys(src, "", data, {"name", "description", "chain", "work", "server", "trace"})
     name = _check_str(src, "name", data.get("name", default_name))
     description = _check_str(src, "description", data.get("description", ""))
     chain_t = _table(src, "chain", data)
@@ -181,6 +197,13 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
         think=_parse_think(src, chain_t.get("think_ms", 0)),
         rate_per_s=_check_rate(src, "chain.rate_per_s", chain_t.get("rate_per_s", 0.0)),
     )
+    trace = None
+    if "trace" in data:
+        trace = parse_inline(data["trace"], src, Path(src).parent)
+        if "calls" in chain_t and chain.calls != len(trace):
+            raise GcbenchError(f"{src}: field 'chain.calls': {chain.calls} calls, but a chain replays the trace, "
+                               f"{len(trace)} calls; leave chain.calls out")
+        chain = replace(chain, calls=len(trace))
     _check_total_calls(src, chain)
     work_t = _table(src, "work", data)
     _only_keys(src, "work.", work_t, set(Work.__dataclass_fields__))
@@ -210,7 +233,10 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
         tool=_check_str(src, "server.tool", server_t.get("tool", "work")),
         tool_args=tool_args,
     )
-    return Scenario(name=name, description=description, chain=chain, work=work, server=server, source=src)
+    trace_source = (str(Path(src).parent / data["trace"]) if isinstance(data.get("trace"), str) else src) \
+        if trace is not None else ""
+    return Scenario(name=name, description=description, chain=chain, work=work, server=server, trace=trace,
+                    source=src, trace_source=trace_source)
 
 
 def _parse_think(src: str, value: object) -> Think:

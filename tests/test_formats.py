@@ -27,6 +27,7 @@ GOLDEN_RUNS = {
     "run-format-1": 1,
     "run-format-2-as-schema-1": 2,
     "run-format-2": 2,
+    "run-format-3": 3,
     "sweep-format-1/h0-base": 2,  # a sweep point written at acd07a8: says 1, holds t_intended_ns
 }
 
@@ -43,7 +44,7 @@ def _stored_meta(folder: Path) -> dict:
 
 def test_a_golden_folder_of_every_format_is_there():
     assert set(range(1, RUN_FORMAT + 1)) <= set(GOLDEN_RUNS.values())
-    assert _stored_meta(DATA / "run-format-2")["schema_version"] == RUN_FORMAT
+    assert _stored_meta(DATA / f"run-format-{RUN_FORMAT}")["schema_version"] == RUN_FORMAT
 
 
 @pytest.mark.parametrize("name", list(GOLDEN_RUNS))
@@ -57,13 +58,20 @@ def test_every_golden_run_folder_loads_as_the_latest_format(name):
     assert run.meta["scenario"]["chain"]["rate_per_s"] == 0.0
     due, sent = run.calls["t_intended_ns"], run.calls["t_send_ns"]
     assert due.dtype == "int64"
+    notes = run.meta.get("format_notes", [])
     if run.stored_format == 1:  # not recorded: 0, said in run.json, never made up
-        assert (due == 0).all() and "t_intended_ns was not recorded" in run.meta["format_notes"][0]
+        assert (due == 0).all() and "t_intended_ns was not recorded" in notes[0]
     else:
-        assert ((due > 0) & (due <= sent)).all() and "format_notes" not in run.meta
+        assert ((due > 0) & (due <= sent)).all()
+    # format 2 called one tool, `work` on the built-in servers: filled from the configuration, with a note
+    assert run.calls["tool"].dtype == "string" and (run.calls["tool"] == "work").all()
+    assert [n for n in notes if "calls.tool" in n] == (
+        ["format 2 -> 3: calls.tool filled from the run's configuration (a format 2 chain called one tool: "
+         "python: work)"] if run.stored_format < 3 else [])
+    assert len(notes) == (run.stored_format == 1) + (run.stored_format < 3)
 
 
-@pytest.mark.parametrize("name", ["run-format-1", "run-format-2-as-schema-1"])
+@pytest.mark.parametrize("name", ["run-format-1", "run-format-2-as-schema-1", "run-format-2"])
 def test_golden_folders_report_and_compare_with_todays_run(name, tmp_path):
     rep = build(DATA / name)
     for fmt in ("text", "json"):
@@ -71,7 +79,7 @@ def test_golden_folders_report_and_compare_with_todays_run(name, tmp_path):
     doc = json.loads(export(report_document(rep, "json"), "json"))
     assert (doc["kind"], doc["schema_version"], doc["run_schema_version"]) == ("gcbench-report", 2, RUN_FORMAT)
     # a CI baseline kept from before this change compares with a run of today's format
-    proc = run_cli("compare", str(DATA / name), str(DATA / "run-format-2"), "--ratio", "--threshold", "1000")
+    proc = run_cli("compare", str(DATA / name), str(DATA / f"run-format-{RUN_FORMAT}"), "--ratio", "--threshold", "1000")
     assert proc.returncode == 0, proc.stderr
 
 
@@ -87,12 +95,31 @@ def test_the_upgrade_chain_has_one_function_per_version_and_reaches_the_latest_c
     assert set(CALL_COLUMNS) <= set(up.calls) and set(EVENT_COLUMNS) <= set(up.gc_events)
     assert up.calls[list(calls.columns)].equals(calls)  # what was measured is kept as it was
     # every upgrade leaves a folder that already has its columns alone (an upgrade cut short is re-run)
-    new = DATA / "run-format-2"
+    new = DATA / f"run-format-{RUN_FORMAT}"
     latest = RunTables(_stored_meta(new), pd.read_parquet(new / "calls.parquet"),
                        pd.read_parquet(new / "gc_events.parquet"))
     for version, upgrade in RUN_UPGRADES.items():
         again = upgrade(RunTables(dict(latest.meta), latest.calls, latest.gc_events))
         assert again.calls.equals(latest.calls) and again.gc_events.equals(latest.gc_events), version
+
+
+@pytest.mark.parametrize("backend, argv, server_tool, expected", [
+    ("custom", ["gcbench", "run", "--server-cmd", "srv --tool x", "--tool", "lookup"], "search", "lookup"),
+    ("custom", ["gcbench", "run", "--tool=find", "--server-cmd", "srv"], "search", "find"),
+    ("custom", ["gcbench", "run", "--server-cmd", "srv --tool x"], "search", "search"),  # one argv element
+    ("python+meter", ["gcbench", "run", "--tool", "lookup"], "search", "work"),  # a built-in server: work
+])
+def test_format_2_to_3_takes_the_tool_from_the_configuration_of_the_run(backend, argv, server_tool, expected):
+    """What `gcbench run` of format 2 called: --tool, else the scenario's server.tool; `work` on a built-in server."""
+    old = DATA / "run-format-2"
+    meta = _stored_meta(old)
+    meta["command"], meta["scenario"]["server"]["tool"] = argv, server_tool
+    calls = pd.read_parquet(old / "calls.parquet").assign(backend=backend)
+    up = RUN_UPGRADES[3](RunTables(meta, calls, pd.read_parquet(old / "gc_events.parquet")))
+    assert (up.calls["tool"] == expected).all() and up.calls.drop(columns="tool").equals(calls)
+    assert up.meta["format_notes"] == [f"format 2 -> 3: calls.tool filled from the run's configuration (a format 2 "
+                                       f"chain called one tool: {backend}: {expected})"]
+    assert "trace" not in up.meta["scenario"]  # no trace: the scenario as format 2 wrote it
 
 
 def test_apply_upgrades_runs_each_version_once_in_order():
@@ -106,7 +133,7 @@ def test_apply_upgrades_runs_each_version_once_in_order():
 
 def test_the_writer_writes_the_latest_format(tmp_path):
     w = RunWriter(tmp_path, "w", {"scenario": {}, "config": {}, "environment": {}})
-    assert _stored_meta(w.path)["schema_version"] == RUN_FORMAT == 2
+    assert _stored_meta(w.path)["schema_version"] == RUN_FORMAT == 3
 
 
 def test_gcbench_upgrade_rewrites_an_old_folder_once(tmp_path):
@@ -122,7 +149,7 @@ def test_gcbench_upgrade_rewrites_an_old_folder_once(tmp_path):
     assert list(after.columns) == list(CALL_COLUMNS) and after[list(before.columns)].equals(before)
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temp file left
     run = load_run(folder)
-    assert run.stored_format == RUN_FORMAT and len(run.meta["format_notes"]) == 1  # not noted twice
+    assert run.stored_format == RUN_FORMAT and len(run.meta["format_notes"]) == 2  # not noted twice
     proc = run_cli("upgrade", str(folder))
     assert proc.stdout.strip() == f"{folder}: run folder already schema_version {RUN_FORMAT}"
 

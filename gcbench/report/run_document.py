@@ -108,6 +108,12 @@ def chain_table(report: Report) -> Table:
                   "share lost to GC", "chains hit"], rows, set(range(2, 10)))
 
 
+def tools_in_report(report: Report) -> list[Table]:
+    from gcbench.report.tools import tools_table
+
+    return tools_table(report.run)
+
+
 def memory_table(report: Report) -> list[Table]:
     """GC dead time next to what the server's memory cost (gcbench.memory): the other half of each setting."""
     import math
@@ -248,7 +254,7 @@ def figure(name: str):
 SECTIONS = [
     ("Claim check", [verdicts, claim_table, call_loss_table, figure("claim_check"), figure("dead_time_hist")]),
     ("Counterfactual GC cost", [gc_cost_table, runtime_diff_tables]),
-    ("Call latency", [latency_table, figure("latency_cdf")]),
+    ("Call latency", [latency_table, tools_in_report, figure("latency_cdf")]),
     ("Chains and GC dead time", [chain_table, figure("gc_timeline")]),
     ("GC events", [gc_events_table, figure("pause_sizes")]),
     ("Memory", [memory_table]),
@@ -266,6 +272,8 @@ def _records(df: pd.DataFrame) -> list[dict]:
 def report_dict(report: Report) -> dict:
     """The JSON report: every table of the report plus one HdrHistogram of call latency per cell (standard
     base64 encoding, ns), and one per (backend, gc mode) merged over repetitions."""
+    from gcbench.report.tools import tools_records
+
     h = report.histograms
     merged = []
     for (b, m), g in h.groupby(["backend", "gc_mode"], sort=False):
@@ -283,6 +291,7 @@ def report_dict(report: Report) -> dict:
         "calls_per_chain": report.calls_per_chain,
         "claim_ms": report.claim_ms,
         "verdicts": [str(v) for v in report.summary.get("verdict", [])],
+        "tools": tools_records(report.run),  # latency and GC dead time by tool (report/tools.py)
         "summary": _records(report.summary),
         "claim": _records(report.claim),
         "latency": _records(report.latency),

@@ -51,6 +51,12 @@ def summary_document(summary: pd.DataFrame, calls_per_chain: int, run: RunData |
             sections.append(Section("Runtime difference, NOT GC cost", [
                 "A runtime without a GC off switch against the no-GC control: it mixes GC with every other difference "
                 "between the two servers.", Bullets(diff)]))
+    if run is not None:
+        from gcbench.report.tools import tools_table
+
+        tables = tools_table(run)  # a trace mixing tools: each tool's latency and dead time
+        if tables:
+            sections.append(Section("By tool", list(tables)))
     if "client_gc_events" in summary.columns:
         sections.append(Section("Harness GC", [f"Harness: {harness_text(summary)}."]))
     warned = [f"{r.backend}/{r.gc_mode}: {w}" for r in summary.itertuples() for w in getattr(r, "warnings", [])]
