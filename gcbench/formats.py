@@ -38,6 +38,9 @@ from gcbench.errors import GcbenchError
 #      has "trace" (its calls) and run.json "trace_source" when the run replayed one. A format 2 chain called
 #      one tool: `work` on a built-in server; on a user's server (backend "custom") the `--tool` of the recorded
 #      command line, else the scenario's server.tool. The upgrade fills the column from that, with a note.
+#      The same version added scenario.server.heap_shape and scenario.work.retain_shape (`records` by default);
+#      every format 2 server built `lists`, which the upgrade writes (without it, compare refuses an old
+#      baseline: "scenario.server.heap_shape differs").
 RUN_FORMAT = 3
 
 CALL_COLUMNS = {
@@ -119,6 +122,12 @@ def _format2_tool(meta: dict, backend: str) -> str:
 
 
 def _add_tool(run: RunTables) -> RunTables:
+    scenario = run.meta.get("scenario")
+    if isinstance(scenario, dict):  # a format 2 server built only 2-lists: its heap shape was `lists`
+        if isinstance(scenario.get("server"), dict):
+            scenario["server"].setdefault("heap_shape", "lists")
+        if isinstance(scenario.get("work"), dict):
+            scenario["work"].setdefault("retain_shape", "lists")
     if "tool" in run.calls:
         return run
     calls = run.calls.copy()

@@ -27,6 +27,11 @@ MAX_CALLS_PER_CELL = 2_000_000  # chains x calls: the driver preallocates a few 
 MAX_TOOL_ARGS_DEPTH = 32
 MAX_SCENARIO_BYTES = 1024 * 1024  # a scenario is a few lines; a bigger file is a mistake
 THINK_DISTS = ("fixed", "exponential", "uniform", "lognormal")
+# What the start-up heap and the retained cache are made of (backends/PROTOCOL.md, "Heap shapes"): `lists` the
+# two-field objects of the tool's garbage, `records` five-field maps, `instances` the same record as a class or
+# struct, `json` a parsed JSON document of records. A scenario that does not say gets DEFAULT_SHAPE.
+HEAP_SHAPES = ("lists", "records", "instances", "json")
+DEFAULT_SHAPE = "records"
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class Work:
     payload_bytes: int = 0
     cpu_iters: int = 0
     sleep_us: int = 0
+    retain_shape: str = DEFAULT_SHAPE  # what the retained objects are (HEAP_SHAPES)
 
     def as_arguments(self) -> dict:
         return asdict(self)
@@ -70,6 +76,7 @@ class Work:
 @dataclass(frozen=True)
 class Server:
     heap_objects: int = 0  # long-lived objects built at server start-up
+    heap_shape: str = DEFAULT_SHAPE  # what they are (HEAP_SHAPES); heap_objects counts records, not sub-objects
     command: str = ""  # a user's own MCP stdio server (run without a shell); empty: the built-in servers
     tool: str = "work"  # the tool a user's server is driven with
     tool_args: dict | None = None  # its arguments (None: the [work] table)
@@ -215,11 +222,12 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
         payload_bytes=_check_int(src, "work.payload_bytes", work_t.get("payload_bytes", 0), 0, MAX_PAYLOAD_BYTES),
         cpu_iters=_check_int(src, "work.cpu_iters", work_t.get("cpu_iters", 0), 0, MAX_CPU_ITERS),
         sleep_us=_check_int(src, "work.sleep_us", work_t.get("sleep_us", 0), 0, MAX_SLEEP_US),
+        retain_shape=_check_shape(src, "work.retain_shape", work_t.get("retain_shape", DEFAULT_SHAPE)),
     )
     if work.retain_objects and not work.retain_cap:
         raise GcbenchError(f"{src}: field 'work.retain_cap': required when work.retain_objects > 0 (caps live-heap growth)")
     server_t = _table(src, "server", data)
-    _only_keys(src, "server.", server_t, {"heap_objects", "command", "tool", "tool_args"})
+    _only_keys(src, "server.", server_t, {"heap_objects", "heap_shape", "command", "tool", "tool_args"})
     tool_args = server_t.get("tool_args")
     if tool_args is not None and not isinstance(tool_args, dict):
         raise GcbenchError(f"{src}: field 'server.tool_args': expected a table, got {_type_name(tool_args)}")
@@ -229,6 +237,7 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
         raise GcbenchError(f"{src}: field 'server.command': empty command; leave it out to run the built-in servers")
     server = Server(
         heap_objects=_check_int(src, "server.heap_objects", server_t.get("heap_objects", 0), 0, MAX_OBJECTS),
+        heap_shape=_check_shape(src, "server.heap_shape", server_t.get("heap_shape", DEFAULT_SHAPE)),
         command=_check_str(src, "server.command", server_t.get("command", "")),
         tool=_check_str(src, "server.tool", server_t.get("tool", "work")),
         tool_args=tool_args,
@@ -347,6 +356,12 @@ def _check_float(src: str, f: str, v: object, lo: float, hi: float) -> float:
     if not math.isfinite(v) or v < lo or v > hi:
         raise GcbenchError(f"{src}: field '{f}': expected a number from {lo:g} to {hi:g}, got {v}")
     return float(v)
+
+
+def _check_shape(src: str, f: str, v: object) -> str:
+    if _check_str(src, f, v) not in HEAP_SHAPES:
+        raise GcbenchError(f"{src}: field '{f}': unknown shape {v[:40]!r}; choose one of {', '.join(HEAP_SHAPES)}")
+    return v
 
 
 def _check_str(src: str, f: str, v: object) -> str:

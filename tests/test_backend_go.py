@@ -36,7 +36,7 @@ def go_backend() -> GoBackend:
 
 def start(backend, tmp_path, mode="default", heap_objects=0):
     ctx = CellContext(tmp_path / "events.jsonl", tmp_path / "stderr.txt")
-    scenario = Scenario(name="t", server=Server(heap_objects=heap_objects))
+    scenario = Scenario(name="t", server=Server(heap_objects=heap_objects, heap_shape="lists"))
     handle = backend.start(parse_gc_mode(mode), scenario, ctx)
     handle.session.handshake("work")
     return handle, ctx

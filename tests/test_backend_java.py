@@ -207,7 +207,7 @@ def test_modes_and_heap_flags(monkeypatch):
     # Epsilon frees nothing: its heap holds the whole cell's allocation, and grows with it
     small = jb.heap_flags(parse_gc_mode("epsilon"), Scenario("t", chain=Chain(calls=10, chains=2)))
     big = Scenario("t", chain=Chain(calls=50, chains=20), work=Work(alloc_objects=100_000),
-                   server=Server(heap_objects=1_000_000))
+                   server=Server(heap_objects=1_000_000, heap_shape="lists"))
     need_mib = (20 * 50 + 20) * 100_000 * 28 // (1 << 20)
     assert int(jb.heap_flags(parse_gc_mode("epsilon"), big)[1][4:-1]) > need_mib > int(small[1][4:-1]) / 100
     monkeypatch.setattr(jb, "physical_memory_bytes", lambda: 4 << 30)
@@ -258,7 +258,8 @@ def run_cell(backend, tmp_path, mode, args, calls, heap_objects=0):
     """Start, make `calls` calls, flush, stop; returns (side-channel rows, t before start, t after stop)."""
     ctx = _ctx(tmp_path)
     t0 = time.monotonic_ns()
-    handle = backend.start(parse_gc_mode(mode), Scenario("t", server=Server(heap_objects=heap_objects)), ctx)
+    scenario = Scenario("t", server=Server(heap_objects=heap_objects, heap_shape="lists"))
+    handle = backend.start(parse_gc_mode(mode), scenario, ctx)
     try:
         handle.session.handshake("work")
         handle.session.control("gcbench/measure")

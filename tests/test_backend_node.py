@@ -38,7 +38,8 @@ def _read_events(path: Path) -> tuple[list[dict], list[dict]]:
 
 def _start(backend, tmp_path: Path, mode: str = "default", heap_objects: int = 0, transport: str = "stdio"):
     ctx = CellContext(tmp_path / f"events-{mode.replace(':', '_')}.jsonl", tmp_path / "stderr.txt", transport=transport)
-    handle = backend.start(parse_gc_mode(mode), Scenario(name="t", server=Server(heap_objects=heap_objects)), ctx)
+    scenario = Scenario(name="t", server=Server(heap_objects=heap_objects, heap_shape="lists"))
+    handle = backend.start(parse_gc_mode(mode), scenario, ctx)
     return handle, ctx
 
 

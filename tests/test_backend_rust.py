@@ -170,7 +170,7 @@ def _ctx(tmp_path, transport="stdio"):
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_allocating_workload_gives_no_gc_events_and_a_stats_record(server_bin, tmp_path, transport):
     backend = RustBackend()
-    scenario = Scenario(name="t", server=Server(heap_objects=5000))
+    scenario = Scenario(name="t", server=Server(heap_objects=5000, heap_shape="lists"))
     ctx = _ctx(tmp_path, transport)
     handle = backend.start(GcMode("default"), scenario, ctx)
     try:

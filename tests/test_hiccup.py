@@ -84,7 +84,8 @@ def test_python_gen2_collections_show_as_hiccups(tmp_path):
     """A big heap's full collections hold the GIL for milliseconds: the meter thread wakes late across them."""
     backend = Metered(ready_backend("python"), hiccup_us=1000)
     ctx = CellContext(tmp_path / "events.jsonl", tmp_path / "stderr.log", timeout_s=60)
-    handle = backend.start(GcMode("default"), Scenario("t", server=Server(heap_objects=300_000)), ctx)
+    scenario = Scenario("t", server=Server(heap_objects=300_000, heap_shape="lists"))
+    handle = backend.start(GcMode("default"), scenario, ctx)
     grow = {"alloc_objects": 1000, "retain_objects": 60_000}  # long-lived growth: full collections follow
     try:
         s = handle.session

@@ -218,13 +218,14 @@ def _measure_with(transport):
 
     import numpy as np
 
-    from gcbench.runner import _measure
+    from gcbench.runner import CallPlan, _measure
     from gcbench.scenario import Chain, Scenario
 
     scenario = Scenario(name="fake", description="", chain=Chain(calls=5, chains=2, agents=1, warmup_calls=0))
     handle = SimpleNamespace(session=SimpleNamespace(transport=transport))
     backend = SimpleNamespace(in_process=False, tool="work")
-    return _measure(handle, scenario, backend, {}, np.zeros((2, 5), np.int64), SimpleNamespace(call_timeout_s=5.0))
+    plan = CallPlan(["work"] * 5, np.zeros((2, 5), np.int64), None, [])  # every call the same, no trace
+    return _measure(handle, scenario, backend, {}, plan, SimpleNamespace(call_timeout_s=5.0))
 
 
 def _inside(client: list[dict], window: tuple[int, int]) -> list[dict]:

@@ -77,8 +77,10 @@ def test_freeze_makes_full_collections_much_cheaper_on_a_big_heap(write_scenario
         cyclic_fraction = 0.2
         retain_objects = 2000
         retain_cap = 60000
+        retain_shape = "lists"
         [server]
         heap_objects = 600000
+        heap_shape = "lists"
     """)
     run, _ = _run("--scenario", str(sc), "--backend", "python", "--gc-mode", "default,freeze", out=tmp_path)
     ev = run.gc_events

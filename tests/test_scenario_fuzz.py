@@ -174,8 +174,8 @@ def unknown_key(draw):
     key = draw(st.text(min_size=1, max_size=12))  # unicode, control characters, newlines: all of it
     known = {"": {"name", "description", "chain", "work", "server"}, "chain": {"calls", "chains", "agents",
              "warmup_calls", "seed", "think_ms", "rate_per_s"}, "work": set(BASE["work"]) | {
-             "cyclic_fraction", "retain_objects", "retain_cap", "payload_bytes", "cpu_iters", "sleep_us"},
-             "server": {"heap_objects", "command", "tool", "tool_args"}}[table]
+             "cyclic_fraction", "retain_objects", "retain_cap", "payload_bytes", "cpu_iters", "sleep_us",
+             "retain_shape"}, "server": {"heap_objects", "heap_shape", "command", "tool", "tool_args"}}[table]
     if key in known:
         key += "_x"
     doc = json.loads(json.dumps(BASE))

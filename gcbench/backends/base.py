@@ -133,6 +133,7 @@ class SubprocessBackend(Backend):
             {
                 "GCBENCH_EVENTS": str(ctx.events_path),
                 "GCBENCH_HEAP_OBJECTS": str(scenario.server.heap_objects),
+                "GCBENCH_HEAP_SHAPE": scenario.server.heap_shape,
                 "GCBENCH_GC_MODE": str(mode),
                 "GCBENCH_TRANSPORT": ctx.transport,
             }

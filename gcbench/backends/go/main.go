@@ -61,17 +61,124 @@ const (
 )
 
 var workArgNames = [...]string{"alloc_objects", "cyclic_fraction", "retain_objects", "retain_cap",
-	"payload_bytes", "cpu_iters", "sleep_us"}
+	"payload_bytes", "cpu_iters", "sleep_us", "retain_shape"}
+
+// The heap shapes of ../PROTOCOL.md ("Heap shapes"); an absent retain_shape means the first.
+var heapShapes = [...]string{"lists", "records", "instances", "json"}
 
 // The work tool's small heap object: two reference fields, like the other runtimes' objects.
 type node struct{ a, b *node }
 
+// record is the `instances` shape: record k of a batch (the start-up heap, or one call's retained objects)
+// has an int, a short string, a small list, a nested map and a pointer to record (k-1)/2 of the same batch
+// (nil for the first), as in every runtime. `records` is the same record as map[string]any (with []any and a
+// nested map[string]any), `json` encoding/json's decoding of the document into an `any` (maps, []any, float64).
+type record struct {
+	id   int64
+	name string
+	tags []int64
+	meta map[string]int64
+	ref  *record
+}
+
 // Globals so that nothing the work tool makes can be kept off the heap or optimised away.
 var (
-	startupHeap []*node
+	startupHeap any // []*node, []map[string]any, []*record or []any (json), by shape
 	callGarbage []*node
 	cpuSink     uint64
 )
+
+func knownShape(shape string) bool {
+	for _, s := range heapShapes {
+		if s == shape {
+			return true
+		}
+	}
+	return false
+}
+
+// recordDoc is the `json` shape's document: a JSON array of count records; a reference is the other's id.
+func recordDoc(count int) []byte {
+	b := make([]byte, 0, count*96+2)
+	b = append(b, '[')
+	for k := 0; k < count; k++ {
+		if k > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"id":`...)
+		b = strconv.AppendInt(b, int64(k), 10)
+		b = append(b, `,"name":"rec-`...)
+		b = strconv.AppendInt(b, int64(k), 10)
+		b = append(b, `","tags":[`...)
+		b = strconv.AppendInt(b, int64(k), 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(k+1), 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(k+2), 10)
+		b = append(b, `],"meta":{"size":`...)
+		b = strconv.AppendInt(b, int64(k), 10)
+		b = append(b, `,"score":`...)
+		b = strconv.AppendInt(b, int64(k%100), 10)
+		b = append(b, `},"ref":`...)
+		if k > 0 {
+			b = strconv.AppendInt(b, int64((k-1)/2), 10)
+		} else {
+			b = append(b, "null"...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// buildObjects makes count objects of a shape, in a slice of the shape's type (the start-up heap keeps it
+// whole). doc is the `json` document (recordDoc(count)), or nil to make it here.
+func buildObjects(shape string, count int, doc []byte) any {
+	switch shape {
+	case "lists":
+		out := make([]*node, count)
+		for i := range out {
+			out[i] = &node{}
+		}
+		return out
+	case "records":
+		out := make([]map[string]any, count)
+		for k := range out {
+			var ref any
+			if k > 0 {
+				ref = out[(k-1)/2]
+			}
+			out[k] = map[string]any{
+				"id":   int64(k),
+				"name": "rec-" + strconv.Itoa(k),
+				"tags": []any{int64(k), int64(k + 1), int64(k + 2)},
+				"meta": map[string]any{"size": int64(k), "score": int64(k % 100)},
+				"ref":  ref,
+			}
+		}
+		return out
+	case "instances":
+		out := make([]*record, count)
+		for k := range out {
+			var ref *record
+			if k > 0 {
+				ref = out[(k-1)/2]
+			}
+			out[k] = &record{id: int64(k), name: "rec-" + strconv.Itoa(k), tags: []int64{int64(k), int64(k + 1), int64(k + 2)},
+				meta: map[string]int64{"size": int64(k), "score": int64(k % 100)}, ref: ref}
+		}
+		return out
+	case "json":
+		if doc == nil {
+			doc = recordDoc(count)
+		}
+		var v []any
+		if err := json.Unmarshal(doc, &v); err != nil {
+			panic(err) // our own document
+		}
+		return v
+	}
+	panic("unknown heap shape " + shape)
+}
 
 type workArgs struct {
 	allocObjects   int64
@@ -81,6 +188,7 @@ type workArgs struct {
 	payloadBytes   int64
 	cpuIters       int64
 	sleepUs        int64
+	retainShape    string
 }
 
 type pauseEvent struct {
@@ -217,8 +325,10 @@ type server struct {
 	eventsPath string
 	out        []byte // the response being built, reused
 
-	cache    []*node // the long-lived cache (retain_objects)
+	cache    []any // the long-lived cache (retain_objects); a *node is stored in the interface without allocating
 	cachePos int64
+	docCount int    // the last `json` document retained, as text, as a tool receives it
+	doc      []byte
 
 	events       []pauseEvent
 	written      int
@@ -260,6 +370,7 @@ func workTool() map[string]any {
 		}
 		props[name] = map[string]any{"type": kind, "minimum": 0}
 	}
+	props["retain_shape"] = map[string]any{"type": "string", "enum": heapShapes[:]}
 	return map[string]any{
 		"name":        "work",
 		"description": "Simulated tool: allocates, retains, computes, sleeps and answers with a payload.",
@@ -385,7 +496,7 @@ func (s *server) handle(line []byte) (reply []byte, bad bool) {
 
 // parseWorkArgs returns the arguments, or a message naming the bad argument.
 func parseWorkArgs(raw json.RawMessage) (workArgs, string) {
-	var a workArgs
+	a := workArgs{retainShape: heapShapes[0]}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return a, ""
@@ -403,10 +514,18 @@ func parseWorkArgs(raw json.RawMessage) (workArgs, string) {
 			return a, fmt.Sprintf("unknown argument %q", name)
 		}
 	}
-	ints := [...]*int64{&a.allocObjects, nil, &a.retainObjects, &a.retainCap, &a.payloadBytes, &a.cpuIters, &a.sleepUs}
+	ints := [...]*int64{&a.allocObjects, nil, &a.retainObjects, &a.retainCap, &a.payloadBytes, &a.cpuIters, &a.sleepUs, nil}
 	for i, name := range workArgNames {
 		v, ok := m[name]
 		if !ok {
+			continue
+		}
+		if name == "retain_shape" {
+			var shape string
+			if json.Unmarshal(v, &shape) != nil || !knownShape(shape) {
+				return a, fmt.Sprintf("argument %q must be one of %s", name, strings.Join(heapShapes[:], ", "))
+			}
+			a.retainShape = shape
 			continue
 		}
 		if ints[i] == nil { // cyclic_fraction
@@ -442,7 +561,7 @@ func (s *server) work(a workArgs) []byte {
 	}
 	callGarbage = garbage
 	if a.retainObjects > 0 {
-		s.retain(a.retainObjects, a.retainCap)
+		s.retain(a.retainObjects, a.retainCap, a.retainShape)
 	}
 	if a.cpuIters > 0 {
 		x := cpuSink | 1
@@ -461,15 +580,42 @@ func (s *server) work(a workArgs) []byte {
 	return text
 }
 
-func (s *server) retain(count, capacity int64) {
-	for i := int64(0); i < count; i++ {
-		obj := &node{}
-		if capacity > 0 && int64(len(s.cache)) >= capacity {
-			s.cache[s.cachePos%capacity] = obj
-			s.cachePos++
-		} else {
-			s.cache = append(s.cache, obj)
+func (s *server) retain(count, capacity int64, shape string) {
+	if shape == "lists" { // one object at a time, as before shapes existed
+		for i := int64(0); i < count; i++ {
+			s.keep(&node{}, capacity)
 		}
+		return
+	}
+	var doc []byte
+	if shape == "json" {
+		if s.docCount != int(count) {
+			s.doc, s.docCount = recordDoc(int(count)), int(count)
+		}
+		doc = s.doc
+	}
+	switch batch := buildObjects(shape, int(count), doc).(type) {
+	case []map[string]any:
+		for _, obj := range batch {
+			s.keep(obj, capacity)
+		}
+	case []*record:
+		for _, obj := range batch {
+			s.keep(obj, capacity)
+		}
+	case []any:
+		for _, obj := range batch {
+			s.keep(obj, capacity)
+		}
+	}
+}
+
+func (s *server) keep(obj any, capacity int64) {
+	if capacity > 0 && int64(len(s.cache)) >= capacity {
+		s.cache[s.cachePos%capacity] = obj
+		s.cachePos++
+	} else {
+		s.cache = append(s.cache, obj)
 	}
 }
 
@@ -939,10 +1085,16 @@ func main() {
 		os.Exit(2)
 	}
 	heapObjects, _ := strconv.Atoi(os.Getenv("GCBENCH_HEAP_OBJECTS"))
-	startupHeap = make([]*node, heapObjects)
-	for i := range startupHeap {
-		startupHeap[i] = &node{}
+	heapShape := os.Getenv("GCBENCH_HEAP_SHAPE")
+	if heapShape == "" {
+		heapShape = heapShapes[0]
 	}
+	if !knownShape(heapShape) {
+		fmt.Fprintf(os.Stderr, "gcbench go server: unknown GCBENCH_HEAP_SHAPE %q (one of %s)\n", heapShape,
+			strings.Join(heapShapes[:], ", "))
+		os.Exit(2)
+	}
+	startupHeap = buildObjects(heapShape, heapObjects, nil)
 	s := &server{oob: name == "oob", eventsPath: os.Getenv("GCBENCH_EVENTS")}
 	meter, err := hiccupMeterFromEnv()
 	if err != nil {

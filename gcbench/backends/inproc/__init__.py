@@ -53,7 +53,8 @@ class InprocTransport:
 class InprocHandle(ServerHandle):
     def __init__(self, mode: GcMode, scenario: Scenario, ctx: CellContext) -> None:
         self._saved = (gc.isenabled(), gc.get_threshold())
-        self.server = pyserver.Server(str(mode), scenario.server.heap_objects, str(ctx.events_path))
+        self.server = pyserver.Server(str(mode), scenario.server.heap_objects, str(ctx.events_path),
+                                      heap_shape=scenario.server.heap_shape)
         self.transport = InprocTransport(self.server)
         self.session = Session(self.transport, ctx.timeout_s)
         self.pid = None

@@ -20,6 +20,7 @@ import java.nio.file.Paths;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.locks.LockSupport;
@@ -27,7 +28,9 @@ import java.util.concurrent.locks.LockSupport;
 public final class Server {
     static final String PROTOCOL_VERSION = "2025-06-18";
     static final String[] WORK_ARGS = {"alloc_objects", "cyclic_fraction", "retain_objects", "retain_cap",
-            "payload_bytes", "cpu_iters", "sleep_us"};
+            "payload_bytes", "cpu_iters", "sleep_us", "retain_shape"};
+    /** The heap shapes of ../PROTOCOL.md ("Heap shapes"); an absent retain_shape means the first. */
+    static final String[] HEAP_SHAPES = {"lists", "records", "instances", "json"};
     static final String[] MODES = {"default", "g1", "parallel", "serial", "zgc", "shenandoah", "epsilon", "heap"};
     static final int MAX_LINE_BYTES = 256 << 20;
     static final String TOOLS_LIST = "{\"tools\":[{\"name\":\"work\",\"description\":\"Simulated tool: allocates, "
@@ -38,13 +41,98 @@ public final class Server {
             + "\"retain_cap\":{\"type\":\"integer\",\"minimum\":0},"
             + "\"payload_bytes\":{\"type\":\"integer\",\"minimum\":0},"
             + "\"cpu_iters\":{\"type\":\"integer\",\"minimum\":0},"
-            + "\"sleep_us\":{\"type\":\"integer\",\"minimum\":0}},\"additionalProperties\":false}}]}";
+            + "\"sleep_us\":{\"type\":\"integer\",\"minimum\":0},"
+            + "\"retain_shape\":{\"type\":\"string\",\"enum\":[\"lists\",\"records\",\"instances\",\"json\"]}},"
+            + "\"additionalProperties\":false}}]}";
     // compressed oops and class pointers (heaps under 32 GiB): 12-byte header + two 4-byte references
     static final long NODE_BYTES = 24;
 
     /** The work tool's small heap object: two reference fields, like every other runtime's. */
     static final class Node {
         Node a, b;
+    }
+
+    // ---- heap shapes: what the start-up heap and the retained cache are made of ----
+    // Record k of a batch (the start-up heap, or one call's retained objects) has an int, a short string, a
+    // small list, a nested map and a reference to record (k - 1) / 2 of the same batch (null for the first), as
+    // in every runtime. `records` is a HashMap<String, Object> (an ArrayList, a nested HashMap, boxed Longs:
+    // what dynamic code and JSON-tree libraries build, default capacities), `instances` the record class Rec
+    // (List.of and Map.of), `json` this server's parse of the document (LinkedHashMap, ArrayList, Json.Num).
+
+    /** The `instances` shape. */
+    record Rec(long id, String name, List<Long> tags, Map<String, Long> meta, Rec ref) {
+    }
+
+    static Map<String, Object> recordMap(long k, Map<String, Object> parent) {
+        List<Object> tags = new ArrayList<>();
+        tags.add(k);
+        tags.add(k + 1);
+        tags.add(k + 2);
+        Map<String, Object> meta = new HashMap<>();
+        meta.put("size", k);
+        meta.put("score", k % 100);
+        Map<String, Object> m = new HashMap<>();
+        m.put("id", k);
+        m.put("name", "rec-" + k);
+        m.put("tags", tags);
+        m.put("meta", meta);
+        m.put("ref", parent);
+        return m;
+    }
+
+    /** The `json` shape's document: a JSON array of `count` records; a reference is the other record's id. */
+    static byte[] recordDoc(int count) {
+        StringBuilder b = new StringBuilder(count * 96 + 2).append('[');
+        for (long k = 0; k < count; k++) {
+            if (k > 0) {
+                b.append(',');
+            }
+            b.append("{\"id\":").append(k).append(",\"name\":\"rec-").append(k).append("\",\"tags\":[").append(k)
+                    .append(',').append(k + 1).append(',').append(k + 2).append("],\"meta\":{\"size\":").append(k)
+                    .append(",\"score\":").append(k % 100).append("},\"ref\":");
+            if (k > 0) {
+                b.append((k - 1) / 2);
+            } else {
+                b.append("null");
+            }
+            b.append('}');
+        }
+        return b.append(']').toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** `count` objects of a shape; `json` parses `doc` (recordDoc(count)), made here when null. */
+    @SuppressWarnings("unchecked")
+    static Object[] buildObjects(String shape, int count, byte[] doc) {
+        Object[] out = new Object[count];
+        switch (shape) {
+            case "lists":
+                for (int i = 0; i < count; i++) {
+                    out[i] = new Node();
+                }
+                return out;
+            case "records":
+                for (int k = 0; k < count; k++) {
+                    out[k] = recordMap(k, k > 0 ? (Map<String, Object>) out[(k - 1) / 2] : null);
+                }
+                return out;
+            case "instances":
+                for (int k = 0; k < count; k++) {
+                    long v = k;
+                    out[k] = new Rec(v, "rec-" + v, List.of(v, v + 1, v + 2), Map.of("size", v, "score", v % 100),
+                            k > 0 ? (Rec) out[(k - 1) / 2] : null);
+                }
+                return out;
+            case "json": {
+                byte[] text = doc != null ? doc : recordDoc(count);
+                try {
+                    return ((List<Object>) Json.parse(text, 0, text.length)).toArray();
+                } catch (Json.ParseError e) {
+                    throw new IllegalStateException("the server's own document does not parse", e);
+                }
+            }
+            default:
+                throw new IllegalArgumentException("unknown heap shape " + shape);
+        }
     }
 
     enum Reply { NONE, RESPONSE, INVALID }
@@ -59,7 +147,7 @@ public final class Server {
 
     // Statics, so that nothing the work tool makes can be proved unused, kept off the heap (escape analysis
     // and scalar replacement) or optimised away.
-    static Node[] startupHeap;
+    static Object[] startupHeap; // the shape's objects (json: the records of the parsed document)
     static Node[] callGarbage;
     static long cpuSink;
 
@@ -67,8 +155,10 @@ public final class Server {
     final String gcMode;
     final Hiccup meter; // null unless GCBENCH_HICCUP_US is set
     final Out out = new Out();
-    final ArrayList<Node> cache = new ArrayList<>();
+    final ArrayList<Object> cache = new ArrayList<>();
     long cachePos;
+    int docCount = -1; // the last `json` document retained, as text, as a tool receives it
+    byte[] doc;
     long calls; // tools/call since gcbench/measure
     long written; // side-channel events written in total
     long measureNs = -1;
@@ -238,6 +328,7 @@ public final class Server {
     static final class WorkArgs {
         long allocObjects, retainObjects, retainCap, payloadBytes, cpuIters, sleepUs;
         double cyclicFraction;
+        String retainShape = HEAP_SHAPES[0];
     }
 
     static WorkArgs parseWorkArgs(Object raw) throws ToolError {
@@ -257,6 +348,13 @@ public final class Server {
         a.payloadBytes = intArg(m, "payload_bytes");
         a.cpuIters = intArg(m, "cpu_iters");
         a.sleepUs = intArg(m, "sleep_us");
+        Object shape = m.get("retain_shape");
+        if (shape != null) {
+            if (!(shape instanceof String) || !Arrays.asList(HEAP_SHAPES).contains(shape)) {
+                throw new ToolError("argument 'retain_shape' must be one of " + String.join(", ", HEAP_SHAPES));
+            }
+            a.retainShape = (String) shape;
+        }
         Object f = m.get("cyclic_fraction");
         if (f != null) {
             double v = f instanceof Json.Num ? Double.parseDouble(((Json.Num) f).text) : Double.NaN;
@@ -319,7 +417,7 @@ public final class Server {
             garbage[i] = new Node();
         }
         if (a.retainObjects > 0) {
-            retain(a.retainObjects, a.retainCap);
+            retain(a.retainObjects, a.retainCap, a.retainShape);
         }
         if (a.cpuIters > 0) {
             long x = cpuSink | 1;
@@ -348,15 +446,35 @@ public final class Server {
         }
     }
 
-    void retain(long count, long capacity) {
-        for (long i = 0; i < count; i++) {
-            Node obj = new Node();
-            if (capacity > 0 && cache.size() >= capacity) {
-                cache.set((int) (cachePos % capacity), obj);
-                cachePos++;
-            } else {
-                cache.add(obj);
+    void retain(long count, long capacity, String shape) throws ToolError {
+        if (shape.equals("lists")) { // one object at a time, as before shapes existed
+            for (long i = 0; i < count; i++) {
+                keep(new Node(), capacity);
             }
+            return;
+        }
+        if (count > Integer.MAX_VALUE - 8) {
+            throw new ToolError("cannot retain " + count + " records at once");
+        }
+        byte[] text = null;
+        if (shape.equals("json")) {
+            if (docCount != count) {
+                doc = recordDoc((int) count);
+                docCount = (int) count;
+            }
+            text = doc;
+        }
+        for (Object obj : buildObjects(shape, (int) count, text)) {
+            keep(obj, capacity);
+        }
+    }
+
+    void keep(Object obj, long capacity) {
+        if (capacity > 0 && cache.size() >= capacity) {
+            cache.set((int) (cachePos % capacity), obj);
+            cachePos++;
+        } else {
+            cache.add(obj);
         }
     }
 
@@ -604,10 +722,14 @@ public final class Server {
         }
         long intervalUs = envLong("GCBENCH_HICCUP_US", 0);
         long floorUs = envLong("GCBENCH_HICCUP_FLOOR_US", 200);
-        startupHeap = new Node[(int) heapObjects];
-        for (int i = 0; i < startupHeap.length; i++) {
-            startupHeap[i] = new Node();
+        String heapShape = System.getenv().getOrDefault("GCBENCH_HEAP_SHAPE", "").trim();
+        if (heapShape.isEmpty()) {
+            heapShape = HEAP_SHAPES[0];
         }
+        if (!Arrays.asList(HEAP_SHAPES).contains(heapShape)) {
+            fail("unknown GCBENCH_HEAP_SHAPE " + Json.quote(heapShape) + " (one of " + String.join(", ", HEAP_SHAPES) + ")");
+        }
+        startupHeap = buildObjects(heapShape, (int) heapObjects, null);
         Hiccup meter = intervalUs > 0 ? new Hiccup(intervalUs * 1000, floorUs * 1000) : null;
         Server server = new Server(System.getenv().getOrDefault("GCBENCH_EVENTS", ""), mode, meter);
         if (meter != null) {

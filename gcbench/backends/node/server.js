@@ -9,7 +9,7 @@ const fs = require('fs');
 const http = require('http');
 const { admitRequest } = require('./http_guard.js');
 const gcProbe = require('../../probes/node_gc.js');
-const { WORK_TOOL, ToolArgumentError, WorkState, work } = require('./work.js');
+const { WORK_TOOL, HEAP_SHAPES, ToolArgumentError, WorkState, work } = require('./work.js');
 const { OutOfBandCollector } = require('./oob.js');
 
 const PROTOCOL_VERSION = '2025-06-18';
@@ -26,10 +26,13 @@ function error(id, code, message) {
 }
 
 class Server {
-  constructor(gcMode, heapObjects) {
+  constructor(gcMode, heapObjects, heapShape = HEAP_SHAPES[0]) {
     if (!KNOWN_MODES.test(gcMode)) throw new Error(`unknown GC mode '${gcMode}'`);
+    if (!HEAP_SHAPES.includes(heapShape)) {
+      throw new Error(`unknown GCBENCH_HEAP_SHAPE '${heapShape}' (one of ${HEAP_SHAPES.join(', ')})`);
+    }
     this.gcMode = gcMode;
-    this.state = new WorkState(heapObjects);
+    this.state = new WorkState(heapObjects, heapShape);
     // after the start-up heap exists; the probe puts old-generation use around each gc() on its event
     this.oob = gcMode === 'oob' ? new OutOfBandCollector(gcProbe.noteForced) : null;
   }
@@ -169,7 +172,11 @@ function serveHttp(server) {
 function main() {
   let server;
   try {
-    server = new Server(process.env.GCBENCH_GC_MODE || 'default', parseInt(process.env.GCBENCH_HEAP_OBJECTS || '0', 10) || 0);
+    server = new Server(
+      process.env.GCBENCH_GC_MODE || 'default',
+      parseInt(process.env.GCBENCH_HEAP_OBJECTS || '0', 10) || 0,
+      process.env.GCBENCH_HEAP_SHAPE || HEAP_SHAPES[0],
+    );
   } catch (err) {
     process.stderr.write(`gcbench node server: ${err.message}\n`);
     process.exit(2);

@@ -10,7 +10,10 @@ const WORK_ARGS = [
   'payload_bytes',
   'cpu_iters',
   'sleep_us',
+  'retain_shape',
 ];
+// The heap shapes of ../PROTOCOL.md ("Heap shapes"); an absent retain_shape means the first.
+const HEAP_SHAPES = ['lists', 'records', 'instances', 'json'];
 
 const WORK_TOOL = {
   name: 'work',
@@ -18,7 +21,12 @@ const WORK_TOOL = {
   inputSchema: {
     type: 'object',
     properties: Object.fromEntries(
-      WORK_ARGS.map((name) => [name, { type: name === 'cyclic_fraction' ? 'number' : 'integer', minimum: 0 }]),
+      WORK_ARGS.map((name) => [
+        name,
+        name === 'retain_shape'
+          ? { type: 'string', enum: HEAP_SHAPES }
+          : { type: name === 'cyclic_fraction' ? 'number' : 'integer', minimum: 0 },
+      ]),
     ),
     additionalProperties: false,
   },
@@ -29,28 +37,84 @@ class ToolArgumentError extends Error {}
 // Atomics.wait on a private buffer blocks the thread (and so the event loop) for the whole sleep.
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
+// Record k of a batch (the start-up heap, or one call's retained objects): an int, a short string, a small
+// list, a nested map, and a reference to record (k - 1) >> 1 of the same batch (null for the first), the
+// same record in every runtime. `records` is an object literal, `instances` a class instance (V8 gives both
+// a hidden class: in V8 the two differ little, which is what V8 does), `json` JSON.parse of the document.
+class Record {
+  constructor(id, name, tags, meta, ref) {
+    this.id = id;
+    this.name = name;
+    this.tags = tags;
+    this.meta = meta;
+    this.ref = ref;
+  }
+}
+
+// The `json` shape's document: a JSON array of `count` records; a reference is the other record's id.
+function recordDoc(count) {
+  const parts = new Array(count);
+  for (let k = 0; k < count; k++) {
+    const ref = k ? (k - 1) >> 1 : 'null';
+    parts[k] = `{"id":${k},"name":"rec-${k}","tags":[${k},${k + 1},${k + 2}],"meta":{"size":${k},"score":${k % 100}},"ref":${ref}}`;
+  }
+  return '[' + parts.join(',') + ']';
+}
+
+// `count` objects of a shape, in an array; `json` parses `doc` (recordDoc(count)) when given.
+function buildObjects(shape, count, doc) {
+  if (shape === 'json') return JSON.parse(doc === undefined ? recordDoc(count) : doc);
+  const out = new Array(count);
+  if (shape === 'lists') {
+    for (let i = 0; i < count; i++) out[i] = { a: i, b: null };
+  } else if (shape === 'records') {
+    for (let k = 0; k < count; k++) {
+      out[k] = { id: k, name: 'rec-' + k, tags: [k, k + 1, k + 2], meta: { size: k, score: k % 100 }, ref: k ? out[(k - 1) >> 1] : null };
+    }
+  } else if (shape === 'instances') {
+    for (let k = 0; k < count; k++) {
+      out[k] = new Record(k, 'rec-' + k, [k, k + 1, k + 2], { size: k, score: k % 100 }, k ? out[(k - 1) >> 1] : null);
+    }
+  } else {
+    throw new Error(`unknown heap shape '${shape}' (one of ${HEAP_SHAPES.join(', ')})`);
+  }
+  return out;
+}
+
 class WorkState {
-  constructor(heapObjects = 0) {
-    // The start-up heap: long-lived objects of the same shape as the garbage.
-    this.heap = new Array(heapObjects);
-    for (let i = 0; i < heapObjects; i++) this.heap[i] = { a: i, b: null };
+  constructor(heapObjects = 0, heapShape = 'lists') {
+    // The start-up heap: long-lived objects of the scenario's shape (throws for an unknown one).
+    this.heap = buildObjects(heapShape, heapObjects);
     this.cache = [];
     this.cachePos = 0;
+    this.docCount = -1; // the last `json` document retained, as text, as a tool receives it
+    this.doc = '';
     // xorshift64 state as two unsigned 32-bit halves (see cpu())
     this.cpuHi = 0;
     this.cpuLo = 0;
   }
 
-  retain(count, cap) {
+  retain(count, cap, shape = 'lists') {
+    if (shape === 'lists') {
+      // one object at a time, as before shapes existed
+      for (let i = 0; i < count; i++) this.keep({ a: i, b: null }, cap);
+      return;
+    }
+    if (shape === 'json' && this.docCount !== count) {
+      this.doc = recordDoc(count);
+      this.docCount = count;
+    }
+    const objs = buildObjects(shape, count, shape === 'json' ? this.doc : undefined);
+    for (let i = 0; i < objs.length; i++) this.keep(objs[i], cap);
+  }
+
+  keep(obj, cap) {
     const cache = this.cache;
-    for (let i = 0; i < count; i++) {
-      const obj = { a: i, b: null };
-      if (cap && cache.length >= cap) {
-        cache[this.cachePos % cap] = obj;
-        this.cachePos++;
-      } else {
-        cache.push(obj);
-      }
+    if (cap && cache.length >= cap) {
+      cache[this.cachePos % cap] = obj;
+      this.cachePos++;
+    } else {
+      cache.push(obj);
     }
   }
 
@@ -79,7 +143,7 @@ class WorkState {
   }
 }
 
-// Validate the arguments object; returns the seven values in WORK_ARGS order or throws ToolArgumentError.
+// Validate the arguments object; returns the eight values in WORK_ARGS order or throws ToolArgumentError.
 function parseWorkArgs(args) {
   if (args === undefined) args = {}; // absent: every argument defaults to 0
   if (args === null || typeof args !== 'object' || Array.isArray(args)) throw new ToolArgumentError('arguments must be an object');
@@ -89,6 +153,12 @@ function parseWorkArgs(args) {
   const values = [];
   for (const name of WORK_ARGS) {
     const v = args[name] === undefined ? 0 : args[name];
+    if (name === 'retain_shape') {
+      const shape = args[name] === undefined ? HEAP_SHAPES[0] : args[name];
+      if (!HEAP_SHAPES.includes(shape)) throw new ToolArgumentError(`argument '${name}' must be one of ${HEAP_SHAPES.join(', ')}`);
+      values.push(shape);
+      continue;
+    }
     if (name === 'cyclic_fraction') {
       if (typeof v !== 'number' || !(v >= 0 && v <= 1)) {
         throw new ToolArgumentError(`argument '${name}' must be a number from 0 to 1`);
@@ -103,7 +173,7 @@ function parseWorkArgs(args) {
 
 // One call's simulated work; returns the payload text (throws ToolArgumentError).
 function work(state, args) {
-  const [alloc, cyclicFraction, retain, cap, payload, cpuIters, sleepUs] = parseWorkArgs(args);
+  const [alloc, cyclicFraction, retain, cap, payload, cpuIters, sleepUs, retainShape] = parseWorkArgs(args);
   let garbage = [];
   const nCyclic = Math.trunc(alloc * cyclicFraction) & ~1; // pairs
   for (let i = 0; i < nCyclic; i += 2) {
@@ -113,7 +183,7 @@ function work(state, args) {
     garbage.push(a, b);
   }
   for (let i = nCyclic; i < alloc; i++) garbage.push({ a: null, b: null });
-  if (retain) state.retain(retain, cap);
+  if (retain) state.retain(retain, cap, retainShape);
   if (cpuIters) state.cpu(cpuIters);
   if (sleepUs) Atomics.wait(sleepCell, 0, 0, sleepUs / 1000);
   const text = 'x'.repeat(payload);
@@ -121,4 +191,4 @@ function work(state, args) {
   return text;
 }
 
-module.exports = { WORK_ARGS, WORK_TOOL, ToolArgumentError, WorkState, parseWorkArgs, work };
+module.exports = { WORK_ARGS, WORK_TOOL, HEAP_SHAPES, ToolArgumentError, WorkState, buildObjects, parseWorkArgs, work };

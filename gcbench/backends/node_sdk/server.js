@@ -16,7 +16,7 @@ const http = require('http');
 const { admitRequest } = require('../node/http_guard.js');
 const { createRequire } = require('module');
 const gcProbe = require('../../probes/node_gc.js');
-const { WorkState, work } = require('../node/work.js');
+const { HEAP_SHAPES, WorkState, work } = require('../node/work.js');
 const { OutOfBandCollector } = require('../node/oob.js');
 
 const KNOWN_MODES = /^(default|oob|semi:\d+|old:\d+)$/;
@@ -53,6 +53,7 @@ function workInputSchema(z) {
     payload_bytes: count(),
     cpu_iters: count(),
     sleep_us: count(),
+    retain_shape: z.enum(HEAP_SHAPES).optional(),
   });
 }
 
@@ -124,7 +125,9 @@ function main() {
   const gcMode = process.env.GCBENCH_GC_MODE || 'default';
   if (!KNOWN_MODES.test(gcMode)) die(`unknown GC mode '${gcMode}'`);
   const sdk = loadSdk();
-  const state = new WorkState(parseInt(process.env.GCBENCH_HEAP_OBJECTS || '0', 10) || 0);
+  const heapShape = process.env.GCBENCH_HEAP_SHAPE || HEAP_SHAPES[0];
+  if (!HEAP_SHAPES.includes(heapShape)) die(`unknown GCBENCH_HEAP_SHAPE '${heapShape}' (one of ${HEAP_SHAPES.join(', ')})`);
+  const state = new WorkState(parseInt(process.env.GCBENCH_HEAP_OBJECTS || '0', 10) || 0, heapShape);
   const oob = gcMode === 'oob' ? new OutOfBandCollector(gcProbe.noteForced) : null;
   const inputSchema = workInputSchema(sdk.z);
   const transport = process.env.GCBENCH_TRANSPORT || 'stdio';

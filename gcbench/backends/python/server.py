@@ -15,7 +15,10 @@ import time
 from pathlib import Path
 
 PROTOCOL_VERSION = "2025-06-18"
-WORK_ARGS = ("alloc_objects", "cyclic_fraction", "retain_objects", "retain_cap", "payload_bytes", "cpu_iters", "sleep_us")
+WORK_ARGS = ("alloc_objects", "cyclic_fraction", "retain_objects", "retain_cap", "payload_bytes", "cpu_iters", "sleep_us",
+             "retain_shape")
+# the names of gcbench.scenario.HEAP_SHAPES (this script never imports gcbench); absent means the first
+HEAP_SHAPES = ("lists", "records", "instances", "json")
 
 WORK_TOOL = {
     "name": "work",
@@ -23,7 +26,9 @@ WORK_TOOL = {
     "inputSchema": {
         "type": "object",
         "properties": {
-            name: {"type": "number" if name == "cyclic_fraction" else "integer", "minimum": 0} for name in WORK_ARGS
+            **{name: {"type": "number" if name == "cyclic_fraction" else "integer", "minimum": 0}
+               for name in WORK_ARGS if name != "retain_shape"},
+            "retain_shape": {"type": "string", "enum": list(HEAP_SHAPES)},
         },
         "additionalProperties": False,
     },
@@ -36,19 +41,85 @@ class ToolArgumentError(ValueError):
     pass
 
 
+# ---- heap shapes (PROTOCOL.md, "Heap shapes"): what the start-up heap and the retained cache are made of ----
+# Record k of a batch (the start-up heap, or one call's retained objects) has five fields: an int, a short
+# string, a small list, a nested map and a reference to record (k - 1) // 2 of the same batch (None for the
+# first): a tree, so a chain of references is log2(count) long and the oldest cache entries are not kept alive
+# by the newest. What CPython makes of them (gc.get_objects() before and after 300k, gc.is_tracked, measured on
+# 3.11.7, 3.12.1, 3.13.0): `lists` 1 tracked object per record; `records`, `instances` and `json` 2 (the record
+# and its list of tags): the nested map holds only ints, and CPython leaves such a dict untracked. 3.10.13:
+# `instances` 3, an instance's __dict__ being a tracked dict of its own there.
+
+
+class Record:
+    """The `instances` shape: the record as an ordinary class (no __slots__, as most code writes it)."""
+
+    def __init__(self, id, name, tags, meta, ref):  # noqa: A002  (the record's field names)
+        self.id = id
+        self.name = name
+        self.tags = tags
+        self.meta = meta
+        self.ref = ref
+
+
+def record_doc(count: int) -> str:
+    """The `json` shape's document: a JSON array of `count` records; a reference is the other record's id."""
+    parts = []
+    for k in range(count):
+        ref = (k - 1) >> 1 if k else "null"
+        parts.append(f'{{"id":{k},"name":"rec-{k}","tags":[{k},{k + 1},{k + 2}],'
+                     f'"meta":{{"size":{k},"score":{k % 100}}},"ref":{ref}}}')
+    return "[" + ",".join(parts) + "]"
+
+
+def build_objects(shape: str, count: int, doc: str | None = None) -> list:
+    """`count` objects of a shape, in a list; `json` parses `doc` (record_doc(count)) when given."""
+    if shape == "lists":
+        return [[i, None] for i in range(count)]
+    if shape == "json":
+        return json.loads(doc if doc is not None else record_doc(count))
+    out: list = []
+    append = out.append
+    if shape == "records":
+        for k in range(count):
+            append({"id": k, "name": f"rec-{k}", "tags": [k, k + 1, k + 2], "meta": {"size": k, "score": k % 100},
+                    "ref": out[(k - 1) >> 1] if k else None})
+    elif shape == "instances":
+        for k in range(count):
+            append(Record(k, f"rec-{k}", [k, k + 1, k + 2], {"size": k, "score": k % 100},
+                          out[(k - 1) >> 1] if k else None))
+    else:
+        raise ValueError(f"unknown heap shape {shape!r} (one of {', '.join(HEAP_SHAPES)})")
+    return out
+
+
 class WorkState:
     """Server-global state of the work tool: the start-up heap, the long-lived cache and the CPU sink."""
 
-    def __init__(self, heap_objects: int = 0) -> None:
-        self.heap = [[i, None] for i in range(heap_objects)]
+    def __init__(self, heap_objects: int = 0, heap_shape: str = "lists") -> None:
+        self.heap = build_objects(heap_shape, heap_objects)  # ValueError for an unknown shape
         self.cache: list = []
         self.cache_pos = 0
         self.cpu_sink = 0
+        self._doc = (-1, "")  # the last `json` document retained: (records, text), the text as a tool receives it
 
-    def retain(self, count: int, cap: int) -> None:
+    def retain(self, count: int, cap: int, shape: str = "lists") -> None:
         cache = self.cache
-        for i in range(count):
-            obj = [i, None]
+        if shape == "lists":  # one object at a time, as before shapes existed
+            for i in range(count):
+                obj = [i, None]
+                if cap and len(cache) >= cap:
+                    cache[self.cache_pos % cap] = obj
+                    self.cache_pos += 1
+                else:
+                    cache.append(obj)
+            return
+        doc = None
+        if shape == "json":
+            if self._doc[0] != count:
+                self._doc = (count, record_doc(count))
+            doc = self._doc[1]
+        for obj in build_objects(shape, count, doc):
             if cap and len(cache) >= cap:
                 cache[self.cache_pos % cap] = obj
                 self.cache_pos += 1
@@ -65,7 +136,11 @@ def parse_work_args(args: object) -> tuple:
     values = []
     for name in WORK_ARGS:
         v = args.get(name, 0)
-        if name == "cyclic_fraction":
+        if name == "retain_shape":
+            v = args.get(name, HEAP_SHAPES[0])
+            if not isinstance(v, str) or v not in HEAP_SHAPES:
+                raise ToolArgumentError(f"argument {name!r} must be one of {', '.join(HEAP_SHAPES)}")
+        elif name == "cyclic_fraction":
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise ToolArgumentError(f"argument {name!r} must be a number from 0 to 1")
         elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -76,7 +151,7 @@ def parse_work_args(args: object) -> tuple:
 
 def work(state: WorkState, args: object) -> str:
     """Do one call's simulated work and return the payload text (raises ToolArgumentError)."""
-    alloc, cyclic_fraction, retain, cap, payload, cpu_iters, sleep_us = parse_work_args(args)
+    alloc, cyclic_fraction, retain, cap, payload, cpu_iters, sleep_us, retain_shape = parse_work_args(args)
     garbage = []
     n_cyclic = int(alloc * cyclic_fraction) & ~1  # pairs
     for _ in range(n_cyclic // 2):
@@ -88,7 +163,7 @@ def work(state: WorkState, args: object) -> str:
     for _ in range(alloc - n_cyclic):
         garbage.append([None, None])
     if retain:
-        state.retain(retain, cap)
+        state.retain(retain, cap, retain_shape)
     if cpu_iters:
         x = state.cpu_sink | 1
         for _ in range(cpu_iters):
@@ -104,7 +179,7 @@ def work(state: WorkState, args: object) -> str:
 
 
 class Server:
-    def __init__(self, gc_mode: str, heap_objects: int, events_path: str | None) -> None:
+    def __init__(self, gc_mode: str, heap_objects: int, events_path: str | None, heap_shape: str = "lists") -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "probes"))
         from python_gc import GcProbe  # noqa: E402  (found through the path above)
 
@@ -119,7 +194,11 @@ class Server:
             gc.disable()
         elif gc_mode not in ("default", "freeze"):
             raise SystemExit(f"gcbench python server: unknown GC mode {gc_mode!r}")
-        self.state = WorkState(heap_objects)
+        if heap_shape not in HEAP_SHAPES:
+            sys.stderr.write(f"gcbench python server: unknown GCBENCH_HEAP_SHAPE {heap_shape!r} "
+                             f"(one of {', '.join(HEAP_SHAPES)})\n")
+            raise SystemExit(2)
+        self.state = WorkState(heap_objects, heap_shape)
         self.probe.start_meter_from_env()  # after the start-up heap: building it is not a hiccup
 
     def collect_out_of_band(self) -> int | None:
@@ -293,6 +372,7 @@ def main() -> None:
         gc_mode=os.environ.get("GCBENCH_GC_MODE", "default"),
         heap_objects=int(os.environ.get("GCBENCH_HEAP_OBJECTS", "0") or 0),
         events_path=os.environ.get("GCBENCH_EVENTS") or None,
+        heap_shape=os.environ.get("GCBENCH_HEAP_SHAPE") or HEAP_SHAPES[0],
     )
     transport = os.environ.get("GCBENCH_TRANSPORT", "stdio")
     if transport == "stdio":

@@ -35,17 +35,24 @@ def main() -> None:
         gc.disable()
     elif mode.startswith("thresholds:"):
         gc.set_threshold(*(int(p) for p in mode.split(":", 1)[1].split(",")))
-    state = builtin.WorkState(int(os.environ.get("GCBENCH_HEAP_OBJECTS", "0") or 0))
+    shape = os.environ.get("GCBENCH_HEAP_SHAPE") or builtin.HEAP_SHAPES[0]
+    if shape not in builtin.HEAP_SHAPES:
+        sys.stderr.write(f"gcbench python-sdk server: unknown GCBENCH_HEAP_SHAPE {shape!r} "
+                         f"(one of {', '.join(builtin.HEAP_SHAPES)})\n")
+        raise SystemExit(2)
+    state = builtin.WorkState(int(os.environ.get("GCBENCH_HEAP_OBJECTS", "0") or 0), shape)
     probe.start_meter_from_env()  # the hiccup meter (PROTOCOL.md), when GCBENCH_HICCUP_US asks for it
     server = MCPServer("gcbench-python-sdk", version=sys.version.split()[0], log_level="WARNING")
 
     @server.tool(name="work", description="Simulated tool: allocates, retains, computes, sleeps and answers.")
     async def work(alloc_objects: int = 0, cyclic_fraction: float = 0.0, retain_objects: int = 0,
-                   retain_cap: int = 0, payload_bytes: int = 0, cpu_iters: int = 0, sleep_us: int = 0) -> str:
+                   retain_cap: int = 0, payload_bytes: int = 0, cpu_iters: int = 0, sleep_us: int = 0,
+                   retain_shape: str = builtin.HEAP_SHAPES[0]) -> str:
         try:
             return builtin.work(state, {
                 "alloc_objects": alloc_objects, "cyclic_fraction": cyclic_fraction, "retain_objects": retain_objects,
                 "retain_cap": retain_cap, "payload_bytes": payload_bytes, "cpu_iters": cpu_iters, "sleep_us": sleep_us,
+                "retain_shape": retain_shape,
             })
         except builtin.ToolArgumentError as e:
             raise ToolError(str(e)) from None  # the SDK passes a ToolError's text to the client

@@ -32,7 +32,7 @@ use json::Json;
 
 const PROTOCOL_VERSION: &str = "2025-06-18";
 const FLUSH_EVERY_EVENTS: usize = 10_000;
-const WORK_ARGS: [&str; 7] = [
+const WORK_ARGS: [&str; 8] = [
     "alloc_objects",
     "cyclic_fraction",
     "retain_objects",
@@ -40,7 +40,10 @@ const WORK_ARGS: [&str; 7] = [
     "payload_bytes",
     "cpu_iters",
     "sleep_us",
+    "retain_shape",
 ];
+/// The heap shapes of ../PROTOCOL.md ("Heap shapes"); an absent retain_shape means the first.
+const HEAP_SHAPES: [&str; 4] = ["lists", "records", "instances", "json"];
 // Stamped in at build time by the adapter (rustc reads the environment through option_env!).
 const RUSTC_VERSION: &str = match option_env!("GCBENCH_RUSTC_VERSION") {
     Some(v) => v,
@@ -52,7 +55,8 @@ const TOOLS_LIST: &str = concat!(
     r#""inputSchema":{"type":"object","properties":{"alloc_objects":{"type":"integer","minimum":0},"#,
     r#""cyclic_fraction":{"type":"number","minimum":0},"retain_objects":{"type":"integer","minimum":0},"#,
     r#""retain_cap":{"type":"integer","minimum":0},"payload_bytes":{"type":"integer","minimum":0},"#,
-    r#""cpu_iters":{"type":"integer","minimum":0},"sleep_us":{"type":"integer","minimum":0}},"#,
+    r#""cpu_iters":{"type":"integer","minimum":0},"sleep_us":{"type":"integer","minimum":0},"#,
+    r#""retain_shape":{"type":"string","enum":["lists","records","instances","json"]}},"#,
     r#""additionalProperties":false}}]}"#
 );
 
@@ -156,6 +160,133 @@ fn pair_node() -> Rc<PairNode> {
     })
 }
 
+// ---- heap shapes: what the start-up heap and the retained cache are made of ----
+//
+// Record k of a batch (the start-up heap, or one call's retained objects) has an int, a short string, a
+// small list, a nested map and a reference to record (k - 1) / 2 of the same batch (none for the first),
+// as in every runtime. There is no collector here: the shapes exist so that the no-GC control allocates,
+// holds and frees the same objects as the others. References are Arc (the server state is shared with the
+// signal and HTTP threads behind a Mutex, so Rc is not allowed); a tree, so dropping one never recurses deep.
+
+/// A field of a `records` record: the dynamic value a map-of-anything holds.
+#[allow(dead_code)] // the fields exist to give the record its shape; nothing reads them
+enum Value {
+    Int(i64),
+    Str(String),
+    List(Vec<Value>),
+    Map(HashMap<&'static str, Value>),
+    Ref(Option<Arc<RecordMap>>),
+}
+
+/// `records`: the record as a map (literal keys, as in the other runtimes' maps and dicts).
+struct RecordMap(#[allow(dead_code)] HashMap<&'static str, Value>);
+
+/// `instances`: the record as a struct.
+#[allow(dead_code)]
+struct Record {
+    id: i64,
+    name: String,
+    tags: Vec<i64>,
+    meta: HashMap<&'static str, i64>,
+    next: Option<Arc<Record>>,
+}
+
+/// One retained object, whatever its shape (`json`: one record of the parsed document).
+#[allow(dead_code)]
+enum Obj {
+    Node(Box<Node>),
+    Record(Arc<RecordMap>),
+    Instance(Arc<Record>),
+    Json(Json),
+}
+
+/// The start-up heap (`json`: the whole parsed document, an array of records).
+#[allow(dead_code, clippy::vec_box)]
+enum Heap {
+    Lists(Vec<Box<Node>>),
+    Records(Vec<Arc<RecordMap>>),
+    Instances(Vec<Arc<Record>>),
+    Json(Json),
+}
+
+fn record_map(k: u64, parent: Option<&Arc<RecordMap>>) -> Arc<RecordMap> {
+    let k = k as i64;
+    let mut meta = HashMap::with_capacity(2);
+    meta.insert("size", Value::Int(k));
+    meta.insert("score", Value::Int(k % 100));
+    let mut m = HashMap::with_capacity(5);
+    m.insert("id", Value::Int(k));
+    m.insert("name", Value::Str(format!("rec-{k}")));
+    m.insert("tags", Value::List(vec![Value::Int(k), Value::Int(k + 1), Value::Int(k + 2)]));
+    m.insert("meta", Value::Map(meta));
+    m.insert("ref", Value::Ref(parent.cloned()));
+    Arc::new(RecordMap(m))
+}
+
+fn record(k: u64, parent: Option<&Arc<Record>>) -> Arc<Record> {
+    let k = k as i64;
+    let mut meta = HashMap::with_capacity(2);
+    meta.insert("size", k);
+    meta.insert("score", k % 100);
+    Arc::new(Record { id: k, name: format!("rec-{k}"), tags: vec![k, k + 1, k + 2], meta, next: parent.cloned() })
+}
+
+/// The `json` shape's document: a JSON array of `count` records; a reference is the other record's id.
+fn record_doc(count: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(count as usize * 96 + 2);
+    b.push(b'[');
+    for k in 0..count {
+        if k > 0 {
+            b.push(b',');
+        }
+        let rf = if k > 0 { ((k - 1) / 2).to_string() } else { "null".to_string() };
+        let _ = write!(
+            b,
+            r#"{{"id":{k},"name":"rec-{k}","tags":[{k},{},{}],"meta":{{"size":{k},"score":{}}},"ref":{rf}}}"#,
+            k + 1,
+            k + 2,
+            k % 100
+        );
+    }
+    b.push(b']');
+    b
+}
+
+fn build_heap(shape: &str, count: u64) -> Heap {
+    match shape {
+        "records" => {
+            let mut out: Vec<Arc<RecordMap>> = Vec::with_capacity(count as usize);
+            for k in 0..count {
+                let r = record_map(k, if k > 0 { Some(&out[((k - 1) / 2) as usize]) } else { None });
+                out.push(r);
+            }
+            Heap::Records(out)
+        }
+        "instances" => {
+            let mut out: Vec<Arc<Record>> = Vec::with_capacity(count as usize);
+            for k in 0..count {
+                let r = record(k, if k > 0 { Some(&out[((k - 1) / 2) as usize]) } else { None });
+                out.push(r);
+            }
+            Heap::Instances(out)
+        }
+        "json" => Heap::Json(json::parse(&record_doc(count)).unwrap_or(Json::Null)),
+        _ => Heap::Lists((0..count).map(|_| node()).collect()),
+    }
+}
+
+impl Heap {
+    fn len(&self) -> usize {
+        match self {
+            Heap::Lists(v) => v.len(),
+            Heap::Records(v) => v.len(),
+            Heap::Instances(v) => v.len(),
+            Heap::Json(Json::Arr(v)) => v.len(),
+            Heap::Json(_) => 0,
+        }
+    }
+}
+
 // ---- configuration from the environment ----
 
 #[derive(Clone, Copy, PartialEq)]
@@ -167,6 +298,7 @@ enum StallMode {
 struct Config {
     events_path: Option<String>,
     heap_objects: u64,
+    heap_shape: String,
     http: bool,
     stalls: HashMap<u64, u64>, // call index (from gcbench/measure) -> stall microseconds
     stall_mode: StallMode,
@@ -187,6 +319,13 @@ impl Config {
         } else {
             heap.parse()
                 .map_err(|_| format!("GCBENCH_HEAP_OBJECTS={heap:?} is not a non-negative integer"))?
+        };
+        let heap_shape = match env_var("GCBENCH_HEAP_SHAPE").as_str() {
+            "" => HEAP_SHAPES[0].to_string(),
+            s if HEAP_SHAPES.contains(&s) => s.to_string(),
+            other => {
+                return Err(format!("unknown GCBENCH_HEAP_SHAPE {other:?} (one of {})", HEAP_SHAPES.join(", ")))
+            }
         };
         let mode = env_var("GCBENCH_GC_MODE");
         if !mode.is_empty() && mode != "default" {
@@ -216,6 +355,7 @@ impl Config {
         Ok(Config {
             events_path: if events.is_empty() { None } else { Some(events) },
             heap_objects,
+            heap_shape,
             http,
             stalls: parse_stalls(&env_var("GCBENCH_STALLS"))?,
             stall_mode,
@@ -297,6 +437,7 @@ struct WorkArgs {
     payload_bytes: u64,
     cpu_iters: u64,
     sleep_us: u64,
+    retain_shape: &'static str,
 }
 
 /// What a message got: nothing (a notification), a response, or a JSON-RPC error for a message that is
@@ -308,11 +449,11 @@ pub enum Reply {
     Invalid,
 }
 
-#[allow(clippy::vec_box)] // one heap object per node, as in every other runtime
 pub struct Server {
-    heap: Vec<Box<Node>>, // the start-up heap (live for the whole run)
-    cache: Vec<Box<Node>>,
+    heap: Heap, // the start-up heap (live for the whole run)
+    cache: Vec<Obj>,
     cache_pos: u64,
+    doc: (u64, Vec<u8>), // the last `json` document retained (records, text), as a tool receives it
     cpu_sink: u64,
     side: SideChannel,
     stalls: HashMap<u64, u64>,
@@ -326,11 +467,12 @@ pub struct Server {
 
 impl Server {
     fn new(config: &Config) -> Server {
-        let heap = (0..config.heap_objects).map(|_| node()).collect();
+        let heap = build_heap(&config.heap_shape, config.heap_objects);
         Server {
             heap,
             cache: Vec::new(),
             cache_pos: 0,
+            doc: (u64::MAX, Vec::new()),
             cpu_sink: 0,
             side: SideChannel {
                 path: config.events_path.clone(),
@@ -464,7 +606,7 @@ impl Server {
         black_box(&pairs);
         black_box(&garbage);
         if args.retain_objects > 0 {
-            self.retain(args.retain_objects, args.retain_cap);
+            self.retain(args.retain_objects, args.retain_cap, args.retain_shape);
         }
         if args.cpu_iters > 0 {
             let mut x = self.cpu_sink | 1;
@@ -493,16 +635,55 @@ impl Server {
         Ok(text)
     }
 
-    fn retain(&mut self, count: u64, cap: u64) {
-        for _ in 0..count {
-            let obj = node();
-            if cap > 0 && self.cache.len() as u64 >= cap {
-                let slot = (self.cache_pos % cap) as usize;
-                self.cache[slot] = obj; // the old object is freed right here
-                self.cache_pos += 1;
-            } else {
-                self.cache.push(obj);
+    fn retain(&mut self, count: u64, cap: u64, shape: &str) {
+        match shape {
+            "records" => {
+                // the batch's own records, so each can refer to its parent in the batch
+                let mut batch: Vec<Arc<RecordMap>> = Vec::with_capacity(count as usize);
+                for k in 0..count {
+                    let r = record_map(k, if k > 0 { Some(&batch[((k - 1) / 2) as usize]) } else { None });
+                    batch.push(r);
+                }
+                for r in batch {
+                    self.keep(Obj::Record(r), cap);
+                }
             }
+            "instances" => {
+                let mut batch: Vec<Arc<Record>> = Vec::with_capacity(count as usize);
+                for k in 0..count {
+                    let r = record(k, if k > 0 { Some(&batch[((k - 1) / 2) as usize]) } else { None });
+                    batch.push(r);
+                }
+                for r in batch {
+                    self.keep(Obj::Instance(r), cap);
+                }
+            }
+            "json" => {
+                if self.doc.0 != count {
+                    self.doc = (count, record_doc(count));
+                }
+                if let Ok(Json::Arr(records)) = json::parse(&self.doc.1) {
+                    for r in records {
+                        self.keep(Obj::Json(r), cap);
+                    }
+                }
+            }
+            _ => {
+                // lists: one object at a time, as before shapes existed
+                for _ in 0..count {
+                    self.keep(Obj::Node(node()), cap);
+                }
+            }
+        }
+    }
+
+    fn keep(&mut self, obj: Obj, cap: u64) {
+        if cap > 0 && self.cache.len() as u64 >= cap {
+            let slot = (self.cache_pos % cap) as usize;
+            self.cache[slot] = obj; // the old object is freed right here (unless a newer record refers to it)
+            self.cache_pos += 1;
+        } else {
+            self.cache.push(obj);
         }
     }
 
@@ -604,7 +785,13 @@ fn parse_work_args(args: &Json) -> Result<WorkArgs, String> {
         },
         Some(_) => return Err("argument 'cyclic_fraction' must be a number from 0 to 1".to_string()),
     };
+    let retain_shape = match args.get("retain_shape") {
+        None => HEAP_SHAPES[0],
+        Some(Json::Str(s)) if HEAP_SHAPES.contains(&s.as_str()) => HEAP_SHAPES[HEAP_SHAPES.iter().position(|h| h == s).unwrap_or(0)],
+        Some(_) => return Err(format!("argument 'retain_shape' must be one of {}", HEAP_SHAPES.join(", "))),
+    };
     Ok(WorkArgs {
+        retain_shape,
         alloc_objects: int("alloc_objects")?,
         cyclic_fraction,
         retain_objects: int("retain_objects")?,
