@@ -56,7 +56,12 @@ class SweepSpec:
         }
 
     def grid_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        d = self.to_dict()
+        # `lists` is what every grid built before heap shapes existed: left out, such a sweep resumes and merges
+        for section, key in (("server", "heap_shape"), ("work", "retain_shape")):
+            if d["base"].get(section, {}).get(key) == "lists":
+                del d["base"][section][key]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
