@@ -275,7 +275,7 @@ def test_go_gogc_400_trades_memory_for_fewer_collections_against_gogc_50(tmp_pat
     gogc:50 (2.6x), 12-14 collections against 114-124."""
     sc = Scenario("gogc", chain=Chain(calls=30, chains=5, warmup_calls=10),
                   work=Work(alloc_objects=20000, cyclic_fraction=0.2, payload_bytes=1024),
-                  server=Server(heap_objects=200_000))
+                  server=Server(heap_objects=200_000, heap_shape="lists"))  # measured with 2-lists
     run = _run(tmp_path, [ready_backend("go")], [parse_gc_mode("gogc:50"), parse_gc_mode("gogc:400")], sc)
     t = memory_table(run).set_index("gc_mode")
     assert t.loc["gogc:400", "peak_rss_mib"] > 1.5 * t.loc["gogc:50", "peak_rss_mib"]
