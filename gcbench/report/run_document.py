@@ -114,6 +114,35 @@ def tools_in_report(report: Report) -> list[Table]:
     return tools_table(report.run)
 
 
+def live_heap_table(report: Report) -> list[Table]:
+    """The live heap each cell measured, as its runtime counts it, and what a CPython full collection cost per
+    tracked object (gcbench.heap): the figure "N objects" needs its shape and its runtime's count beside it."""
+    from gcbench.heap import heap_table
+
+    h = heap_table(report.run.meta.get("cells", []), report.run.gc_events, report.run.scenario)
+    if h.empty or h["live_heap"].isna().all():
+        return []
+
+    def num(v) -> str:
+        return "-" if v is None or v != v else f"{int(v):,}"
+
+    def ms(v) -> str:
+        return "-" if v is None or v != v else fmt_ms(v / 1e6)
+
+    rows = [[r.backend, r.gc_mode, str(r.rep), str(r.heap_shape or "-"), num(r.heap_objects),
+             f"{num(r.live_heap)} {r.live_heap_unit or ''}".strip(), num(r.full_collections),
+             ms(r.full_collection_p50_ns), "-" if r.ns_per_tracked_object is None or r.ns_per_tracked_object != r.ns_per_tracked_object
+             else f"{r.ns_per_tracked_object:.0f}"]
+            for r in h.itertuples()]
+    return [Table("live-heap", "Live heap",
+                  "Per cell: the start-up heap the scenario asked for (shape and objects), the live heap as the runtime "
+                  "counts it at the end of the cell (CPython: objects its collector tracks; V8, Go, JVM: heap bytes in "
+                  "use, garbage not yet swept included; Rust: RSS), and for CPython the full collections in the "
+                  "measured window, their median pause (ms) and ns per tracked object.",
+                  ["backend", "gc mode", "rep", "heap shape", "heap objects", "live heap", "full GCs",
+                   "full GC p50", "ns / tracked object"], rows, {2, 4, 6, 7, 8})]
+
+
 def memory_table(report: Report) -> list[Table]:
     """GC dead time next to what the server's memory cost (gcbench.memory): the other half of each setting."""
     import math
@@ -257,7 +286,7 @@ SECTIONS = [
     ("Call latency", [latency_table, tools_in_report, figure("latency_cdf")]),
     ("Chains and GC dead time", [chain_table, figure("gc_timeline")]),
     ("GC events", [gc_events_table, figure("pause_sizes")]),
-    ("Memory", [memory_table]),
+    ("Memory", [memory_table, live_heap_table]),
     ("Cells", [cells_table]),
     ("Warnings", [warnings_tables]),
     ("Hiccups", [hiccup_tables]),
