@@ -201,7 +201,12 @@ def test_modes_and_heap_flags(monkeypatch):
     for mode in ("freeze", "oob", "gogc:100", "semi:16"):
         assert "not a JVM GC setting" in b.unsupported_reason(parse_gc_mode(mode))
     s = Scenario("t")
-    assert jb.heap_flags(parse_gc_mode("g1"), s) == []  # the JVM's own sizing
+    assert jb.heap_flags(parse_gc_mode("default"), s) == []  # the JVM's own sizing
+    # a named collector without a size: one fixed heap for all, sized from the scenario's live heap
+    assert jb.heap_flags(parse_gc_mode("g1"), s) == jb.heap_flags(parse_gc_mode("zgc"), s) \
+        == ["-Xms256m", "-Xmx256m", "-XX:+AlwaysPreTouch"]
+    big_heap = Scenario("b", server=Server(heap_objects=3_000_000, heap_shape="records"))
+    assert int(jb.heap_flags(parse_gc_mode("g1"), big_heap)[1][4:-1]) > 4 * 3_000_000 * 800 / (1 << 20)
     assert jb.heap_flags(parse_gc_mode("zgc:768"), s) == ["-Xms768m", "-Xmx768m", "-XX:+AlwaysPreTouch"]
     assert jb.heap_flags(parse_gc_mode("heap:256"), s) == ["-Xms256m", "-Xmx256m", "-XX:+AlwaysPreTouch"]
     # Epsilon frees nothing: its heap holds the whole cell's allocation, and grows with it

@@ -69,7 +69,10 @@ def tool_options(mode: GcMode, scenario: Scenario, log_file: Path, own: str = ""
     for w in jvm_log.xlog_options(path):
         words.append(f"'{w}'" if " " in w or '"' in w else w)
     words += COLLECTOR_FLAGS[mode.name]
-    words += epsilon_heap_flags() if (mode.name == "epsilon" and mode.arg is None) else heap_flags(mode, scenario)
+    if mode.name == "epsilon" and mode.arg is None:
+        words += epsilon_heap_flags()
+    elif mode.arg is not None:  # a size the user gave; otherwise their JVM sizes its heap as it always does
+        words += heap_flags(mode, scenario)
     if mode.name == "epsilon":
         words.append("-XX:+ExitOnOutOfMemoryError")
     words.append("-XX:+DisplayVMOutputToStderr")  # the VM's own messages would go to stdout: MCP's channel
