@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from gcbench.errors import GcbenchError
-from gcbench.trace import Trace, parse_inline
+from gcbench.trace import MAX_ARGS_DEPTH, Trace, json_depth, parse_inline
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"  # package data: in a wheel too
 
@@ -24,7 +24,7 @@ MAX_THINK_MS = 600_000.0
 MAX_RATE_PER_S = 100_000.0
 MIN_RATE_PER_S = 0.001  # one chain every 1000 s; a smaller rate overflows the driver's nanosecond schedule
 MAX_CALLS_PER_CELL = 2_000_000  # chains x calls: the driver preallocates a few lists of this length
-MAX_TOOL_ARGS_DEPTH = 32
+MAX_TOOL_ARGS_DEPTH = MAX_ARGS_DEPTH
 MAX_SCENARIO_BYTES = 1024 * 1024  # a scenario is a few lines; a bigger file is a mistake
 THINK_DISTS = ("fixed", "exponential", "uniform", "lognormal")
 # What the start-up heap and the retained cache are made of (backends/PROTOCOL.md, "Heap shapes"): `lists` the
@@ -283,7 +283,7 @@ def _check_total_calls(src: str, chain: Chain) -> None:
 def check_tool_args(where: str, args: dict) -> None:
     """Tool arguments that can go on the wire: nested at most MAX_TOOL_ARGS_DEPTH levels, every number
     finite (TOML's nan and inf, JSON's NaN and 1e999 would be written as NaN or Infinity: not JSON)."""
-    if _depth(args) > MAX_TOOL_ARGS_DEPTH:
+    if json_depth(args) > MAX_TOOL_ARGS_DEPTH:
         raise GcbenchError(f"{where}: nested deeper than the cap of {MAX_TOOL_ARGS_DEPTH} levels")
     todo: list[tuple[object, str]] = [(args, "")]
     while todo:
@@ -302,21 +302,6 @@ def _check_rate(src: str, f: str, v: object) -> float:
         raise GcbenchError(f"{src}: field '{f}': expected 0 (closed loop) or a rate from {MIN_RATE_PER_S:g} to "
                            f"{MAX_RATE_PER_S:g} chains/s, got {v}")
     return rate
-
-
-def _depth(value: object) -> int:
-    """Nesting depth of tables and arrays, without recursion (the value may be nested very deeply)."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        v, d = todo.pop()
-        if isinstance(v, dict):
-            v = list(v.values())
-        if isinstance(v, list):
-            deepest = max(deepest, d)
-            if d > MAX_TOOL_ARGS_DEPTH:
-                return d
-            todo.extend((x, d + 1) for x in v)
-    return deepest
 
 
 def _table(src: str, key: str, data: dict) -> dict:

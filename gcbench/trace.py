@@ -35,7 +35,7 @@ from gcbench.mcp import call_template, request_template
 
 MAX_TRACE_BYTES = 64 * 1024 * 1024
 MAX_STEPS = 100_000  # scenario.MAX_CALLS: one chain replays the trace once
-MAX_ARGS_DEPTH = 32  # scenario.MAX_TOOL_ARGS_DEPTH
+MAX_ARGS_DEPTH = 32  # tool arguments nested deeper are refused (scenario.py and traces alike)
 MAX_THINK_MS = 600_000.0  # scenario.MAX_THINK_MS
 STEP_FIELDS = ("tool", "arguments", "think_ms")
 PLACEHOLDER = re.compile(r"\{(chain|call|index|rep|word)\}")
@@ -91,8 +91,9 @@ def _type_name(v: object) -> str:
             list: "an array", type(None): "null"}.get(type(v), type(v).__name__)
 
 
-def _depth(value: object) -> int:
-    """Nesting depth of objects and arrays, without recursion."""
+def json_depth(value: object, limit: int = MAX_ARGS_DEPTH) -> int:
+    """Nesting depth of objects and arrays, without recursion (the value may be nested very deeply); it stops
+    counting past `limit`."""
     deepest, todo = 0, [(value, 1)]
     while todo:
         v, d = todo.pop()
@@ -100,7 +101,7 @@ def _depth(value: object) -> int:
             v = list(v.values())
         if isinstance(v, list):
             deepest = max(deepest, d)
-            if d > MAX_ARGS_DEPTH:
+            if d > limit:
                 return d
             todo.extend((x, d + 1) for x in v)
     return deepest
@@ -142,7 +143,7 @@ def parse_step(rec: object, where: str, field: str = "") -> Step:
     args = rec.get("arguments", {})
     if not isinstance(args, dict):
         raise bad("arguments", f"expected an object, got {_type_name(args)}")
-    if _depth(args) > MAX_ARGS_DEPTH:
+    if json_depth(args) > MAX_ARGS_DEPTH:
         raise bad("arguments", f"nested deeper than the cap of {MAX_ARGS_DEPTH} levels")
     problem = _value_problem(args)
     if problem is not None:

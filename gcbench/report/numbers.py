@@ -1,12 +1,7 @@
-"""Number formats for report cells that gcbench.analysis does not have."""
+"""Number formats for report cells: gcbench.format has them all; `signed` is the name the builders use."""
 
 from __future__ import annotations
 
-from gcbench.analysis import fmt_ms
+from gcbench.format import fmt_signed as signed
 
-
-def signed(v: float, fmt=fmt_ms) -> str:
-    """A change with its sign: +1.5, -0.2, 0; '-' when not measured (NaN)."""
-    if v != v:
-        return "-"
-    return ("+" if v > 0 else "") + fmt(v)
+__all__ = ["signed"]

@@ -25,11 +25,11 @@ from gcbench.analysis import (
     cell_rng,
     chain_table,
     fmt_ms,
-    fmt_share,
     measured_server_events,
     summarize,
 )
 from gcbench.errors import GcbenchError
+from gcbench.format import fmt_ci, fmt_count, fmt_heap, fmt_pct, fmt_ratio  # noqa: F401  (study_document uses them from here)
 from gcbench.probes.pygc_kinds import full_collection_mask
 
 DEFAULT_MODE = "default"
@@ -40,39 +40,6 @@ FORMATS = ("text", "md", "html")
 
 
 # ---------------------------------------------------------------------------------------------- formatting
-
-
-def fmt_heap(n: float) -> str:
-    """Live-heap size in objects, short: 0, 100k, 1M, 2.5M."""
-    if n != n:
-        return "-"
-    if n >= 1e6:
-        return f"{n / 1e6:.3g}M"
-    if n >= 1e3:
-        return f"{n / 1e3:.3g}k"
-    return f"{n:.0f}"
-
-
-def fmt_count(n: float) -> str:
-    """An object count in full, 3 significant digits: 316,000."""
-    return f"{float(f'{n:.3g}'):,.0f}" if n == n else "-"
-
-
-def fmt_ratio(v: float) -> str:
-    if v != v:
-        return "-"
-    if math.isinf(v):
-        return "inf"
-    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
-
-
-def fmt_pct(frac: float) -> str:
-    """fmt_share, with tiny shares as '<0.001%' rather than in scientific notation."""
-    return "<0.001%" if 0 < frac < 1e-5 else fmt_share(frac)
-
-
-def fmt_ci(lo: float, hi: float, fmt=fmt_ratio) -> str:
-    return "" if lo != lo or hi != hi else f"[{fmt(lo)}, {fmt(hi)}]"
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

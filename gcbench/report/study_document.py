@@ -15,6 +15,7 @@ from gcbench.analysis import (
     CONTROL_BACKEND,
     fmt_ms,
 )
+from gcbench.format import fmt_duration
 from gcbench.probes.pygc_kinds import FULL_COLLECTION_NOTE
 from gcbench.report.document import Bullets, Details, Document, Facts, Figure, Section, Table
 from gcbench.report.numbers import signed
@@ -437,16 +438,6 @@ def _utc(text) -> datetime | None:
         return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ")
     except ValueError:
         return None
-
-
-def fmt_duration(s: float) -> str:
-    if s != s:
-        return "-"
-    if s < 120:
-        return f"{s:.0f} s"
-    if s < 7200:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.2f} h"
 
 
 def wall_time(study: Study) -> tuple[float, float, str, str, bool]:
