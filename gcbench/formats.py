@@ -41,7 +41,12 @@ from gcbench.errors import GcbenchError
 #      The same version added scenario.server.heap_shape and scenario.work.retain_shape (`records` by default);
 #      every format 2 server built `lists`, which the upgrade writes (without it, compare refuses an old
 #      baseline: "scenario.server.heap_shape differs").
-RUN_FORMAT = 3
+#   4  run.json: environment "wakeup_floor" (the machine's pipe round trip between two processes, busy and
+#      idle: gcbench/wakeup.py) and each measured cell's "harness" (the harness's CPU time and share of one core
+#      over the measured window, its send lag p50/p99/max, the schedule's gap between due sends:
+#      analysis/harness_load.py). No column changed. A format 3 folder measured neither: the upgrade writes
+#      None for both, which the reports show as "not recorded", with a note.
+RUN_FORMAT = 4
 
 CALL_COLUMNS = {
     "backend": "string",
@@ -138,10 +143,26 @@ def _add_tool(run: RunTables) -> RunTables:
     return RunTables(run.meta, calls, run.gc_events)
 
 
+def _add_harness_load(run: RunTables) -> RunTables:
+    env = run.meta.get("environment")
+    missing = isinstance(env, dict) and "wakeup_floor" not in env
+    if missing:
+        env["wakeup_floor"] = None
+    for cell in run.meta.get("cells") or ():
+        if isinstance(cell, dict) and cell.get("status") == "ok" and "harness" not in cell:
+            cell["harness"] = None
+            missing = True
+    if missing:
+        _note(run.meta, "format 3 -> 4: the machine's wake-up floor and the harness's CPU share and send lag were "
+                        "not recorded")
+    return run
+
+
 # version -> the function that turns a folder of version - 1 into that version
 RUN_UPGRADES: dict[int, Callable[[RunTables], RunTables]] = {
     2: _add_t_intended,
     3: _add_tool,
+    4: _add_harness_load,
 }
 
 

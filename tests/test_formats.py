@@ -28,6 +28,7 @@ GOLDEN_RUNS = {
     "run-format-2-as-schema-1": 2,
     "run-format-2": 2,
     "run-format-3": 3,
+    "run-format-4": 4,
     "sweep-format-1/h0-base": 2,  # a sweep point written at acd07a8: says 1, holds t_intended_ns
 }
 
@@ -68,7 +69,16 @@ def test_every_golden_run_folder_loads_as_the_latest_format(name):
     assert [n for n in notes if "calls.tool" in n] == (
         ["format 2 -> 3: calls.tool filled from the run's configuration (a format 2 chain called one tool: "
          "python: work)"] if run.stored_format < 3 else [])
-    assert len(notes) == (run.stored_format == 1) + (run.stored_format < 3)
+    assert len(notes) == (run.stored_format == 1) + (run.stored_format < 3) + (run.stored_format < 4)
+    # before format 4 neither the wake-up floor nor the harness's load was measured: None, said, never made up
+    if run.stored_format < 4:
+        assert run.meta["environment"]["wakeup_floor"] is None
+        assert all(c["harness"] is None for c in run.meta["cells"] if c["status"] == "ok")
+        assert notes[-1] == ("format 3 -> 4: the machine's wake-up floor and the harness's CPU share and send lag "
+                             "were not recorded")
+    else:
+        assert run.meta["environment"]["wakeup_floor"]["idle"]["p50_ns"] > 0
+        assert all(c["harness"]["send_lag_calls"] == 6 for c in run.meta["cells"])
     # a server before format 3 built 2-lists only: the upgrade says so, so compare does not refuse old baselines
     if run.stored_format < 3:
         assert run.meta["scenario"]["server"]["heap_shape"] == "lists"
