@@ -147,7 +147,7 @@ def test_apply_upgrades_runs_each_version_once_in_order():
 
 def test_the_writer_writes_the_latest_format(tmp_path):
     w = RunWriter(tmp_path, "w", {"scenario": {}, "config": {}, "environment": {}})
-    assert _stored_meta(w.path)["schema_version"] == RUN_FORMAT == 3
+    assert _stored_meta(w.path)["schema_version"] == RUN_FORMAT == 4
 
 
 def test_gcbench_upgrade_rewrites_an_old_folder_once(tmp_path):
@@ -163,7 +163,7 @@ def test_gcbench_upgrade_rewrites_an_old_folder_once(tmp_path):
     assert list(after.columns) == list(CALL_COLUMNS) and after[list(before.columns)].equals(before)
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temp file left
     run = load_run(folder)
-    assert run.stored_format == RUN_FORMAT and len(run.meta["format_notes"]) == 2  # not noted twice
+    assert run.stored_format == RUN_FORMAT and len(run.meta["format_notes"]) == 3  # not noted twice
     proc = run_cli("upgrade", str(folder))
     assert proc.stdout.strip() == f"{folder}: run folder already schema_version {RUN_FORMAT}"
 

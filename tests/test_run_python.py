@@ -27,6 +27,8 @@ def test_run_writes_a_loadable_folder_with_every_call(tiny_scenario, tmp_path):
     assert json.loads((run.path / "run.json").read_text())["schema_version"] == RUN_FORMAT == run.stored_format
     assert meta["scenario"]["name"] == "tiny"
     assert {"python_version", "cpu_model", "cpu_count", "platform"} <= set(meta["environment"])
+    assert meta["environment"]["wakeup_floor"]["idle"]["p50_ns"] > 0  # measured once, at the start of the run
+    assert all(c["harness"]["send_lag_calls"] == 15 and c["harness"]["cpu_s"] > 0 for c in meta["cells"])
     cells = meta["cells"]
     assert len(cells) == 2 * 2 * 2 and all(c["status"] == "ok" for c in cells)
     per_cell = calls.groupby(["backend", "gc_mode", "rep"]).size()
