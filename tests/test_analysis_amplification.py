@@ -76,6 +76,7 @@ def test_a_single_chain_is_never_amplified():
     assert a.dead_ns == 200 + 0 + (100 + 100)
     assert a.amplification <= 1
     assert pause_table(_calls(calls), ev)["calls_delayed"].tolist() == [1, 0, 2]
+    assert a.pauses_by_calls_delayed == {0: 1, 1: 1, 2: 1}
 
 
 def test_no_gc_time_gives_no_figure_not_zero_or_inf():

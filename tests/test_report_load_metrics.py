@@ -50,6 +50,7 @@ def test_the_json_report_has_the_amplification_the_harness_figures_and_the_floor
     amp = {r["gc_mode"]: r for r in doc["amplification"]}
     assert (amp["default"]["gc_ns"], amp["default"]["dead_ns"], amp["default"]["amplification"]) == (2 * MS, 2 * MS, 1)
     assert amp["disabled"]["amplification"] is None  # no figure, not 0 or inf
+    assert amp["default"]["pauses_by_calls_delayed"] == {"1": 1} and amp["disabled"]["pauses_by_calls_delayed"] == {}
     assert doc["harness"][0]["harness"] == HARNESS
     s = {r["gc_mode"]: r for r in doc["summary"]}
     assert s["default"]["amplification"] == 1 and s["default"]["harness_cpu_share_max"] == 0.95

@@ -24,7 +24,7 @@ from gcbench.format import fmt_ms, fmt_ratio
 
 PAUSE_COLUMNS = [*CELL_KEYS, "start_ns", "end_ns", "duration_ns", "calls_delayed"]
 CELL_COLUMNS = [*CELL_KEYS, "pauses", "gc_ns", "dead_ns", "amplification", "calls_delayed_mean",
-                "calls_delayed_max"]
+                "calls_delayed_max", "pauses_by_calls_delayed"]
 GROUP_COLUMNS = [*GROUP_KEYS, "amp_pauses", "amp_gc_ms", "amp_dead_ms", "amplification", "calls_delayed_mean",
                  "calls_delayed_max"]
 
@@ -100,8 +100,9 @@ def gc_time_ns(start_ns: np.ndarray, end_ns: np.ndarray, window: tuple[int, int]
 
 
 def cell_amplification(calls: pd.DataFrame, events: pd.DataFrame, cells: list[dict] | None = None) -> pd.DataFrame:
-    """One row per measured cell: pauses, gc_ns, dead_ns, amplification (NaN when gc_ns is 0), and the mean and
-    largest calls_delayed over its pauses (NaN without a pause)."""
+    """One row per measured cell: pauses, gc_ns, dead_ns, amplification (NaN when gc_ns is 0), the mean and
+    largest calls_delayed over its pauses (NaN without a pause), and every pause's count as a distribution
+    (pauses_by_calls_delayed: {calls delayed: pauses})."""
     if len(calls) == 0:
         return pd.DataFrame(columns=CELL_COLUMNS)
     pauses = pause_table(calls, events)
@@ -116,7 +117,8 @@ def cell_amplification(calls: pd.DataFrame, events: pd.DataFrame, cells: list[di
         rows.append({"backend": key[0], "gc_mode": key[1], "rep": key[2], "pauses": len(n), "gc_ns": gc_ns,
                      "dead_ns": int(d), "amplification": d / gc_ns if gc_ns > 0 else np.nan,
                      "calls_delayed_mean": float(n.mean()) if len(n) else np.nan,
-                     "calls_delayed_max": float(n.max()) if len(n) else np.nan})
+                     "calls_delayed_max": float(n.max()) if len(n) else np.nan,
+                     "pauses_by_calls_delayed": {int(k): int(v) for k, v in n.value_counts().sort_index().items()}})
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
