@@ -16,7 +16,7 @@ import pandas as pd
 from gcbench import procs, trace
 from gcbench.analysis import attribute
 from gcbench.backends.base import FAILED_STOP_GRACE_S, Backend, CellContext
-from gcbench.chain import CallRecords, run_chains, think_schedule_ns
+from gcbench.chain import CallRecords, chain_agents, drive_chains, settle_replies, think_schedule_ns
 from gcbench.errors import CellError, GcbenchError
 from gcbench.gcmode import GcMode
 from gcbench.hiccup import (
@@ -295,6 +295,7 @@ def measure_cell(
             session.timeout_s = config.call_timeout_s
             for params in plan.warmup:
                 session.request("tools/call", params)
+            session.transport.connect(chain_agents(scenario.chain))  # no connect inside the window
             before = backend.before_measure(handle, mode, ctx)
             session.control("gcbench/measure")
             records, client_events, window, client_allocs = _measure(handle, scenario, backend, arguments,
@@ -394,8 +395,8 @@ def _measure(handle, scenario, backend, arguments, plan, config) \
     count0, collections0 = gc.get_count()[0], sum(s["collections"] for s in gc.get_stats())
     t_start = time.monotonic_ns()
     try:
-        records = run_chains(handle.session.transport, scenario.chain, backend.tool, arguments, plan.think_ns,
-                             config.call_timeout_s, requests=plan.requests)
+        records = drive_chains(handle.session.transport, scenario.chain, backend.tool, arguments, plan.think_ns,
+                               config.call_timeout_s, requests=plan.requests)
     finally:
         t_end = time.monotonic_ns()
         # a collection inside the window (an explicit gc.collect()) resets the count: then it says nothing
@@ -411,7 +412,7 @@ def _measure(handle, scenario, backend, arguments, plan, config) \
                 {"generation": g, "kind": probe.kind(g), "start_ns": s, "end_ns": e, "collected": c}
                 for g, s, e, c, _ in probe.drain()
             ]
-    return records, client, (t_start, t_end), allocs
+    return settle_replies(records), client, (t_start, t_end), allocs  # responses parsed outside the window
 
 
 def calls_frame(rec: CallRecords, backend: str, mode: str, rep: int, tools: list[str]) -> pd.DataFrame:
