@@ -17,7 +17,7 @@ from gcbench import procs, trace
 from gcbench.analysis import attribute
 from gcbench.analysis.harness_load import due_gap_ns, harness_figures, harness_limits
 from gcbench.backends.base import FAILED_STOP_GRACE_S, Backend, CellContext
-from gcbench.chain import CallRecords, run_chains, think_schedule_ns
+from gcbench.chain import CallRecords, chain_agents, drive_chains, settle_replies, think_schedule_ns
 from gcbench.errors import CellError, GcbenchError
 from gcbench.gcmode import GcMode
 from gcbench.hiccup import (
@@ -298,6 +298,7 @@ def measure_cell(
             session.timeout_s = config.call_timeout_s
             for params in plan.warmup:
                 session.request("tools/call", params)
+            session.transport.connect(chain_agents(scenario.chain))  # no connect inside the window
             before = backend.before_measure(handle, mode, ctx)
             session.control("gcbench/measure")
             records, client_events, window, client_allocs, cpu_s = _measure(handle, scenario, backend, arguments,
@@ -401,8 +402,8 @@ def _measure(handle, scenario, backend, arguments, plan, config) \
     cpu0 = time.process_time()
     t_start = time.monotonic_ns()
     try:
-        records = run_chains(handle.session.transport, scenario.chain, backend.tool, arguments, plan.think_ns,
-                             config.call_timeout_s, requests=plan.requests)
+        records = drive_chains(handle.session.transport, scenario.chain, backend.tool, arguments, plan.think_ns,
+                               config.call_timeout_s, requests=plan.requests)
     finally:
         t_end = time.monotonic_ns()
         cpu_s = time.process_time() - cpu0
@@ -419,7 +420,7 @@ def _measure(handle, scenario, backend, arguments, plan, config) \
                 {"generation": g, "kind": probe.kind(g), "start_ns": s, "end_ns": e, "collected": c}
                 for g, s, e, c, _ in probe.drain()
             ]
-    return records, client, (t_start, t_end), allocs, cpu_s
+    return settle_replies(records), client, (t_start, t_end), allocs, cpu_s  # responses parsed outside the window
 
 
 def calls_frame(rec: CallRecords, backend: str, mode: str, rep: int, tools: list[str]) -> pd.DataFrame:

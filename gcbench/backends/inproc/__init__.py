@@ -37,6 +37,9 @@ class InprocTransport:
         if self._oob:
             self.server.collect_out_of_band()
 
+    def connect(self, agents: int) -> None:
+        """Nothing to open: calls are function calls."""
+
     def poll(self, timeout_s: float | None) -> list[tuple[int, dict]]:
         if not self._ready:
             if timeout_s:
