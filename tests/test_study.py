@@ -275,3 +275,31 @@ def test_the_claim_fits_a_cell_only_when_nearly_every_call_lost_10_ms(tmp_path):
 
     row = claim_arithmetic_table(st).rows[1]
     assert row[3:7] == ["100%", "10%", "10", "0.02 / 200 / 200"]
+
+
+def test_a_study_of_points_from_two_machines_says_so_and_compares_them_through_ratios(sweep_dir, study, tmp_path):
+    """A CI matrix's merge: the cyclic points were measured on another machine. The study names both machines,
+    states that across points it compares only same-machine ratios, names the machine of each absolute time
+    it quotes, and its ratios are those of the one-machine study (each is of two cells of one point)."""
+    import shutil
+
+    folder = tmp_path / "two-machines"
+    shutil.copytree(sweep_dir, folder)
+    for run in folder.glob("*-cyclic/run.json"):
+        meta = json.loads(run.read_text())
+        meta["environment"]["hostname"] = "ci-runner-2"
+        run.write_text(json.dumps(meta))
+    st = build_study(folder, n_boot=300)
+    assert len(st.machines) == 2 and st.point_machines["h0-cyclic"].startswith("ci-runner-2 (")
+    text = export(study_document(st), "text")
+    head = headline_text(st)
+    assert "Measured on 2 machines over 6 grid points" in head
+    assert "this study compares only same-machine ratios" in head
+    assert "Settings (median ratio of mean chain latency to the runtime's default over the grid; below 1 is " \
+           "faster; each ratio is of two cells of one point, on one machine): python freeze x" in head
+    assert re.search(r"\(python at 1M objects, (light|cyclic), on (host-a|ci-runner-2)\)", head)  # its machine
+    assert "Points come from 2 machines" in text and "2 machines, each grid point measured whole on one" in text
+    cols = ["point", "backend", "gc_mode", "chain_ratio", "dead_ratio"]
+    assert st.ratios[cols].equals(study.ratios[cols])
+    one = headline_text(study)
+    assert "Measured on this machine" in one and "machines" not in one

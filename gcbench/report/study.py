@@ -30,6 +30,7 @@ from gcbench.analysis import (
 )
 from gcbench.errors import GcbenchError
 from gcbench.format import fmt_ci, fmt_count, fmt_heap, fmt_pct, fmt_ratio  # noqa: F401  (study_document uses them from here)
+from gcbench.metadata import machine_label, machine_of
 from gcbench.probes.pygc_kinds import full_collection_mask
 
 DEFAULT_MODE = "default"
@@ -116,6 +117,7 @@ class Study:
     full_gc: pd.DataFrame  # CPython full-collection pauses per (profile or "all", heap), with tracked objects
     crossings: dict[str, Crossing]  # per profile and "all": tracked objects where a full collection reaches 10 ms
     crossings_max: dict[str, Crossing]  # the same on the largest full collection
+    point_machines: dict[str, str] = field(default_factory=dict)  # point -> the machine it was measured on (label)
     rerun: Study | None = None  # the same sweep measured again (gcbench study --rerun): reproducibility
     cache: dict = field(default_factory=dict, repr=False)
 
@@ -153,8 +155,23 @@ class Study:
             (r.heap_objects, r.profile, r.backend, r.gc_mode): r for r in self.cells.itertuples()
         }).get((heap, profile, backend, mode))
 
+    @property
+    def machines(self) -> list[str]:
+        """The machines the points were measured on (labels, first-seen grid order): more than one when shards
+        of a CI matrix were merged."""
+        return list(dict.fromkeys(self.point_machines.values()))
+
+    @property
+    def multi_machine(self) -> bool:
+        return len(self.machines) > 1
+
     def point_label(self, heap: int, profile: str) -> str:
-        return f"{fmt_heap(heap)} objects, {profile}" if len(self.profiles) > 1 else f"{fmt_heap(heap)} objects"
+        label = f"{fmt_heap(heap)} objects, {profile}" if len(self.profiles) > 1 else f"{fmt_heap(heap)} objects"
+        if self.multi_machine:  # an absolute time is one machine's: say which
+            machine = self.point_machines.get(f"h{int(heap)}-{profile}")
+            if machine:
+                label += f", on {machine.split(' ', 1)[0]}"
+        return label
 
 
 def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> Study:
@@ -167,8 +184,10 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
     if not pairs:
         raise GcbenchError(f"{folder}: no measured point in this sweep folder yet (run `gcbench sweep` first)")
     cells, chains, pauses = [], [], []
+    point_machines = {}
     for info, run in pairs:
         where = {"point": info["point"], "heap_objects": int(info["heap_objects"]), "profile": info["profile"]}
+        point_machines[info["point"]] = machine_label(machine_of(run.meta.get("environment") or {}))
         n = calls_per_chain_of(run)
         calls = run.calls
         s = summarize(calls, run.gc_events, n, n_boot, seed, cells=run.meta.get("cells"))
@@ -204,7 +223,7 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
         calls_per_chain=int(cells_df["calls_per_chain"].mode().iloc[0]), heaps=heaps, profiles=profiles,
         groups=groups, cells=cells_df, chains=chains_df, pauses=pauses_df,
         ratios=mitigation_ratios(chains_df, n_boot, seed), full_gc=full_gc, crossings=crossings,
-        crossings_max=crossings_max,
+        crossings_max=crossings_max, point_machines=point_machines,
     )
 
 
