@@ -345,3 +345,71 @@ def mitigation_ratios(chains: pd.DataFrame, n_boot: int = BOOTSTRAP_SAMPLES,
                             f"{metric}_hi": float(hi)})
             rows.append(row)
     return pd.DataFrame(rows, columns=cols)
+
+
+# ---------------------------------------------------------------------------------------------- re-run
+
+RERUN_TOLERANCE = STABLE_SPREAD  # two runs' ratios agree when the larger is at most 1.2x the smaller (within 20%)
+RERUN_TARGET = 0.85  # the share of setting-vs-default ratios that must agree for the study to count as reproduced
+NEAR_ZERO_RATIO = 0.05  # a ratio below this is "near zero": a setting that removed >= 95% of what the default had
+RERUN_METRICS = (("chain", "mean chain latency"), ("dead", "GC dead time"))
+
+
+def _load_before(study: Study, point: str) -> float:
+    for meta in study.metas:
+        if meta.get("run_id") == point:
+            la = (meta.get("environment") or {}).get("load_average_before")
+            if isinstance(la, list) and la and isinstance(la[0], int | float):
+                return float(la[0])
+    return math.nan
+
+
+def _overlap(lo_a: float, hi_a: float, lo_b: float, hi_b: float) -> bool | None:
+    if any(v != v for v in (lo_a, hi_a, lo_b, hi_b)):
+        return None
+    return lo_a <= hi_b and lo_b <= hi_a
+
+
+def rerun_comparison(a: Study, b: Study) -> pd.DataFrame:
+    """Every setting-vs-default ratio (both metrics) of two runs of one sweep, matched by point and setting:
+    whether the two agree within 20% and, when not, why. One row per ratio defined in at least one run of a
+    point measured in both.
+
+    Agree: both defined and the larger at most RERUN_TOLERANCE x the smaller, or both exactly 0 (GC off: no dead
+    time at all). Not agreeing, the reason, first that applies: defined in one run only (its default had no GC
+    dead time in the other); both near zero (below NEAR_ZERO_RATIO: a small absolute difference is a large
+    relative one); the 95% CIs overlap (within the runs' noise); else the CIs do not overlap (the runs differ
+    beyond their noise; the load average before each run's point is given)."""
+    keys = ["point", "heap_objects", "profile", "backend", "gc_mode"]
+    j = a.ratios.merge(b.ratios, on=keys, suffixes=("_a", "_b"))
+    rows = []
+    for metric, label in RERUN_METRICS:
+        for r in j.itertuples():
+            x, y = getattr(r, f"{metric}_ratio_a"), getattr(r, f"{metric}_ratio_b")
+            if x != x and y != y:
+                continue  # undefined in both runs: nothing was measured to compare
+            lo_a, hi_a = getattr(r, f"{metric}_lo_a"), getattr(r, f"{metric}_hi_a")
+            lo_b, hi_b = getattr(r, f"{metric}_lo_b"), getattr(r, f"{metric}_hi_b")
+            change = y / x if x == x and y == y and x > 0 else (1.0 if x == 0 and y == 0 else math.nan)
+            agree, reason = False, ""
+            if x != x or y != y:
+                reason = "defined in one run only: its default had no GC dead time in the other"
+            elif x == 0 and y == 0:
+                agree, reason = True, "both zero"
+            elif x > 0 and y > 0 and max(x, y) / min(x, y) <= RERUN_TOLERANCE:
+                agree = True
+            elif max(x, y) < NEAR_ZERO_RATIO:
+                reason = f"both near zero (below {NEAR_ZERO_RATIO:g}): a small difference is a large relative one"
+            elif _overlap(lo_a, hi_a, lo_b, hi_b):
+                reason = "noise: the two 95% CIs overlap"
+            else:
+                la, lb = _load_before(a, r.point), _load_before(b, r.point)
+                load = (f"; load average before the point {la:.2f} vs {lb:.2f}" if la == la and lb == lb else "")
+                reason = ("the 95% CIs do not overlap: the runs differ beyond their noise" + load
+                          if _overlap(lo_a, hi_a, lo_b, hi_b) is False else "no CI to compare: a change beyond 20%")
+            rows.append({**{k: getattr(r, k) for k in keys}, "metric": metric, "label": label, "first": x,
+                         "first_lo": lo_a, "first_hi": hi_a, "second": y, "second_lo": lo_b, "second_hi": hi_b,
+                         "change": change, "agree": agree, "reason": reason})
+    cols = [*keys, "metric", "label", "first", "first_lo", "first_hi", "second", "second_lo", "second_hi", "change",
+            "agree", "reason"]
+    return pd.DataFrame(rows, columns=cols)

@@ -21,6 +21,9 @@ from gcbench.report.document import Bullets, Details, Document, Facts, Figure, S
 from gcbench.report.numbers import signed
 from gcbench.report.study import (
     DEFAULT_MODE,
+    RERUN_METRICS,
+    RERUN_TARGET,
+    RERUN_TOLERANCE,
     FULL_COLLECTION_BACKEND,
     STABLE_SPREAD,
     THINK_TIMES_S,
@@ -29,6 +32,7 @@ from gcbench.report.study import (
     fmt_heap,
     fmt_pct,
     fmt_ratio,
+    rerun_comparison,
     wilson,
 )
 
@@ -648,30 +652,55 @@ def _variation_text(study: Study) -> list[str]:
     return out
 
 
+def rerun_verdict(c) -> str:
+    """One sentence: the share of ratios that agree between two runs (study.rerun_comparison) against the target."""
+    share = float(c["agree"].mean())
+    return (f"{int(c['agree'].sum())} of {len(c)} ratios of a setting to its runtime's default at the same point "
+            f"({fmt_pct(share)}) agree within {(RERUN_TOLERANCE - 1) * 100:.0f}% between the two runs (the larger at "
+            f"most x{fmt_ratio(RERUN_TOLERANCE)} the smaller, or both zero): this "
+            f"{'meets' if share >= RERUN_TARGET else 'does not meet'} the target of {fmt_pct(RERUN_TARGET)}")
+
+
 def reproducibility(a: Study, b: Study) -> tuple[str, Table]:
-    """The mitigation ratios of two runs of the same sweep side by side: which reproduce within ~20%."""
-    keys = ["point", "heap_objects", "profile", "backend", "gc_mode"]
-    j = a.ratios.merge(b.ratios, on=keys, suffixes=("_a", "_b"))
-    rows, verdicts = [], []
-    for metric, label in (("chain", "mean chain latency"), ("dead", "GC dead time")):
-        x = j[[*keys, f"{metric}_ratio_a", f"{metric}_ratio_b"]].dropna()
-        x = x[(x[f"{metric}_ratio_a"] > 0) & (x[f"{metric}_ratio_b"] > 0)]
-        if not len(x):
-            continue
-        change = x[f"{metric}_ratio_b"] / x[f"{metric}_ratio_a"]
-        within = (change.between(1 / STABLE_SPREAD, STABLE_SPREAD)).mean()
-        verdicts.append(f"{fmt_pct(within)} of {len(x)} {label} ratios reproduced within "
-                        f"{(STABLE_SPREAD - 1) * 100:.0f}% (median change x{fmt_ratio(float(np.exp(np.abs(np.log(change))).median()))})")
-        worst = x.assign(change=change).iloc[np.argsort(-np.abs(np.log(change.to_numpy())))[:8]]
-        for r in worst.itertuples():
-            rows.append([label, a.point_label(r.heap_objects, r.profile), f"{r.backend}/{r.gc_mode}",
-                         fmt_ratio(getattr(r, f"{metric}_ratio_a")), fmt_ratio(getattr(r, f"{metric}_ratio_b")),
-                         f"x{fmt_ratio(r.change)}"])
-    text = (f"{b.folder} measured the same grid again. Of the ratios of each setting to its runtime's default: "
-            + "; ".join(verdicts) + ". Dead-time ratios rest on a few pauses per chain (one full collection more or "
-            "less inside the measured chains moves them), so they vary more than chain-latency ratios. The table "
-            "lists the ratios that moved most.") if verdicts else f"{b.folder}: no ratio in common with this sweep."
-    table = Table("reproducibility", "Ratios that moved most between the two runs",
-                  "Ratio of a setting to its runtime's default at the same grid point, in each run; change = second / first.",
-                  ["ratio of", "point", "setting", "first run", "re-run", "change"], rows, {3, 4, 5})
+    """The setting-vs-default ratios of two runs of the same sweep: the share that agree within 20% against the
+    85% target, and every one that did not, with why (study.rerun_comparison)."""
+    c = rerun_comparison(a, b)
+    tol = f"{(RERUN_TOLERANCE - 1) * 100:.0f}%"
+    only_one = len(set(zip(a.ratios["point"], a.ratios["backend"], a.ratios["gc_mode"], strict=True))
+                   ^ set(zip(b.ratios["point"], b.ratios["backend"], b.ratios["gc_mode"], strict=True)))
+    if not len(c):
+        return (f"{b.folder}: no setting-vs-default ratio in common with this sweep.",
+                Table("reproducibility", "Ratios that did not agree between the two runs", "", [], []))
+    share = float(c["agree"].mean())
+    per_metric = []
+    for metric, label in RERUN_METRICS:
+        m = c[c["metric"] == metric]
+        if len(m):
+            moved = m["change"][np.isfinite(m["change"]) & (m["change"] > 0)]
+            med = (f", median change x{fmt_ratio(float(np.exp(np.abs(np.log(moved))).median()))}" if len(moved) else "")
+            per_metric.append(f"{int(m['agree'].sum())} of {len(m)} {label} ratios ({fmt_pct(float(m['agree'].mean()))}"
+                              f"{med})")
+    bad = c[~c["agree"]]
+    reasons = bad["reason"].str.split(":").str[0].value_counts()
+    why = ("; ".join(f"{n} {r}" for r, n in reasons.items()))
+    text = (f"{b.folder} measured the same grid again. {rerun_verdict(c)}. By metric: " + "; ".join(per_metric) + "."
+            + (f" The {len(bad)} that did not agree: {why}; the table lists each with its reason." if len(bad) else
+               " Every ratio agreed.")
+            + (f" {only_one} ratio(s) exist in one run only (a point or cell not measured in both) and are not "
+               "counted." if only_one else "")
+            + " Dead-time ratios rest on a few pauses per chain (one full collection more or less inside the "
+            "measured chains moves them), so they vary more than chain-latency ratios.")
+    # defined in one run only first, then the largest change; a change from 0 (no log) last
+    size = np.abs(np.log(bad["change"].where(bad["change"] > 0))).fillna(-1.0)
+    size[bad["first"].isna() | bad["second"].isna()] = math.inf
+    order = bad.assign(size=size).sort_values("size", ascending=False, kind="stable")
+    rows = [[r.label, a.point_label(r.heap_objects, r.profile), f"{r.backend}/{r.gc_mode}",
+             f"{fmt_ratio(r.first)} {fmt_ci(r.first_lo, r.first_hi)}" if r.first == r.first else "-",
+             f"{fmt_ratio(r.second)} {fmt_ci(r.second_lo, r.second_hi)}" if r.second == r.second else "-",
+             f"x{fmt_ratio(r.change)}" if r.change == r.change else "-", r.reason] for r in order.itertuples()]
+    table = Table("reproducibility", "Ratios that did not agree between the two runs",
+                  f"Ratio of a setting to its runtime's default at the same grid point in each run, with its 95% "
+                  f"bootstrap CI; change = re-run / first run. Agreeing = within {tol}; target: "
+                  f"{fmt_pct(RERUN_TARGET)} of all ratios.",
+                  ["ratio of", "point", "setting", "first run", "re-run", "change", "why"], rows, {3, 4, 5})
     return text, table
