@@ -572,7 +572,8 @@ def sections(study: Study) -> list[Section]:
 
     cross_text = full_gc_sentence(study)
     out.append(Section(number="2", key="pause-growth", title="How pause size grows with the live heap", items=[
-        "Each runtime in its default setting: the largest and the 99th-percentile GC pause at each live-heap size.",
+        "Each runtime in its default setting: the largest and the 99th-percentile GC pause at each live-heap size."
+        + _across_points(study),
         cross_text, figure(study, "pause_growth"), *pause_tables(study), full_gc_table(study)]))
 
     items: list = []
