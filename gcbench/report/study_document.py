@@ -21,10 +21,10 @@ from gcbench.report.document import Bullets, Details, Document, Facts, Figure, S
 from gcbench.report.numbers import signed
 from gcbench.report.study import (
     DEFAULT_MODE,
+    FULL_COLLECTION_BACKEND,
     RERUN_METRICS,
     RERUN_TARGET,
     RERUN_TOLERANCE,
-    FULL_COLLECTION_BACKEND,
     STABLE_SPREAD,
     THINK_TIMES_S,
     Study,
@@ -672,7 +672,6 @@ def reproducibility(a: Study, b: Study) -> tuple[str, Table]:
     if not len(c):
         return (f"{b.folder}: no setting-vs-default ratio in common with this sweep.",
                 Table("reproducibility", "Ratios that did not agree between the two runs", "", [], []))
-    share = float(c["agree"].mean())
     per_metric = []
     for metric, label in RERUN_METRICS:
         m = c[c["metric"] == metric]
