@@ -604,7 +604,7 @@ def upgrade(folders):
     """
     from gcbench.formats import RUN_FORMAT, SWEEP_FORMAT
     from gcbench.store import RUN_JSON, upgrade_folder
-    from gcbench.sweep import MANIFEST, upgrade_sweep
+    from gcbench.sweep import MANIFEST, folder_lock, upgrade_sweep
 
     def say(path: Path, what: str, stored: int, rewritten: bool, latest: int) -> None:
         state = f"schema_version {stored} -> {latest}, rewritten" if rewritten else f"already schema_version {latest}"
@@ -612,10 +612,11 @@ def upgrade(folders):
 
     for folder in folders:
         if (folder / MANIFEST).is_file():
-            say(folder, "sweep manifest", *upgrade_sweep(folder), SWEEP_FORMAT)
-            points = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")
-                      and (p / RUN_JSON).is_file()]
-            for point in points:
-                say(point, "run folder", *upgrade_folder(point), RUN_FORMAT)
+            with folder_lock(folder):  # not under a sweep or merge still writing into it
+                say(folder, "sweep manifest", *upgrade_sweep(folder), SWEEP_FORMAT)
+                points = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")
+                          and (p / RUN_JSON).is_file()]
+                for point in points:
+                    say(point, "run folder", *upgrade_folder(point), RUN_FORMAT)
         else:
             say(folder, "run folder", *upgrade_folder(folder), RUN_FORMAT)

@@ -179,6 +179,19 @@ def test_gcbench_upgrade_of_a_sweep_folder_upgrades_its_points(tmp_path):
     assert _stored_meta(folder / "h0-base")["schema_version"] == RUN_FORMAT
 
 
+def test_gcbench_upgrade_waits_for_no_sweep_writing_into_the_folder(tmp_path):
+    """A sweep or merge holding the folder's lock: upgrade refuses (one line, exit 2) and rewrites nothing.
+    The old code rewrote the points under a running sweep."""
+    from gcbench.sweep import folder_lock
+
+    folder = _copy(tmp_path, "sweep-format-1")
+    with folder_lock(folder):
+        line = _one_error_line(run_cli("upgrade", str(folder)))
+    assert "another gcbench" in line and str(folder) in line
+    assert _stored_meta(folder / "h0-base")["schema_version"] == 1  # left alone
+    assert run_cli("upgrade", str(folder)).returncode == 0  # the lock went with its holder
+
+
 def _one_error_line(proc) -> str:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.strip().splitlines()
