@@ -28,6 +28,7 @@ from gcbench.analysis import (
     measured_server_events,
     summarize,
 )
+from gcbench.analysis.load import P99_TARGET_MS, load_table, max_rate_holding
 from gcbench.errors import GcbenchError
 from gcbench.format import fmt_ci, fmt_count, fmt_heap, fmt_pct, fmt_ratio  # noqa: F401  (study_document uses them from here)
 from gcbench.probes.pygc_kinds import full_collection_mask
@@ -117,6 +118,10 @@ class Study:
     crossings: dict[str, Crossing]  # per profile and "all": tracked objects where a full collection reaches 10 ms
     crossings_max: dict[str, Crossing]  # the same on the largest full collection
     rerun: Study | None = None  # the same sweep measured again (gcbench study --rerun): reproducibility
+    load: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis.load.load_table of the open-loop points
+    load_hold: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis.load.max_rate_holding of load
+    p99_target_ms: float = P99_TARGET_MS  # --p99-target-ms, else the sweep file's sweep.p99_target_ms
+    p99_target_source: str = "default"
     cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -157,7 +162,8 @@ class Study:
         return f"{fmt_heap(heap)} objects, {profile}" if len(self.profiles) > 1 else f"{fmt_heap(heap)} objects"
 
 
-def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> Study:
+def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
+                p99_target_ms: float | None = None) -> Study:
     from gcbench.report.model import calls_per_chain_of
     from gcbench.sweep import load_sweep_runs, read_manifest
 
@@ -166,7 +172,7 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
     pairs = [(info, run) for info, run in load_sweep_runs(folder) if len(run.calls)]
     if not pairs:
         raise GcbenchError(f"{folder}: no measured point in this sweep folder yet (run `gcbench sweep` first)")
-    cells, chains, pauses = [], [], []
+    cells, chains, pauses, loaded = [], [], [], []
     for info, run in pairs:
         where = {"point": info["point"], "heap_objects": int(info["heap_objects"]), "profile": info["profile"]}
         n = calls_per_chain_of(run)
@@ -177,7 +183,10 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
         tracked = tracked_objects(run.meta)
         s["tracked_objects"] = [_median([v for (b, m, _), v in tracked.items() if (b, m) == (r.backend, r.gc_mode)])
                                 for r in s.itertuples()]
-        cells.append(s.assign(**where, calls_per_chain=n))
+        cells.append(s.assign(**where, calls_per_chain=n, agents=info.get("agents", 1),
+                              rate_per_s=info.get("rate_per_s", 0.0)))
+        if info.get("rate_per_s", 0.0) > 0:  # an open-loop point: latency under load
+            loaded.append((n, calls.assign(rate_per_s=info["rate_per_s"])))
         chains.append(ch)
         ev = measured_server_events(run.gc_events)
         ev_tracked = [tracked.get((b, m, int(rep)), math.nan)
@@ -199,13 +208,30 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
     for prof, g in full_gc.groupby("profile", sort=False):
         crossings[prof] = full_gc_crossing(g, "p50_ms")
         crossings_max[prof] = full_gc_crossing(g, "max_ms")
+    target, target_source = _p99_target(manifest, p99_target_ms)
+    if loaded:
+        n_load = int(pd.Series([n for n, _ in loaded]).mode().iloc[0])
+        load = load_table(pd.concat([c for _, c in loaded], ignore_index=True), n_load, n_boot, seed)
+    else:
+        load = load_table(pd.DataFrame(), 0)
     return Study(
+        load=load, load_hold=max_rate_holding(load, target), p99_target_ms=target, p99_target_source=target_source,
         folder=folder, manifest=manifest, metas=[run.meta for _, run in pairs],
         calls_per_chain=int(cells_df["calls_per_chain"].mode().iloc[0]), heaps=heaps, profiles=profiles,
         groups=groups, cells=cells_df, chains=chains_df, pauses=pauses_df,
         ratios=mitigation_ratios(chains_df, n_boot, seed), full_gc=full_gc, crossings=crossings,
         crossings_max=crossings_max,
     )
+
+
+def _p99_target(manifest: dict, given: float | None) -> tuple[float, str]:
+    """The load study's p99 target: the command line's, else the sweep file's, else the default."""
+    if given is not None:
+        return float(given), "--p99-target-ms"
+    stored = manifest.get("p99_target_ms")
+    if type(stored) in (int, float) and stored > 0:
+        return float(stored), "sweep.p99_target_ms"
+    return P99_TARGET_MS, "default"
 
 
 def _per_group(ch: pd.DataFrame) -> pd.DataFrame:
