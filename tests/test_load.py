@@ -228,3 +228,19 @@ def test_a_hold_whose_interval_crosses_the_target_says_so(tmp_path):
     t = _table({10: 40.0, 20: 45.0}).assign(corrected_p99_hi_ms=[44.0, 60.0])
     h = max_rate_holding(t, 50.0).iloc[0]
     assert (h["status"], h["max_rate_per_s"], h["max_rate_p99_hi_ms"]) == ("holds-all", 20, 60.0)
+
+
+def test_the_run_report_has_a_load_section_only_for_an_open_loop_run(tmp_path):
+    from gcbench.report.model import build_report
+    from gcbench.report.run_document import document
+    from gcbench.store import load_run
+
+    cells = [Cell("go", "default", np.full((1, 4, 5), 2 * MS, np.int64), runtime="go")]
+    chain = {"calls": 5, "chains": 4, "agents": 1, "warmup_calls": 0, "seed": 1}
+    texts = {}
+    for rate in (0.0, 25.0):
+        path = write_run(tmp_path, cells, run_id=f"r{rate:g}", scenario_extra={"chain": {**chain, "rate_per_s": rate}})
+        texts[rate] = export(document(build_report(load_run(path), n_boot=50), "md"), "md")
+    assert "Latency under load" not in texts[0.0]
+    assert "Latency at 25 chains/s offered (open loop)" in texts[25.0]
+    assert "| go | default | 125 |" in texts[25.0]  # 25 chains/s x 5 calls offered
