@@ -197,6 +197,9 @@ def test_the_study_has_a_latency_under_load_section(tmp_path):
     folder = _load_sweep_folder(tmp_path / "s", target=50.0)
     st = build_study(folder, n_boot=50)
     assert st.p99_target_ms == 50.0 and st.p99_target_source == "sweep.p99_target_ms"
+    # the claim's sections compare heap sizes at one load, the first rate of the grid, and say so
+    assert st.claim_point == "1 agent(s), 10 chains/s offered (open loop)" and set(st.cells["rate_per_s"]) == {10.0}
+    assert len(st.cells) == 2 and set(st.chains["rate_per_s"]) == {10.0}
     assert list(st.load["rate_per_s"]) == [10.0, 50.0, 10.0, 50.0]
     assert list(st.load["corrected_p99_ms"]) == pytest.approx([5.0, 80.0, 1.0, 2.0])
     hold = st.load_hold.set_index("backend")

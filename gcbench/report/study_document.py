@@ -483,7 +483,8 @@ def facts(study: Study) -> list[tuple[str, str]]:
                           for p, o in profiles.items())
     work = grid.get("base", {}).get("work", {})
     modes = grid.get("gc_modes", {})
-    total_points = len(grid.get("heap_objects", [])) * len(profiles)
+    total_points = (len(grid.get("heap_objects", [])) * len(profiles) * len(grid.get("agents", [1]))
+                    * len(grid.get("rate_per_s", [0.0])))
     think = chain.get("think_ms", 0)
     return [
         ("sweep", f"{study.name} in {study.folder} (grid {m.get('grid_hash', '?')}, shard {m.get('shard', '?')})"),
@@ -495,6 +496,11 @@ def facts(study: Study) -> list[tuple[str, str]]:
         ("grid", f"{len(study.metas)} of {total_points or '?'} points measured: heap sizes "
                  f"{', '.join(fmt_heap(h) for h in grid.get('heap_objects', study.heaps))} objects x profiles "
                  f"{', '.join(profiles) or ', '.join(study.profiles)}; {grid.get('reps', '?')} repetition(s)"),
+        *([("load axes", f"agents {', '.join(str(a) for a in grid.get('agents', []))} x offered rate "
+                         f"{', '.join(f'{r:g}' for r in grid.get('rate_per_s', []))} chains/s (0: closed loop)"
+                         + (f"; sections 1 to 6 read the points at {study.claim_point}, section 7 every rate"
+                            if study.claim_point else ""))]
+          if len(grid.get("agents", [])) > 1 or len(grid.get("rate_per_s", [])) > 1 else []),
         ("GC settings", "; ".join(f"{b}: {', '.join(modes.get(b, [DEFAULT_MODE]))}" for b in grid.get("backends", []))),
         ("profiles", prof_text or "-"),
         ("base work", ", ".join(f"{k}={v}" for k, v in work.items()) or "-"),
