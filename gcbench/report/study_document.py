@@ -537,7 +537,8 @@ def load_hold_sentences(study: Study) -> list[str]:
     target = f"{fmt_ms(study.p99_target_ms)} ms"
     for r in study.load_hold.itertuples():
         who = f"{r.backend}/{r.gc_mode}"
-        unsure = (f" Its 95% CI there reaches {fmt_ms(r.max_rate_p99_hi_ms)} ms: the hold is not certain."
+        unsure = (f" The 95% CI of its p99 at {_rate(r.max_rate_per_s)} chains/s reaches "
+                  f"{fmt_ms(r.max_rate_p99_hi_ms)} ms: that hold is not certain."
                   if r.max_rate_p99_hi_ms > study.p99_target_ms else "")
         if r.status == "holds-all":
             out.append(f"{who}: p99 within {target} at every rate measured, up to {_rate(r.max_rate_per_s)} "
