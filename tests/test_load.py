@@ -200,6 +200,9 @@ def test_the_study_has_a_latency_under_load_section(tmp_path):
     # the claim's sections compare heap sizes at one load, the first rate of the grid, and say so
     assert st.claim_point == "1 agent(s), 10 chains/s offered (open loop)" and set(st.cells["rate_per_s"]) == {10.0}
     assert len(st.cells) == 2 and set(st.chains["rate_per_s"]) == {10.0}
+    # a point id with the rate in it still names its profile (not "base-r10")
+    assert [(i["point"], i["profile"], i["rate_per_s"]) for i, _ in load_sweep_runs(folder)] == [
+        ("h0-base-r10", "base", 10.0), ("h0-base-r50", "base", 50.0)]
     assert list(st.load["rate_per_s"]) == [10.0, 50.0, 10.0, 50.0]
     assert list(st.load["corrected_p99_ms"]) == pytest.approx([5.0, 80.0, 1.0, 2.0])
     hold = st.load_hold.set_index("backend")
