@@ -372,7 +372,10 @@ def merge(out_dir, shards):
 @click.option("--rerun", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               metavar="SWEEP_DIR2", help="The same sweep run again: adds a reproducibility section (which ratios "
                                          "moved by more than 20%).")
-def study(sweep_dir, outs, fmt, rerun):
+@click.option("--p99-target-ms", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS",
+              help="Latency under load: the corrected p99 call latency an offered rate must hold (default: the "
+                   "sweep file's sweep.p99_target_ms, else 50).")
+def study(sweep_dir, outs, fmt, rerun, p99_target_ms):
     """The study report of a sweep folder: the claim check across runtimes, GC settings and heap sizes.
 
     Answers, with confidence intervals: GC dead time per chain against the claim, pause size against the
@@ -385,14 +388,14 @@ def study(sweep_dir, outs, fmt, rerun):
 
     # a bad suffix fails before the analysis runs
     formats = [format_for(out, fmt, FORMATS, "study report") for out in outs]
-    st = build_study(sweep_dir)
+    st = build_study(sweep_dir, p99_target_ms=p99_target_ms)
     if rerun is not None:
         from dataclasses import replace
 
         from gcbench.sweep import check_compatible, read_manifest
 
         check_compatible(read_manifest(Path(sweep_dir)), read_manifest(rerun), f"{rerun} is not a re-run of {sweep_dir}")
-        st = replace(st, rerun=build_study(rerun), cache={})
+        st = replace(st, rerun=build_study(rerun, p99_target_ms=p99_target_ms), cache={})
     if not outs:
         fmt = fmt or "text"
         if fmt != "html":

@@ -183,9 +183,27 @@ def upgrade_run(run: RunTables, found: int) -> RunTables:
 # sweep.json "kind": "gcbench-sweep", "schema_version".
 #   1  The original (commit 908feaf): name, grid_hash, grid, source, shard, gcbench_version, machine,
 #      created_utc (merge adds merged_from).
+#   2  grid.agents and grid.rate_per_s: the agents and offered-rate axes (each a list; a grid without the axis
+#      holds its base scenario's one value, which grid_hash leaves out, so a format 1 grid keeps its hash), and
+#      p99_target_ms: the load study's p99 target from the sweep file (null: the study's default). The upgrade
+#      fills the axes from grid.base.chain (the only values a format 1 grid measured) and sets p99_target_ms null.
 SWEEP_KIND = "gcbench-sweep"
-SWEEP_FORMAT = 1
-SWEEP_UPGRADES: dict[int, Callable[[dict], dict]] = {}
+SWEEP_FORMAT = 2
+
+
+def _add_load_axes(manifest: dict) -> dict:
+    grid = manifest.get("grid")
+    if isinstance(grid, dict):
+        base = grid.get("base")
+        chain = base.get("chain") if isinstance(base, dict) else None
+        chain = chain if isinstance(chain, dict) else {}
+        grid.setdefault("agents", [chain.get("agents", 1)])
+        grid.setdefault("rate_per_s", [chain.get("rate_per_s", 0.0)])
+    manifest.setdefault("p99_target_ms", None)
+    return manifest
+
+
+SWEEP_UPGRADES: dict[int, Callable[[dict], dict]] = {2: _add_load_axes}
 
 
 def upgrade_manifest(manifest: dict, found: int) -> dict:

@@ -173,7 +173,7 @@ def test_gcbench_upgrade_of_a_sweep_folder_upgrades_its_points(tmp_path):
     proc = run_cli("upgrade", str(folder))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        f"{folder}: sweep manifest already schema_version {formats.SWEEP_FORMAT}",
+        f"{folder}: sweep manifest schema_version 1 -> {formats.SWEEP_FORMAT}, rewritten",
         f"{folder / 'h0-base'}: run folder schema_version 1 -> {RUN_FORMAT}, rewritten",
     ]
     assert _stored_meta(folder / "h0-base")["schema_version"] == RUN_FORMAT
@@ -212,11 +212,12 @@ def test_a_newer_run_folder_is_refused_with_one_line(tmp_path):
 
 def test_the_sweep_manifest_version_is_checked_on_load(tmp_path):
     folder = _copy(tmp_path, "sweep-format-1")
-    assert read_manifest(folder)["schema_version"] == 1
+    assert read_manifest(folder)["schema_version"] == formats.SWEEP_FORMAT  # upgraded in memory
     (point, run), = load_sweep_runs(folder)
     assert point["point"] == "h0-base" and run.meta["schema_version"] == RUN_FORMAT
     manifest = json.loads((folder / MANIFEST).read_text())
-    for version, problem in ((formats.SWEEP_FORMAT + 1, "is newer than this gcbench reads (1 to 1): upgrade gcbench"),
+    for version, problem in ((formats.SWEEP_FORMAT + 1, f"is newer than this gcbench reads (1 to {formats.SWEEP_FORMAT}): "
+                                                        "upgrade gcbench"),
                              ("1", 'schema_version "1" is not supported'), (None, "no schema_version")):
         doc = {k: v for k, v in manifest.items() if k != "schema_version" or version is not None}
         if version is not None:
@@ -224,20 +225,20 @@ def test_the_sweep_manifest_version_is_checked_on_load(tmp_path):
         (folder / MANIFEST).write_text(json.dumps(doc))
         with pytest.raises(GcbenchError, match=f"{folder / MANIFEST}: .*{problem[:20]}"):
             read_manifest(folder)
-    (folder / MANIFEST).write_text(json.dumps({**manifest, "schema_version": 2}))
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "schema_version": formats.SWEEP_FORMAT + 1}))
     line = _one_error_line(run_cli("study", str(folder)))
     assert "upgrade gcbench" in line and str(folder / MANIFEST) in line
 
 
-def test_an_older_sweep_manifest_is_upgraded_on_load(tmp_path, monkeypatch):
-    """The mechanism the next manifest version will use: a version-2 gcbench reads this folder's 1."""
+def test_an_older_sweep_manifest_is_upgraded_on_load(tmp_path):
+    """Format 1 -> 2: the grid's agents and rate axes are the base chain's one value; no p99 target."""
     folder = _copy(tmp_path, "sweep-format-1")
-    monkeypatch.setattr(formats, "SWEEP_FORMAT", 2)
-    monkeypatch.setattr("gcbench.sweep.SWEEP_FORMAT", 2)
-    monkeypatch.setattr(formats, "SWEEP_UPGRADES", {2: lambda m: {**m, "new_field": "filled"}})
     m = read_manifest(folder)
-    assert m["schema_version"] == 2 and m["new_field"] == "filled"
-    assert json.loads((folder / MANIFEST).read_text())["schema_version"] == 1  # in memory only
+    assert m["schema_version"] == 2 and m["p99_target_ms"] is None
+    assert (m["grid"]["agents"], m["grid"]["rate_per_s"]) == ([1], [0.0])
+    stored = json.loads((folder / MANIFEST).read_text())
+    assert stored["schema_version"] == 1 and "agents" not in stored["grid"]  # in memory only
+    assert m["grid_hash"] == stored["grid_hash"]
 
 
 def test_the_sweep_manifest_is_written_atomically(tmp_path, monkeypatch):
