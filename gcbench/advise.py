@@ -7,7 +7,8 @@ with that backend's `default` cell, in the same run (same runtime, same machine)
   default - mode with its 95% bootstrap interval (chains resampled, and repetitions when there are several:
   gcbench.analysis.bootstrap; the two cells independently), and the cut as a share of default's dead time;
 - p99 call latency, peak RSS of the server's process tree (mean over repetitions) and throughput (calls per
-  second of the measured window, mean over repetitions), each against default.
+  second of the measured window, mean over repetitions), each against default; the throughput change has a
+  95% interval from the chains' mean latency (closed loop: calls/s is calls over the chains' time).
 
 A mode is recommended when all of these hold (Rule):
 1. the cut's 95% interval lies above zero (the cut is not noise);
@@ -90,6 +91,8 @@ class ModeResult:
     rss_growth: float = np.nan  # over the measured window (end / start - 1), mean over repetitions
     calls_per_s: float = np.nan
     throughput_change: float = np.nan  # share vs default
+    throughput_lo: float = np.nan  # its 95% interval, from the chains' mean latency (see _advise_backend)
+    throughput_hi: float = np.nan
     is_off: bool = False
     memory_flag: bool = False
     verdict: str = ""
@@ -153,8 +156,10 @@ def off_mode(backend: str) -> str:
 
 
 def _per_chain(calls: pd.DataFrame) -> pd.DataFrame:
-    return calls.groupby(["gc_mode", "rep", "chain"], sort=False, observed=True).agg(
-        dead_ns=("gc_overlap_ns", "sum")).reset_index()
+    out = calls.groupby(["gc_mode", "rep", "chain"], sort=False, observed=True).agg(
+        dead_ns=("gc_overlap_ns", "sum"), t0=("t_send_ns", "min"), t1=("t_recv_ns", "max")).reset_index()
+    out["chain_ns"] = out["t1"] - out["t0"]
+    return out
 
 
 def _throughput(calls: pd.DataFrame) -> float:
@@ -193,6 +198,7 @@ def advise(calls: pd.DataFrame, cells: list[dict], rule: Rule = Rule(), run: str
 def _advise_backend(calls: pd.DataFrame, cells: list[dict], backend: str, rule: Rule) -> BackendAdvice:
     chains = _per_chain(calls)
     dead = {m: g["dead_ns"].to_numpy() / 1e6 for m, g in chains.groupby("gc_mode", sort=False, observed=True)}
+    chain_ms = {m: g["chain_ns"].to_numpy() / 1e6 for m, g in chains.groupby("gc_mode", sort=False, observed=True)}
     reps = {m: g["rep"].to_numpy() for m, g in chains.groupby("gc_mode", sort=False, observed=True)}
     memory = _memory(cells, backend)
     runtime = next((c.get("runtime", "") for c in cells if c.get("backend") == backend and c.get("runtime")), "")
@@ -204,6 +210,10 @@ def _advise_backend(calls: pd.DataFrame, cells: list[dict], backend: str, rule: 
     base_mean = float(base.mean())
     base_boot = bootstrap_stat(base, cell_rng(rule.seed, "advise", backend, DEFAULT_MODE), rule.n_boot,
                                groups=reps[DEFAULT_MODE])
+    # throughput's interval: a closed-loop cell's calls/s is chains x calls over the chains' time, so the change
+    # is mean chain latency of default / that of the mode - 1, resampled like the dead time
+    base_chain_boot = bootstrap_stat(chain_ms[DEFAULT_MODE], cell_rng(rule.seed, "advise-chain", backend, DEFAULT_MODE),
+                                     rule.n_boot, groups=reps[DEFAULT_MODE])
     base_rss, _ = memory.get(DEFAULT_MODE, (np.nan, np.nan))
     base_p99 = float(np.percentile(lat[DEFAULT_MODE], 99))
     off = off_mode(backend)
@@ -225,6 +235,10 @@ def _advise_backend(calls: pd.DataFrame, cells: list[dict], backend: str, rule: 
             continue
         boot = bootstrap_stat(x, cell_rng(rule.seed, "advise", backend, mode), rule.n_boot, groups=reps[mode])
         cut = base_boot - boot
+        chain_boot = bootstrap_stat(chain_ms[mode], cell_rng(rule.seed, "advise-chain", backend, mode), rule.n_boot,
+                                    groups=reps[mode])
+        r.throughput_lo, r.throughput_hi = (float(v) for v in np.percentile(base_chain_boot / chain_boot - 1,
+                                                                             [2.5, 97.5]))
         r.cut_ms = base_mean - r.dead_mean_ms
         r.cut_lo_ms, r.cut_hi_ms = (float(v) for v in np.percentile(cut, [2.5, 97.5]))
         if base_mean > 0:
@@ -239,6 +253,9 @@ def _advise_backend(calls: pd.DataFrame, cells: list[dict], backend: str, rule: 
     best = max(passing, key=lambda r: r.cut_ms, default=None)
     if best is not None:
         best.verdict = RECOMMENDED
+        for r in passing:
+            if r is not best:
+                r.why += f"; {best.gc_mode} cuts more"
     notes = []
     if base_mean == 0:
         notes.append("the default cell's calls met no GC pause: there is no GC dead time to cut")
@@ -288,7 +305,9 @@ def _row(r: ModeResult) -> list[str]:
             "-" if r.peak_rss_mib != r.peak_rss_mib else f"{r.peak_rss_mib:.1f}",
             "" if base else fmt_signed(r.rss_increase, fmt_share) + (" FLAG" if r.memory_flag else ""),
             "-" if r.calls_per_s != r.calls_per_s else f"{r.calls_per_s:,.0f}",
-            "" if base else fmt_signed(r.throughput_change, fmt_share), r.verdict]
+            "" if base else f"{fmt_signed(r.throughput_change, fmt_share)} "
+                            f"{fmt_ci(r.throughput_lo, r.throughput_hi, lambda v: fmt_signed(v, fmt_share))}".strip(),
+            r.verdict]
 
 
 def headline(b: BackendAdvice) -> str:
@@ -296,7 +315,8 @@ def headline(b: BackendAdvice) -> str:
         return f"{b.backend}: {NO_CHANGE} (no GC mode cuts GC dead time per chain beyond noise and the threshold)"
     r = b.result(b.recommended)
     tput = ("" if r.throughput_change != r.throughput_change
-            else f", throughput {fmt_signed(r.throughput_change, fmt_share)}")
+            else f", throughput {fmt_signed(r.throughput_change, fmt_share)} (95% CI "
+                 f"{fmt_ci(r.throughput_lo, r.throughput_hi, lambda v: fmt_signed(v, fmt_share))})")
     rss = ("peak RSS not measured" if r.rss_increase != r.rss_increase
            else f"peak RSS {fmt_signed(r.rss_increase, fmt_share)} ({r.peak_rss_mib:.1f} MiB)")
     return (f"{b.backend}: use gc mode {r.gc_mode}: it cuts GC dead time per chain by {fmt_ms(r.cut_ms)} ms "
