@@ -105,6 +105,7 @@ class BackendAdvice:
     runtime: str
     results: list[ModeResult]
     recommended: str | None  # a gc mode, or None: no change worth making
+    command: str = ""  # a user's server: its command line (run.json's backend_runtimes)
     skipped: dict[str, str] = field(default_factory=dict)  # mode -> why it was not measured
     notes: list[str] = field(default_factory=list)
 
@@ -124,7 +125,7 @@ class Advice:
             return {k: (None if isinstance(v, float) and v != v else v) for k, v in d.items()}
 
         return {"run": self.run, "rule": asdict(self.rule), "notes": self.notes,
-                "backends": [{"backend": b.backend, "runtime": b.runtime,
+                "backends": [{"backend": b.backend, "runtime": b.runtime, "command": b.command,
                               "recommendation": b.recommended or NO_CHANGE, "skipped": b.skipped, "notes": b.notes,
                               "modes": [clean(asdict(r)) for r in b.results]} for b in self.backends]}
 
@@ -186,13 +187,18 @@ def _memory(cells: list[dict], backend: str) -> dict[str, tuple[float, float]]:
     return {m: (float(np.mean(peak[m])), float(np.mean(growth[m]))) for m in peak}
 
 
-def advise(calls: pd.DataFrame, cells: list[dict], rule: Rule = Rule(), run: str = "") -> Advice:
-    """The recommendation for every backend of a run that has a measured `default` cell (see the module doc)."""
+def advise(calls: pd.DataFrame, cells: list[dict], rule: Rule = Rule(), run: str = "",
+           commands: dict[str, str] | None = None) -> Advice:
+    """The recommendation for every backend of a run that has a measured `default` cell (see the module doc);
+    `commands` names a user's server by its command line (backend -> command)."""
     backends = [b for b in dict.fromkeys(calls["backend"]) if ((calls["backend"] == b)
                                                                & (calls["gc_mode"] == DEFAULT_MODE)).any()]
     if not backends:
         raise GcbenchError("advise: the run has no measured `default` cell to compare the GC modes with")
-    return Advice(run, rule, [_advise_backend(calls[calls["backend"] == b], cells, b, rule) for b in backends])
+    out = Advice(run, rule, [_advise_backend(calls[calls["backend"] == b], cells, b, rule) for b in backends])
+    for b in out.backends:
+        b.command = (commands or {}).get(b.backend, "")
+    return out
 
 
 def _advise_backend(calls: pd.DataFrame, cells: list[dict], backend: str, rule: Rule) -> BackendAdvice:
@@ -264,7 +270,7 @@ def _advise_backend(calls: pd.DataFrame, cells: list[dict], backend: str, rule: 
     if best is not None and best.is_off:
         notes.append(f"{best.gc_mode} turns the collector off: its RSS stayed flat over this run, but a run is "
                      "shorter than a server's life; watch its memory in production")
-    return BackendAdvice(backend, runtime, results, best.gc_mode if best else None, skipped, notes)
+    return BackendAdvice(backend, runtime, results, best.gc_mode if best else None, skipped=skipped, notes=notes)
 
 
 def _verdict(r: ModeResult, rule: Rule) -> tuple[str, str]:
@@ -345,6 +351,8 @@ def document(a: Advice) -> Document:
             items.append(Bullets([f"{m}: not measured: {why}" for m, why in b.skipped.items()]))
         if b.notes:
             items.append(Bullets([f"note: {n}" for n in b.notes]))
+        if b.command:
+            items.insert(0, Paragraph(f"server command: {b.command}"))
         sections.append(Section(f"{b.backend} ({b.runtime})" if b.runtime else b.backend, items))
     tail: list = [Paragraph(rule_text(a.rule))]
     if a.notes:
@@ -372,3 +380,9 @@ def modes_by_backend(backends: list, override: list[GcMode] | None) -> tuple[dic
                                "so there is nothing to advise (give modes with -g)")
         out[b.name] = modes
     return out, notes
+
+
+def server_commands(meta: dict) -> dict[str, str]:
+    """backend -> the command line of a user's server, from run.json (empty for the built-in backends)."""
+    runtimes = (meta.get("environment") or {}).get("backend_runtimes") or {}
+    return {b: str(r["command"]) for b, r in runtimes.items() if isinstance(r, dict) and r.get("command")}

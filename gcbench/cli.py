@@ -649,7 +649,7 @@ def advise(server_cmd, backends, scenario, gc_modes, runtime, tool, tool_args, c
     but a cell failed, 130/143 interrupted.
     """
     from gcbench import procs
-    from gcbench.advise import Rule, document
+    from gcbench.advise import Rule, document, server_commands
     from gcbench.advise import advise as decide
     from gcbench.report import export, format_for
     from gcbench.store import load_run
@@ -667,7 +667,8 @@ def advise(server_cmd, backends, scenario, gc_modes, runtime, tool, tool_args, c
                                               chains, calls, reps, runs_dir, transport, call_timeout,
                                               start_timeout, max_server_memory, pythons)
     with procs.raising():
-        advice = decide(data.calls, data.meta.get("cells", []), rule, run=str(data.path))
+        advice = decide(data.calls, data.meta.get("cells", []), rule, run=str(data.path),
+                        commands=server_commands(data.meta))
         advice.notes += notes
         text = export(document(advice), fmt, out)
     if out is None:

@@ -137,9 +137,23 @@ def test_the_markdown_is_a_pr_comment_with_the_headline_table_and_rule():
     assert "cut 95% CI ms" in header and "peak RSS MiB" in header and "calls/s" in header
     assert any(ln.startswith("| freeze |") and "recommended" in ln for ln in lines)
     assert "Rule: a mode is recommended" in md and "_run folder: r1_" in md
+    calls, cells = fake_run({"default": {"dead_ms": 5.0}, "freeze": {"dead_ms": 1.0}})
+    cells.append({"backend": "python", "gc_mode": "oob", "rep": 0, "status": "skipped", "reason": "no hook"})
+    md = export(document(advise(calls, cells)), "md")
+    assert "- oob: not measured: no hook" in md
     data = json.loads(export(document(advise(*fake_run({"default": {"dead_ms": 5.0}, "freeze": {"dead_ms": 5.0}}))),
                              "json"))
     assert data["backends"][0]["recommendation"] == NO_CHANGE
+
+
+def test_a_users_server_is_named_by_its_command():
+    from gcbench.advise import server_commands
+
+    meta = {"environment": {"backend_runtimes": {"custom": {"command": "uvx mcp-server-time"}, "python": {}}}}
+    assert server_commands(meta) == {"custom": "uvx mcp-server-time"}
+    calls, cells = fake_run({"default": {"dead_ms": 5.0}, "freeze": {"dead_ms": 1.0}}, backend="custom")
+    md = export(document(advise(calls, cells, commands=server_commands(meta))), "md")
+    assert "server command: uvx mcp-server-time" in md and "**custom: use gc mode freeze" in md
 
 
 def test_a_run_without_a_default_cell_is_refused():
