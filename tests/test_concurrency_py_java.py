@@ -176,3 +176,14 @@ def test_stdio_requests_sent_at_once_overlap_and_flush_waits_for_every_earlier_c
     # the flush wrote the stats record (java writes it itself; python's probe too)
     rows = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert any(r.get("type") == "stats" for r in rows)
+
+
+def test_the_run_report_says_cpu_work_serialises_under_the_gil_with_several_agents():
+    from gcbench.report.run_document import gil_note
+
+    cells = [{"backend": "python", "runtime": "python"}, {"backend": "java", "runtime": "java"},
+             {"backend": "python-sdk", "runtime": "python"}]
+    ((key, text),) = gil_note({"cells": cells}, {"agents": 32})
+    assert key == "concurrency" and "GIL" in text and text.startswith("python, python-sdk:")
+    assert gil_note({"cells": cells}, {"agents": 1}) == []  # one agent: nothing to serialise
+    assert gil_note({"cells": cells[1:2]}, {"agents": 32}) == []  # no CPython server
