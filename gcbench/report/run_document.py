@@ -54,7 +54,18 @@ def run_facts(report: Report) -> list[tuple[str, str]]:
         ("wake-up floor", floor_text(env.get("wakeup_floor"))),
         ("the claim", f"a {CLAIM_PAUSE_MS:g} ms GC pause per call adds up to {CLAIM_PAUSE_MS:g} ms x "
                       f"{report.calls_per_chain} calls = {fmt_ms(report.claim_ms)} ms of dead time per chain"),
+        *gil_note(meta, chain),
     ]
+
+
+def gil_note(meta: dict, chain: dict) -> list[tuple[str, str]]:
+    """With several agents, CPython servers overlap their calls' waits but not their Python work (the GIL)."""
+    python = sorted({c.get("backend", "?") for c in meta.get("cells", []) if c.get("runtime") == "python"})
+    if int(chain.get("agents", 1) or 1) <= 1 or not python:
+        return []
+    return [("concurrency", f"{', '.join(python)}: CPython serves concurrent calls on threads or an event loop, "
+                            "so sleeps and I/O overlap, but CPU-bound work and every collection hold the GIL and "
+                            "run one at a time: with several agents, calls queue behind each other's Python work")]
 
 
 def claim_table(report: Report) -> Table:
