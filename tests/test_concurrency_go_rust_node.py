@@ -82,3 +82,33 @@ def test_flush_after_concurrent_calls_counts_them(backend, tmp_path, transport):
     assert stats, "no stats record"
     if backend.name == "rust":
         assert stats[0]["calls"] == 2 * AGENTS  # the first record: the flush's, not the exit's
+
+
+OOB_BACKENDS = ["go", "node", "node-sdk"]
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+@pytest.mark.parametrize("name", OOB_BACKENDS)
+def test_oob_mode_collects_between_concurrent_rounds(name, tmp_path, transport):
+    """oob collects only when no call is in flight: rounds of 32 allocating calls still get collections
+    (between rounds), every call answered."""
+    backend = ready_backend(name)
+    handle, ctx = start(backend, tmp_path, transport, mode="oob")
+    chain = Chain(calls=1, chains=AGENTS * 8, agents=AGENTS, warmup_calls=0)
+    args = {**ARGS, "alloc_objects": 20_000, "sleep_us": 2_000}
+    try:
+        handle.session.control("gcbench/measure")
+        rec = None
+        for _ in range(3):
+            rec = run_chains(handle.session.transport, chain, "work", args, np.zeros((chain.chains, 1), np.int64),
+                             call_timeout_s=60)
+            assert rec.ok.all(), rec.errors
+        handle.session.control("gcbench/flush")
+    finally:
+        assert handle.stop() == 0
+    rows = [json.loads(line) for line in ctx.events_path.read_text().splitlines()]
+    if name == "go":
+        forced = [r for r in rows if r["type"] == "gc" and r["kind"] == "oob-collect"]
+    else:
+        forced = [r for r in rows if r["type"] == "gc" and r.get("forced")]
+    assert forced, f"{name}: no out-of-band collection"

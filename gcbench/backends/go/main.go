@@ -662,24 +662,33 @@ func (s *server) keep(obj any, capacity int64) {
 
 // ---- GC pauses ----
 
-// afterResponse runs after each response, outside the call it follows (other calls may be in flight).
-// The oob collection runs only when no call is in flight: it takes the gate for writing (TryLock), so a
-// call arriving meanwhile waits for it.
+// afterResponse runs after each response, outside the call it follows (other calls may be in flight);
+// the caller holds no lock. The oob collection runs only when no call is in flight: it takes the gate for
+// writing (TryLock), so a call arriving meanwhile waits for it. When calls keep overlapping and no gap
+// comes, a collection that is overdue (the heap at twice the goal) waits for the calls in flight instead.
 func (s *server) afterResponse() {
+	if s.oob {
+		s.evMu.Lock()
+		metrics.Read(s.cyclesSample)
+		due, overdue := s.oobDue()
+		s.evMu.Unlock()
+		// the gate before evMu, as every holder of both takes them
+		if due && (s.gate.TryLock() || overdue && lockGate(&s.gate)) {
+			s.evMu.Lock()
+			t0 := nanotime()
+			runtime.GC() // blocking: mark and sweep, not only the two stop-the-world pauses
+			t1 := nanotime()
+			s.oobCollections++
+			s.oobCollectNs += t1 - t0
+			// the server does nothing else meanwhile: a call arriving now waits, so it is an event too
+			s.events = append(s.events, pauseEvent{endNs: t1, pauseNs: t1 - t0, oob: true})
+			s.evMu.Unlock()
+			s.gate.Unlock()
+		}
+	}
 	s.evMu.Lock()
 	defer s.evMu.Unlock()
-	metrics.Read(s.cyclesSample)
-	if s.oob && s.oobDue() && s.gate.TryLock() {
-		defer s.gate.Unlock()
-		t0 := nanotime()
-		runtime.GC() // blocking: mark and sweep, not only the two stop-the-world pauses
-		t1 := nanotime()
-		s.oobCollections++
-		s.oobCollectNs += t1 - t0
-		// the server does nothing else meanwhile: a call arriving now waits, so it is an event too
-		s.events = append(s.events, pauseEvent{endNs: t1, pauseNs: t1 - t0, oob: true})
-		metrics.Read(s.cyclesSample[:1])
-	}
+	metrics.Read(s.cyclesSample[:1])
 	numGC := uint32(s.cyclesSample[0].Value.Uint64())
 	s.clocks.add(readClock(numGC)) // after the metric: every cycle it counts ended before this pair
 	if numGC-s.seenNumGC >= drainEveryCycles {
@@ -687,10 +696,16 @@ func (s *server) afterResponse() {
 	}
 }
 
+func lockGate(gate *sync.RWMutex) bool {
+	gate.Lock()
+	return true
+}
+
 // oobDue says whether GOGC=100 would have started a collection by now: the heap has grown past
 // live + (live + stacks + globals) * 100%, the runtime's heap goal (at least 4 MiB). The automatic
 // collector triggers somewhat before its goal, so out-of-band collections run a little less often.
-func (s *server) oobDue() bool {
+// overdue: the heap has reached twice the goal.
+func (s *server) oobDue() (due, overdue bool) {
 	v := func(i int) uint64 {
 		if s.cyclesSample[i].Value.Kind() != metrics.KindUint64 {
 			return 0
@@ -702,7 +717,7 @@ func (s *server) oobDue() bool {
 	if goal < oobMinHeapBytes {
 		goal = oobMinHeapBytes
 	}
-	return heap >= goal
+	return heap >= goal, heap >= 2*goal
 }
 
 // drainPauses appends the pauses recorded since the last drain, from ReadGCStats: it copies the
