@@ -8,6 +8,7 @@ the harness multiplexes the agents on one pipe by id; over HTTP each agent has i
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -38,30 +39,45 @@ def start(backend, tmp_path, transport, mode="default"):
     return handle, ctx
 
 
-def one_round(handle, rounds: int = 1):
-    """`rounds` rounds of 32 agents, one 10 ms call each (chains = agents: every agent sends at once)."""
+def one_round(handle, rounds: int = 1, sleep_us: int = SLEEP_US):
+    """`rounds` rounds of 32 agents, one call each (chains = agents: every agent sends at once)."""
     chain = Chain(calls=1, chains=AGENTS * rounds, agents=AGENTS, warmup_calls=0)
     think = np.zeros((chain.chains, 1), np.int64)
-    return run_chains(handle.session.transport, chain, "work", ARGS, think, call_timeout_s=30)
+    return run_chains(handle.session.transport, chain, "work", {**ARGS, "sleep_us": sleep_us}, think, call_timeout_s=30)
+
+
+def round_figures(handle, sleep_us: int, rounds: int = 3) -> tuple[float, float, object]:
+    """The best of `rounds` rounds (a shared machine only ever adds time): round wall time and median call
+    latency in ms, and the last round's records."""
+    walls, medians = [], []
+    for _ in range(rounds):
+        rec = one_round(handle, sleep_us=sleep_us)
+        assert rec.ok.all(), rec.errors
+        assert (rec.t_recv_ns > rec.t_send_ns).all()  # every call measured
+        walls.append((rec.t_recv_ns.max() - rec.t_send_ns.min()) / 1e6)
+        medians.append(float(np.median(rec.t_recv_ns - rec.t_send_ns)) / 1e6)
+    return min(walls), min(medians), rec
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_32_agents_sleeping_10_ms_overlap(backend, tmp_path, transport):
+    """The same round with and without the 10 ms sleep: overlapped sleeps add about 10 ms to the round,
+    serial ones 320 ms (and ~160 ms to the median call). The round without sleep is the server's own cost
+    for 32 requests (the node-sdk server builds an McpServer per HTTP request: tens of ms on the loop)."""
     handle, ctx = start(backend, tmp_path, transport)
     try:
         one_round(handle)  # warm-up: connections opened, code paths compiled
-        rec = one_round(handle)
+        base_wall, base_median, _ = round_figures(handle, sleep_us=0)
+        wall, median, rec = round_figures(handle, sleep_us=SLEEP_US)
         flushed = handle.session.control("gcbench/flush")
     finally:
         assert handle.stop() == 0
-    assert rec.ok.all(), rec.errors
-    assert (rec.t_recv_ns > rec.t_send_ns).all()  # every call measured
-    latency_ms = (rec.t_recv_ns - rec.t_send_ns) / 1e6
-    round_ms = (rec.t_recv_ns.max() - rec.t_send_ns.min()) / 1e6
-    # serial: median ~165 ms, round >= 320 ms; overlapped: ~10 ms plus the load of a shared 2-core machine
-    assert np.median(latency_ms) < SERIAL_MS / 2, (np.median(latency_ms), round_ms)
-    assert round_ms < SERIAL_MS * 0.75, round_ms
-    assert latency_ms.min() >= SLEEP_US / 1000 * 0.9  # each call slept its own 10 ms
+    figures = (backend.name, transport, wall, base_wall, median, base_median)
+    assert wall - base_wall < SERIAL_MS / 2, figures
+    # on an event loop a request's own CPU interleaves with the others', so the median call waits for most
+    # of the round's CPU (base_wall), not half of it: the bound is against that
+    assert median - base_wall < SERIAL_MS / 2, figures
+    assert ((rec.t_recv_ns - rec.t_send_ns) / 1e6).min() >= SLEEP_US / 1000 * 0.9  # each call slept its own 10 ms
     assert isinstance(flushed, dict) and flushed.get("events", 0) >= 0
 
 
@@ -112,3 +128,26 @@ def test_oob_mode_collects_between_concurrent_rounds(name, tmp_path, transport):
     else:
         forced = [r for r in rows if r["type"] == "gc" and r.get("forced")]
     assert forced, f"{name}: no out-of-band collection"
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_flush_waits_for_the_call_in_flight(backend, tmp_path, transport):
+    """A gcbench/flush sent while a 200 ms call is in flight answers after that call: its events are then
+    buffered (a server that answered control methods at once would answer the flush first)."""
+    from gcbench.mcp import call_template, encode_request
+
+    handle, ctx = start(backend, tmp_path, transport)
+    try:
+        t = handle.session.transport
+        t.send(call_template("work", {**ARGS, "sleep_us": 200_000}) % 1001, 0)
+        time.sleep(0.05)  # the call has arrived and sleeps
+        t.send(encode_request(1002, "gcbench/flush"), 1)
+        got: dict[int, int] = {}
+        deadline = time.monotonic() + 30
+        while len(got) < 2 and time.monotonic() < deadline:
+            for t_recv, msg in t.poll(1.0):
+                got[msg["id"]] = t_recv
+    finally:
+        assert handle.stop() == 0
+    assert set(got) == {1001, 1002}
+    assert got[1002] >= got[1001]

@@ -62,10 +62,11 @@ function workInputSchema(z) {
 
 const calls = new CallTracker(); // the work tool's calls in flight, across every McpServer
 
-// A control method's answer once no call is in flight.
+// A control method's answer once no call is in flight. A call ends when its handler resolves and the SDK
+// sends its response a few promise steps later: one loop turn more lets it go first.
 function whenIdle(answer) {
   const idle = calls.idle();
-  return idle === null ? answer() : idle.then(answer);
+  return idle === null ? answer() : idle.then(() => new Promise((resolve) => setImmediate(resolve))).then(answer);
 }
 
 function collectIfIdle(oob) {
