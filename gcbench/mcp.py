@@ -35,14 +35,27 @@ class RawReply:
     that the parsed id is the one the head said (a leading zero or a duplicate key would differ).
     """
 
-    __slots__ = ("id", "line")
+    __slots__ = ("id", "line", "_msg")
 
     def __init__(self, msg_id: int, line: bytes) -> None:
         self.id = msg_id
         self.line = line
+        self._msg: dict | None = None
 
     def message(self) -> dict:
-        return parse_message(self.line)
+        if self._msg is None:
+            self._msg = parse_message(self.line)
+        return self._msg
+
+    # read like the dict it stands for (parsed on first use): code outside the chain loop needs no care
+    def __getitem__(self, key: str):
+        return self.message()[key]
+
+    def get(self, key: str, default=None):
+        return self.message().get(key, default)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.message()
 
 
 def parse_message(line: bytes | str) -> dict | None:

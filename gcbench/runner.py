@@ -127,7 +127,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
     log(f"gcbench: run folder {writer.path}")
     run_backends = with_meter(config.backends, config.hiccup_us, config.hiccup_floor_us, config.meter_overhead)
     cells = [(rep, b, m) for rep in range(config.reps) for b in rep_order(run_backends, rep)
-             for m in config.modes_for(getattr(b, "inner", b))]
+             for m in config.modes_for(b.base_backend())]
     failed: list[dict] = []
     call_errors: list[dict] = []
     unprepared: dict[str, str] = {}

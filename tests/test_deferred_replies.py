@@ -139,3 +139,10 @@ def test_every_request_is_built_before_the_first_send():
     finally:
         t.close()
     assert rec.ok.all() and len(built) == 6 and max(first_send_seen_all) == 6
+
+
+def test_a_raw_reply_reads_like_the_message_it_stands_for():
+    reply = RawReply(3, b'{"jsonrpc":"2.0","id":3,"result":{"isError":false}}\n')
+    assert reply["result"]["isError"] is False and reply.get("id") == 3 and "result" in reply
+    assert reply.get("error") is None and "method" not in reply
+    assert reply.message() is reply.message()  # parsed once

@@ -54,7 +54,18 @@ def run_facts(report: Report) -> list[tuple[str, str]]:
         ("wake-up floor", floor_text(env.get("wakeup_floor"))),
         ("the claim", f"a {CLAIM_PAUSE_MS:g} ms GC pause per call adds up to {CLAIM_PAUSE_MS:g} ms x "
                       f"{report.calls_per_chain} calls = {fmt_ms(report.claim_ms)} ms of dead time per chain"),
+        *gil_note(meta, chain),
     ]
+
+
+def gil_note(meta: dict, chain: dict) -> list[tuple[str, str]]:
+    """With several agents, CPython servers overlap their calls' waits but not their Python work (the GIL)."""
+    python = sorted({c.get("backend", "?") for c in meta.get("cells", []) if c.get("runtime") == "python"})
+    if int(chain.get("agents", 1) or 1) <= 1 or not python:
+        return []
+    return [("concurrency", f"{', '.join(python)}: CPython serves concurrent calls on threads or an event loop, "
+                            "so sleeps and I/O overlap, but CPU-bound work and every collection hold the GIL and "
+                            "run one at a time: with several agents, calls queue behind each other's Python work")]
 
 
 def claim_table(report: Report) -> Table:
@@ -94,6 +105,34 @@ def latency_table(report: Report) -> Table:
             for r in report.latency.itertuples()]
     return Table("latency", "Call latency", "Per tools/call, client send to response (ms).",
                  ["backend", "gc mode", "calls", "errors", "p50", "p90", "p99", "p99.9", "max"], rows, set(range(2, 9)))
+
+
+def run_rate_per_s(report: Report) -> float:
+    """The run's offered rate (chains/s, open loop); 0 for closed loop or when run.json does not say."""
+    chain = report.run.meta.get("scenario", {}).get("chain")
+    rate = chain.get("rate_per_s", 0.0) if isinstance(chain, dict) else 0.0
+    return float(rate) if type(rate) in (int, float) else 0.0
+
+
+def load_tables(report: Report) -> list[Table]:
+    """Open-loop runs only: latency from the intended start and from the send, and the throughput achieved."""
+    rate = run_rate_per_s(report)
+    if rate <= 0 or not len(report.run.calls):
+        return []
+    from gcbench.analysis.load import load_table
+
+    t = report.cache.get("load")
+    if t is None:
+        t = report.cache["load"] = load_table(report.run.calls.assign(rate_per_s=rate), report.calls_per_chain)
+    rows = [[r.backend, r.gc_mode, f"{r.offered_calls_per_s:,.0f}", f"{r.achieved_calls_per_s:,.0f}",
+             fmt_ms(r.corrected_p50_ms), fmt_ms(r.corrected_p99_ms), fmt_ms(r.corrected_p999_ms), fmt_ms(r.raw_p50_ms),
+             fmt_ms(r.raw_p99_ms), fmt_ms(r.raw_p999_ms), fmt_ms(r.chain_p99_ms)] for r in t.itertuples()]
+    return [Table("load", f"Latency at {rate:g} chains/s offered (open loop)",
+                  "Corrected: from when each call was due (coordinated omission corrected); raw: from its send (ms). "
+                  "Achieved: calls answered per second from the first due call to the last reply. Chain p99: first "
+                  "due call to last reply. A rate sweep (sweep.rate_per_s, gcbench study) draws latency against load.",
+                  ["backend", "gc mode", "offered calls/s", "achieved calls/s", "p50", "p99", "p99.9", "raw p50",
+                   "raw p99", "raw p99.9", "chain p99"], rows, set(range(2, 11)))]
 
 
 def chain_table(report: Report) -> Table:
@@ -343,6 +382,7 @@ SECTIONS = [
     ("Counterfactual GC cost", [gc_cost_table, runtime_diff_tables]),
     ("Call latency", [latency_table, tools_in_report, figure("latency_cdf")]),
     ("Chains and GC dead time", [chain_table, figure("gc_timeline")]),
+    ("Latency under load", [load_tables]),
     ("GC events", [gc_events_table, figure("pause_sizes")]),
     ("GC amplification", [amplification_tables]),
     ("Memory", [memory_table, live_heap_table]),
