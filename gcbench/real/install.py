@@ -68,8 +68,8 @@ def tools_available(server: RealServer) -> Availability:
                 return Availability(False, version=node.version, reason=npm.reason)
         return Availability(True, version=node.version)
     try:
-        import venv  # noqa: F401  (Debian ships it apart: python3-venv)
         import ensurepip  # noqa: F401
+        import venv  # noqa: F401  (Debian ships it apart: python3-venv)
     except ImportError:
         return Availability(False, reason=f"this Python ({sys.executable}) cannot make a venv (no venv/ensurepip "
                                           "module; on Debian: apt-get install python3-venv)")
