@@ -181,3 +181,27 @@ def test_pypi_install_runs_the_first_use_step_so_fetch_stays_offline(monkeypatch
     first_use = [i for i, a in enumerate(ran) if list(SERVERS["fetch"].post_install) == a[1:]]
     assert first_use and first_use[0] > pip and "run_npm_install" in ran[first_use[0]][-1]
     assert install.read_marker(folder)["version"] == SERVERS["fetch"].version
+
+
+def test_a_server_that_cannot_start_leaves_no_fixture_and_no_helper(tmp_path, monkeypatch):
+    """The cell's loopback site and folder go with the cell even when its server never started (an OSError
+    at launch: no stop(), so no after_exit, would leave the site process running and registered)."""
+    from gcbench.backends.base import CellContext
+    from gcbench.errors import CellError
+    from gcbench.gcmode import parse_gc_mode
+
+    monkeypatch.setenv("GCBENCH_CACHE", str(tmp_path / "cache"))
+    backend = RealServerBackend(SERVERS["fetch"], installer=lambda server, log: tmp_path / "no-venv")
+    backend.ensure_installed(lambda m: None)
+    backend.prepare(lambda m: None)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    ctx = CellContext(tmp_path / "events.jsonl", tmp_path / "stderr.log")
+    with pytest.raises(CellError, match="cannot start server"):
+        backend.start(parse_gc_mode("default"), load_scenario("real-fetch"), ctx)
+    alive = [p for p in psutil.Process().children(recursive=True)
+             if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [] and backend._cell is None
+    tmp = backend._tmp
+    assert tmp.is_dir()
+    backend.close()
+    assert not tmp.exists()
