@@ -216,7 +216,7 @@ def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events
     if pythons and not any("@" in n for n in names or ()):
         click.echo("gcbench: --python only makes an interpreter selectable; name it with its version, "
                    "e.g. -b python@3.12 (see `gcbench backends --python PATH`)", err=True)
-    if not names and not (server_cmd or sc.server.command or server_url):
+    if not names and not (server_cmd or sc.server.command or server_url or sc.server.real):
         for b in all_backends():  # the default set: say which ones cannot run here, and why
             a = b.availability() if b.in_default_run else None
             if a is not None and not a.ok:
@@ -225,7 +225,7 @@ def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events
         scenario=sc,
         backends=select_backends(names, server_cmd or sc.server.command, tool or sc.server.tool, args,
                                  runtime=runtime, pythons=pythons, url=url, server_url=server_url,
-                                 server_events=server_events),
+                                 server_events=server_events, real=sc.server.real),
         gc_modes=parse_gc_modes(gc_modes),
         out_dir=out_dir,
         reps=reps,
@@ -712,7 +712,7 @@ def _advise_measure(server_cmd, backends, scenario, gc_modes, runtime, tool, too
         raise GcbenchError(f"--backend: no backend named in {backends!r}; see `gcbench backends`")
     if server_cmd is not None and not server_cmd.strip():
         raise GcbenchError("--server-cmd: empty command")
-    if not names and not server_cmd and not sc.server.command:
+    if not names and not server_cmd and not sc.server.command and not sc.server.real:
         raise GcbenchError("advise: give the server to advise on: --server-cmd COMMAND, -b BACKEND, or a scenario "
                            "with a [server] command")
     args = sc.server.tool_args
@@ -729,7 +729,7 @@ def _advise_measure(server_cmd, backends, scenario, gc_modes, runtime, tool, too
     except ValueError as e:
         raise GcbenchError(f"--max-server-memory: {e}") from None
     chosen = select_backends(names, server_cmd or sc.server.command, tool or sc.server.tool, args,
-                             runtime=runtime, pythons=pythons)
+                             runtime=runtime, pythons=pythons, real=sc.server.real)
     by_backend, notes = modes_by_backend(chosen, parse_gc_modes(gc_modes) if gc_modes is not None else None)
     config = RunConfig(scenario=sc, backends=chosen, gc_modes=list(dict.fromkeys(m for ms in by_backend.values()
                                                                                 for m in ms)),

@@ -80,6 +80,7 @@ class Server:
     command: str = ""  # a user's own MCP stdio server (run without a shell); empty: the built-in servers
     tool: str = "work"  # the tool a user's server is driven with
     tool_args: dict | None = None  # its arguments (None: the [work] table)
+    real: str = ""  # a real registry server (gcbench/real: "memory", "git", ...) instead; empty: none
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ class Scenario:
         d.pop("source")
         d.pop("trace_source")
         d.pop("trace")
+        if not self.server.real:  # absent otherwise: a sweep's grid_hash and compare stay as before real servers
+            d["server"].pop("real")
         if self.trace is not None:  # absent otherwise: a sweep's grid_hash and compare stay as before traces
             d["trace"] = self.trace.to_list()
         return d
@@ -227,7 +230,7 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
     if work.retain_objects and not work.retain_cap:
         raise GcbenchError(f"{src}: field 'work.retain_cap': required when work.retain_objects > 0 (caps live-heap growth)")
     server_t = _table(src, "server", data)
-    _only_keys(src, "server.", server_t, {"heap_objects", "heap_shape", "command", "tool", "tool_args"})
+    _only_keys(src, "server.", server_t, {"heap_objects", "heap_shape", "command", "tool", "tool_args", "real"})
     tool_args = server_t.get("tool_args")
     if tool_args is not None and not isinstance(tool_args, dict):
         raise GcbenchError(f"{src}: field 'server.tool_args': expected a table, got {_type_name(tool_args)}")
@@ -241,11 +244,32 @@ def parse_scenario(data: dict, src: str, default_name: str = "scenario") -> Scen
         command=_check_str(src, "server.command", server_t.get("command", "")),
         tool=_check_str(src, "server.tool", server_t.get("tool", "work")),
         tool_args=tool_args,
+        real=_check_real(src, server_t, trace is not None),
     )
     trace_source = (str(Path(src).parent / data["trace"]) if isinstance(data.get("trace"), str) else src) \
         if trace is not None else ""
     return Scenario(name=name, description=description, chain=chain, work=work, server=server, trace=trace,
                     source=src, trace_source=trace_source)
+
+
+def _check_real(src: str, server_t: dict, has_trace: bool) -> str:
+    """`[server] real = NAME`: one of gcbench/real's servers, driven by the scenario's trace, alone."""
+    if "real" not in server_t:
+        return ""
+    from gcbench.real import SERVERS
+
+    name = _check_str(src, "server.real", server_t["real"])
+    if name not in SERVERS:
+        raise GcbenchError(f"{src}: field 'server.real': unknown real server {name[:40]!r}; choose one of "
+                           f"{', '.join(SERVERS)}")
+    for other in ("command", "tool", "tool_args"):
+        if other in server_t:
+            raise GcbenchError(f"{src}: field 'server.{other}': a scenario with server.real runs that server with "
+                               f"its trace; leave server.{other} out")
+    if not has_trace:
+        raise GcbenchError(f"{src}: field 'server.real': needs a trace ([[trace]] tables or trace = \"FILE\") "
+                           f"of the {name} server's tools")
+    return name
 
 
 def _parse_think(src: str, value: object) -> Think:

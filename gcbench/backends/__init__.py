@@ -116,9 +116,22 @@ def interpreter_backends(pythons: tuple[str, ...] = ()) -> list[Backend]:
 def select_backends(names: list[str] | None, server_cmd: str = "", tool: str = "work",
                     tool_args: dict | None = None, runtime: str | None = None, pythons: tuple[str, ...] = (),
                     url: str | None = None,
-                    server_url: str | None = None, server_events: str | None = None) -> list[Backend]:
+                    server_url: str | None = None, server_events: str | None = None, real: str = "",
+                    log=None) -> list[Backend]:
     """The backends of a run: the named ones (default: every available server backend) and a user's server
-    (started from a command, or already running at a URL)."""
+    (started from a command, or already running at a URL), or a scenario's real server (`[server] real`,
+    installed here, before any run folder: one that cannot be installed is a GcbenchError)."""
+    if real:
+        given = [what for what, v in (("--backend", names), ("--server-cmd", server_cmd), ("--server-url", server_url),
+                                      ("--runtime", runtime)) if v]
+        if given:
+            raise GcbenchError(f"{given[0]}: the scenario runs the real server {real!r} ([server] real); leave "
+                               f"{given[0]} out")
+        import sys
+
+        from gcbench.real.backend import real_backend
+
+        return [real_backend(real, log or (lambda msg: print(msg, file=sys.stderr, flush=True)))]
     chosen = [get_backend(n, pythons) for n in dict.fromkeys(names)] if names else []
     if server_cmd and server_url:
         raise GcbenchError("--server-cmd starts a server, --server-url drives a running one: give one of them")
