@@ -45,7 +45,9 @@ def test_builtin_scenarios_are_valid_and_described():
     assert {"default", "big-heap", "no-alloc"} <= set(names)
     assert "gcbench sweep claim-check" in names["claim-check"]
     assert "gcbench sweep load" in names["load"]
-    for name in set(names) - {"claim-check", "load"}:
+    sweeps = {name for name, text in names.items() if "[a sweep: gcbench sweep" in text}
+    assert {"claim-check", "claim-check-v2", "load"} <= sweeps
+    for name in set(names) - sweeps:
         sc = load_scenario(name)
         # a real server's scenario replays its trace (tests/test_real_servers.py)
         assert sc.description and sc.chain.calls == (len(sc.trace) if sc.server.real else 50)
