@@ -238,7 +238,7 @@ def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events
         hiccup_floor_us=hiccup_floor_us,
         meter_overhead=meter_overhead,
     )
-    _install_signal_handlers(Interrupted)
+    _install_signal_handlers()
     stdout_error = None
     try:
         result = execute(config)
@@ -272,7 +272,7 @@ def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events
     sys.exit(EXIT_CELL_FAILED if result.failed or result.call_errors else EXIT_OK)
 
 
-def _install_signal_handlers(interrupted_cls=None) -> None:
+def _install_signal_handlers() -> None:
     """First SIGINT/SIGTERM: where the run waits on a server it stops at once, else after the step under way
     (stopping a server, saving a cell); every server is ended and the run folder marked 'interrupted'. A second
     signal kills every server at once and exits. gcbench also adopts what a server detaches (procs.py)."""
@@ -338,7 +338,7 @@ def sweep(sweep_file, out_dir, shard, transport):
     spec = load_sweep(sweep_file)
     part = parse_shard(shard)
     folder = out_dir or Path("runs") / spec.name
-    _install_signal_handlers(Interrupted)
+    _install_signal_handlers()
     try:
         run_sweep(spec, folder, part, transport=transport, log=lambda m: click.echo(m, err=True))
     except Interrupted as e:

@@ -32,6 +32,7 @@ from gcbench.memwatch import INTERVAL_S
 from gcbench.metadata import collect_environment
 from gcbench.probes.python_gc import GcProbe
 from gcbench.procs import Interrupted
+from gcbench.progress import Progress
 from gcbench.scenario import Scenario
 from gcbench.side_channel import read_side_channel
 from gcbench.store import RUN_JSON, RunWriter, new_run_id
@@ -95,7 +96,7 @@ def _log(msg: str) -> None:
 
 
 def execute(config: RunConfig, log: Callable[[str], None] = _log,
-            on_cell: Callable[[dict], None] = lambda cell: None) -> RunResult:
+            on_cell: Callable[[dict], None] = lambda cell: None, progress: Progress | None = None) -> RunResult:
     """Measure every cell of the config into a new run folder; `on_cell` sees each cell's entry as it ends.
 
     A cell that fails (server crash, hang, protocol violation, memory cap, a backend that cannot be prepared)
@@ -128,13 +129,15 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
     failed: list[dict] = []
     call_errors: list[dict] = []
     unprepared: dict[str, str] = {}
-    spent = [0.0, 0]  # seconds and count of cells started so far: the time-left estimate
+    own_progress = progress is None  # a sweep passes its own: one estimate over all its cells
+    progress = Progress(len(cells)) if own_progress else progress
 
     def time_left(i: int) -> str:
-        left = len(cells) - i
-        return f" (about {left * spent[0] / spent[1]:.0f} s left)" if left and spent[1] else ""
+        return progress.left_text()
 
     try:
+        if own_progress:
+            progress.__enter__()
         control = (None, "")
         if config.hiccup_us > 0:
             with procs.raising():
@@ -159,10 +162,12 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
             reason = backend.unsupported_reason(mode)
             if reason:
                 writer.add_cell(_cell_meta(backend, mode, rep, status="skipped", reason=reason))
+                progress.end_cell(measured=False)
                 log(f"{label}: skipped: {reason}")
                 on_cell(writer.meta["cells"][-1])
                 continue
             t0 = time.monotonic()
+            progress.start_cell()
             calls = events = None
             try:
                 if backend.name in unprepared:
@@ -173,8 +178,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
             except Exception as e:  # noqa: BLE001  (a fault no check foresaw fails this cell, not the run)
                 cell = _cell_meta(backend, mode, rep, status="failed",
                                   reason=f"internal error: {e.__class__.__name__}: {e}")
-            spent[0] += time.monotonic() - t0
-            spent[1] += 1
+            progress.end_cell()
             strays = _end_strays(log, label)
             if strays:
                 cell["stray_processes_killed"] = strays
@@ -205,16 +209,22 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
             )
             on_cell(cell)
     except (Interrupted, KeyboardInterrupt):
+        if own_progress:
+            progress.__exit__(None, None, None)
         _end_strays(log, "interrupted run")
         _mark(log, writer.finish_quietly("interrupted", load_average_after=list(os.getloadavg())))
         procs.set_run_json(None)
         raise
     except BaseException as e:
+        if own_progress:
+            progress.__exit__(None, None, None)
         _end_strays(log, "aborted run")
         _mark(log, writer.finish_quietly("aborted", error=f"{e.__class__.__name__}: {e}",
                                          load_average_after=list(os.getloadavg())))
         procs.set_run_json(None)
         raise
+    if own_progress:
+        progress.__exit__(None, None, None)
     status = "complete" if not (failed or call_errors) else "complete-with-failures"
     writer.finish(status, load_average_after=list(os.getloadavg()))
     procs.set_run_json(None)
