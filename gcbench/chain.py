@@ -1,8 +1,8 @@
 """Agent chains: each agent runs its chains one after another, each chain `calls` sequential tools/call.
 
-This loop is the instrument. Per call it formats one integer into a prebuilt request (each row its own, so
-a trace costs nothing more), writes it, and stores two timestamps into preallocated lists; everything else
-(DataFrames, attribution) happens after the cell.
+This loop is the instrument. Per call it writes a request built before the first send (each row its own, so
+a trace costs nothing more), stores two timestamps into preallocated lists and reads the response's id from
+its head; parsing the responses (settle_replies), DataFrames and attribution happen after the window.
 """
 
 from __future__ import annotations
@@ -10,15 +10,18 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from gcbench.errors import CellError
-from gcbench.mcp import call_outcome, call_template, describe_id
+from gcbench.mcp import RawReply, call_outcome, call_template, describe_id
 from gcbench.scenario import Chain, Think
 
 FIRST_CALL_ID = 1
+# Responses kept unparsed until the chains end (RawReply): at most this many bytes of them, the rest are
+# parsed as they come (a cell of large payloads must not hold them all).
+DEFER_BUDGET_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -32,6 +35,7 @@ class CallRecords:
     t_intended_ns: np.ndarray  # when the call was due: open-loop chain start, or previous reply + think
     ok: np.ndarray
     errors: dict[int, str]
+    replies: list = field(default_factory=list)  # per row: a RawReply not yet parsed, or None (settle_replies)
 
     def __len__(self) -> int:
         return len(self.t_send_ns)
@@ -56,7 +60,40 @@ def think_schedule_ns(chain: Chain, rng: np.random.Generator) -> np.ndarray:
     return (ms * 1e6).astype(np.int64)
 
 
-def run_chains(
+def chain_agents(chain: Chain) -> int:
+    """How many agents drive the chains: each chain its own in open loop, else `agents` (at most `chains`)."""
+    return chain.chains if chain.rate_per_s > 0 else min(chain.agents, chain.chains)
+
+
+def run_chains(transport, chain: Chain, tool: str, arguments: dict, think_ns: np.ndarray, call_timeout_s: float,
+               clock: Callable[[], int] = time.monotonic_ns, requests: Sequence[bytes] | None = None) -> CallRecords:
+    """drive_chains, then settle_replies: every call's outcome known."""
+    return settle_replies(drive_chains(transport, chain, tool, arguments, think_ns, call_timeout_s, clock, requests))
+
+
+def settle_replies(rec: CallRecords) -> CallRecords:
+    """Parse the responses drive_chains kept unparsed and set each call's outcome (after the measured window).
+
+    A response whose parsed id is not the one its head showed fails the cell as any wrong id does.
+    """
+    ok = rec.ok
+    for row, reply in enumerate(rec.replies):
+        if reply is None:
+            continue
+        msg = reply.message()
+        msg_id = msg.get("id")
+        if type(msg_id) is not int or msg_id != FIRST_CALL_ID + row:
+            raise CellError(f"server answered with an id it was never sent: {describe_id(msg_id)}")
+        outcome = call_outcome(msg)
+        if outcome is None:
+            ok[row] = True
+        else:
+            rec.errors[row] = outcome
+    rec.replies = []
+    return rec
+
+
+def drive_chains(
     transport,
     chain: Chain,
     tool: str,
@@ -66,7 +103,7 @@ def run_chains(
     clock: Callable[[], int] = time.monotonic_ns,
     requests: Sequence[bytes] | None = None,
 ) -> CallRecords:
-    """Drive every chain of a cell; return one row per call.
+    """Drive every chain of a cell; return one row per call (responses in `replies` still to be settled).
 
     An id comes back exactly as sent: an integer (1.0 for 1 is refused, as in the handshake and warm-up).
 
@@ -80,18 +117,22 @@ def run_chains(
     K = chain.calls
     C = chain.chains
     open_loop = chain.rate_per_s > 0
-    A = C if open_loop else min(chain.agents, C)
+    A = chain_agents(chain)
     total = C * K
     if requests is None:
         requests = [call_template(tool, arguments)] * total
     elif len(requests) != total:
         raise ValueError(f"{len(requests)} requests for {total} calls")
+    # every request whole before the first send: the per-call path formats nothing
+    wire = [template % (FIRST_CALL_ID + row) for row, template in enumerate(requests)]
     think_flat = think_ns.reshape(-1).tolist()
     t_send = [0] * total
     t_recv = [0] * total
     t_intended = [0] * total
     ok = [False] * total
     errors: dict[int, str] = {}
+    replies: list[RawReply | None] = [None] * total
+    budget = DEFER_BUDGET_BYTES
     timeout_ns = int(call_timeout_s * 1e9)
 
     t0 = clock()
@@ -115,11 +156,10 @@ def run_chains(
         while due and due[0][0] <= now:
             intended, a = heappop(due)
             row = row_of[a]
-            data = requests[row] % (FIRST_CALL_ID + row)
             t_intended[row] = intended
             t = clock()
             t_send[row] = t
-            send(data, a)
+            send(wire[row], a)
             inflight[a] = t
         wake_ns = due[0][0] if due else None
         if inflight:
@@ -134,11 +174,14 @@ def run_chains(
             if wake_ns is None or deadline < wake_ns:
                 wake_ns = deadline
         timeout_s = None if wake_ns is None else max(0.0, (wake_ns - now) / 1e9)
-        replies = poll(timeout_s)
-        for t_r, msg in replies:
-            if "method" in msg:
+        polled = poll(timeout_s)
+        for t_r, msg in polled:
+            if type(msg) is RawReply:
+                msg_id = msg.id
+            elif "method" in msg:
                 continue  # a server's own notification or request (e.g. a log message), not an answer
-            msg_id = msg.get("id")
+            else:
+                msg_id = msg.get("id")
             row = msg_id - FIRST_CALL_ID if type(msg_id) is int else -1
             if not 0 <= row < total:
                 raise CellError(f"server answered with an id it was never sent: {describe_id(msg_id)}")
@@ -147,11 +190,19 @@ def run_chains(
                 raise CellError(f"server answered id {msg_id!r} twice or out of turn")
             del inflight[a]
             t_recv[row] = t_r
-            outcome = call_outcome(msg)
-            if outcome is None:
-                ok[row] = True
+            if type(msg) is RawReply and budget > 0:
+                replies[row] = msg  # parsed by settle_replies, after the window
+                budget -= len(msg.line)
             else:
-                errors[row] = outcome
+                if type(msg) is RawReply:
+                    msg = msg.message()
+                    if msg.get("id") != msg_id or type(msg.get("id")) is not int:
+                        raise CellError(f"server answered with an id it was never sent: {describe_id(msg.get('id'))}")
+                outcome = call_outcome(msg)
+                if outcome is None:
+                    ok[row] = True
+                else:
+                    errors[row] = outcome
             done += 1
             if row % K + 1 < K:
                 row_of[a] = row + 1
@@ -168,4 +219,5 @@ def run_chains(
         t_intended_ns=np.array(t_intended, dtype=np.int64),
         ok=np.array(ok, dtype=bool),
         errors=errors,
+        replies=replies,
     )

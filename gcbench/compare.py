@@ -148,6 +148,7 @@ class _Cells:
     chain_ms: dict[tuple[str, str], np.ndarray]
     dead_ms: dict[tuple[str, str], np.ndarray]
     reps: dict[tuple[str, str], np.ndarray]  # the repetition of each chain: the bootstrap resamples both levels
+    runtimes: dict[str, str] = field(default_factory=dict)  # backend -> runtime (a user's JVM: java)
 
     @classmethod
     def of(cls, run: RunData) -> _Cells:
@@ -158,10 +159,11 @@ class _Cells:
             chain_ms[key] = g["chain_ns"].to_numpy() / 1e6
             dead_ms[key] = g["dead_ns"].to_numpy() / 1e6
             reps[key] = g["rep"].to_numpy()
-        return cls(chain_ms, dead_ms, reps)
+        runtimes = {c["backend"]: c.get("runtime", "") for c in run.meta.get("cells", [])}
+        return cls(chain_ms, dead_ms, reps, runtimes)
 
     def reference(self, key: tuple[str, str]) -> tuple[str, str] | None:
-        return reference_cell(*key, set(self.chain_ms))
+        return reference_cell(*key, set(self.chain_ms), self.runtimes.get(key[0], ""))
 
 
 def _stat(x: np.ndarray, metric: str) -> float:

@@ -41,7 +41,12 @@ from gcbench.errors import GcbenchError
 #      The same version added scenario.server.heap_shape and scenario.work.retain_shape (`records` by default);
 #      every format 2 server built `lists`, which the upgrade writes (without it, compare refuses an old
 #      baseline: "scenario.server.heap_shape differs").
-RUN_FORMAT = 3
+#   4  run.json: environment "wakeup_floor" (the machine's pipe round trip between two processes, busy and
+#      idle: gcbench/wakeup.py) and each measured cell's "harness" (the harness's CPU time and share of one core
+#      over the measured window, its send lag p50/p99/max, the schedule's gap between due sends:
+#      analysis/harness_load.py). No column changed. A format 3 folder measured neither: the upgrade writes
+#      None for both, which the reports show as "not recorded", with a note.
+RUN_FORMAT = 4
 
 CALL_COLUMNS = {
     "backend": "string",
@@ -138,10 +143,26 @@ def _add_tool(run: RunTables) -> RunTables:
     return RunTables(run.meta, calls, run.gc_events)
 
 
+def _add_harness_load(run: RunTables) -> RunTables:
+    env = run.meta.get("environment")
+    missing = isinstance(env, dict) and "wakeup_floor" not in env
+    if missing:
+        env["wakeup_floor"] = None
+    for cell in run.meta.get("cells") or ():
+        if isinstance(cell, dict) and cell.get("status") == "ok" and "harness" not in cell:
+            cell["harness"] = None
+            missing = True
+    if missing:
+        _note(run.meta, "format 3 -> 4: the machine's wake-up floor and the harness's CPU share and send lag were "
+                        "not recorded")
+    return run
+
+
 # version -> the function that turns a folder of version - 1 into that version
 RUN_UPGRADES: dict[int, Callable[[RunTables], RunTables]] = {
     2: _add_t_intended,
     3: _add_tool,
+    4: _add_harness_load,
 }
 
 
@@ -162,9 +183,27 @@ def upgrade_run(run: RunTables, found: int) -> RunTables:
 # sweep.json "kind": "gcbench-sweep", "schema_version".
 #   1  The original (commit 908feaf): name, grid_hash, grid, source, shard, gcbench_version, machine,
 #      created_utc (merge adds merged_from).
+#   2  grid.agents and grid.rate_per_s: the agents and offered-rate axes (each a list; a grid without the axis
+#      holds its base scenario's one value, which grid_hash leaves out, so a format 1 grid keeps its hash), and
+#      p99_target_ms: the load study's p99 target from the sweep file (null: the study's default). The upgrade
+#      fills the axes from grid.base.chain (the only values a format 1 grid measured) and sets p99_target_ms null.
 SWEEP_KIND = "gcbench-sweep"
-SWEEP_FORMAT = 1
-SWEEP_UPGRADES: dict[int, Callable[[dict], dict]] = {}
+SWEEP_FORMAT = 2
+
+
+def _add_load_axes(manifest: dict) -> dict:
+    grid = manifest.get("grid")
+    if isinstance(grid, dict):
+        base = grid.get("base")
+        chain = base.get("chain") if isinstance(base, dict) else None
+        chain = chain if isinstance(chain, dict) else {}
+        grid.setdefault("agents", [chain.get("agents", 1)])
+        grid.setdefault("rate_per_s", [chain.get("rate_per_s", 0.0)])
+    manifest.setdefault("p99_target_ms", None)
+    return manifest
+
+
+SWEEP_UPGRADES: dict[int, Callable[[dict], dict]] = {2: _add_load_axes}
 
 
 def upgrade_manifest(manifest: dict, found: int) -> dict:

@@ -12,73 +12,24 @@ during that cell (scheduler, other processes), stored with source "control".
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import signal
 import subprocess
 from pathlib import Path
 
 from gcbench import procs
-from gcbench.backends.base import Availability, Backend, CellContext, LaunchSpec, SubprocessBackend
-from gcbench.gcmode import GcMode
-from gcbench.scenario import Scenario
+from gcbench.backends.base import Backend, SubprocessBackend
+from gcbench.backends.metered import DEFAULT_FLOOR_US, Metered, meter_env
+from gcbench.backends.process import ManagedProcess
+
+# Metered and meter_env live with the backends (backends/metered.py); named here too, for callers of this module
+__all__ = ["DEFAULT_FLOOR_US", "DEFAULT_HICCUP_US", "METER_SUFFIX", "ControlProcess", "Metered", "control_binary",
+           "meter_env", "meter_hiccup_us", "rep_order", "with_meter"]
 
 DEFAULT_HICCUP_US = 1000  # 1 ms, jHiccup's default resolution
-DEFAULT_FLOOR_US = 200  # above the ~60-80 us a sleep overshoots by on an idle Linux machine
 METER_SUFFIX = "+meter"
 CONTROL_STOP_GRACE_S = 5.0
 # server-environment variables the control process must not inherit from the harness
 _SERVER_VARS = ("GCBENCH_STALLS", "GCBENCH_STALL_MODE", "GCBENCH_HEAP_OBJECTS", "GCBENCH_GC_MODE")
-
-
-def meter_env(hiccup_us: int, floor_us: int = DEFAULT_FLOOR_US) -> dict[str, str]:
-    return {"GCBENCH_HICCUP_US": str(int(hiccup_us)), "GCBENCH_HICCUP_FLOOR_US": str(int(floor_us))}
-
-
-class Metered(SubprocessBackend):
-    """A subprocess backend whose server runs the hiccup meter; everything else is the wrapped backend's."""
-
-    def __init__(self, inner: SubprocessBackend, hiccup_us: int, floor_us: int = DEFAULT_FLOOR_US,
-                 suffix: str = "") -> None:
-        self.inner = inner
-        self.hiccup_us = hiccup_us
-        self.floor_us = floor_us
-        self.name = inner.name + suffix
-        self.runtime = inner.runtime
-        self.description = inner.description + (" (with the hiccup meter)" if suffix else "")
-        self.in_process = inner.in_process
-        self.in_default_run = inner.in_default_run
-        self.tool = inner.tool
-
-    def __getattr__(self, name: str):  # anything else a caller may ask the wrapped backend
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def availability(self) -> Availability:
-        return self.inner.availability()
-
-    def unsupported_reason(self, mode: GcMode) -> str | None:
-        return self.inner.unsupported_reason(mode)
-
-    def prepare(self, log) -> None:
-        self.inner.prepare(log)
-
-    def tool_arguments(self, scenario: Scenario) -> dict:
-        return self.inner.tool_arguments(scenario)
-
-    def runtime_metadata(self) -> dict:
-        return self.inner.runtime_metadata()
-
-    def before_measure(self, handle, mode: GcMode, ctx: CellContext) -> dict:
-        return self.inner.before_measure(handle, mode, ctx)
-
-    def finish_events(self, events: list[dict], stats: dict, ctx: CellContext) -> tuple[list[dict], dict]:
-        return self.inner.finish_events(events, stats, ctx)
-
-    def launch_spec(self, mode: GcMode, scenario: Scenario, ctx: CellContext) -> LaunchSpec:
-        spec = self.inner.launch_spec(mode, scenario, ctx)
-        return dataclasses.replace(spec, env={**spec.env, **meter_env(self.hiccup_us, self.floor_us)})
 
 
 def meter_hiccup_us(backend: Backend) -> int:
@@ -110,7 +61,7 @@ def rep_order(backends: list[Backend], rep: int) -> list[Backend]:
     if rep % 2:
         for i in range(len(out) - 1):
             a, b = out[i], out[i + 1]
-            if isinstance(b, Metered) and b.inner is a:
+            if isinstance(b, Metered) and b.base_backend() is a:
                 out[i], out[i + 1] = b, a
     return out
 
@@ -130,7 +81,8 @@ def control_binary(log) -> tuple[Path | None, str]:
 
 
 class ControlProcess:
-    """The idle meter-only process beside one cell, in its own process group (never left behind)."""
+    """The idle meter-only process beside one cell (a ManagedProcess: its own process group, dies with
+    gcbench, never left behind)."""
 
     def __init__(self, binary: Path, events_path: Path, stderr_path: Path, hiccup_us: int,
                  floor_us: int = DEFAULT_FLOOR_US) -> None:
@@ -141,43 +93,20 @@ class ControlProcess:
         with procs.held():  # a process that exists is registered before a signal can act
             self._stderr = open(stderr_path, "wb")  # noqa: SIM115  (closed in stop)
             try:
-                self.proc = subprocess.Popen(
-                    [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr, env=env,
-                    start_new_session=True, close_fds=True,  # not pinned: it must not compete with the server
-                )
+                # not pinned: it must not compete with the server
+                self.process = ManagedProcess([str(binary)], env, "hiccup control process",
+                                              stdout=subprocess.DEVNULL, stderr=self._stderr)
             except OSError:
                 self._stderr.close()
                 raise
-            self.pid = self.proc.pid
-            procs.register_group(self.pid, "hiccup control process")
+            self.proc = self.process.proc
+            self.pid = self.process.pid
 
     def stop(self, grace_s: float = CONTROL_STOP_GRACE_S) -> int | None:
         """EOF on stdin (it flushes and exits), then SIGTERM, then SIGKILL to its process group."""
-        proc = self.proc
         with procs.held():
             try:
-                try:
-                    proc.stdin.close()
-                except OSError:
-                    pass
-                try:
-                    proc.wait(timeout=grace_s)
-                except subprocess.TimeoutExpired:
-                    self._signal_group(signal.SIGTERM)
-                    try:
-                        proc.wait(timeout=grace_s)
-                    except subprocess.TimeoutExpired:
-                        pass
-                self._signal_group(signal.SIGKILL)
-                if proc.poll() is None:
-                    proc.wait()
-                return proc.returncode
+                return self.process.terminate(grace_s)
             finally:
-                procs.unregister_group(self.pid)
+                self.process.release()
                 self._stderr.close()
-
-    def _signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass

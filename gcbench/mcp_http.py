@@ -124,6 +124,14 @@ class HttpTransport:
         self._sel.register(sock, selectors.EVENT_READ, conn)
         return conn
 
+    def connect(self, agents: int) -> None:
+        """Open every agent's connection before measuring: a connect inside the window stalls every agent
+        behind it (a server with a short listen backlog made the first calls of 16 agents wait for the
+        kernel's 1 s and 2 s SYN retries)."""
+        for agent in range(agents):
+            if agent not in self._conns:
+                self._connect(agent)
+
     def _head(self, length: int) -> bytes:
         head = self._head_cache.get(length)
         if head is None:

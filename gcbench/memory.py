@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gcbench.analysis import GROUP_KEYS, OFF_MODE, OFF_MODES, chain_stats, chain_table
+from gcbench.analysis import GROUP_KEYS, chain_stats, chain_table
+from gcbench.analysis.reference import off_mode
 
 TIMELINE_POINTS = 200  # at most this many (t, rss) points per cell in run.json
 MIB = 1024 * 1024
@@ -249,12 +250,12 @@ def memory_table(run) -> pd.DataFrame:
     def ratio(col: str, ref_mode) -> list[float]:
         vals = []
         for r in out.itertuples():
-            ref = by_key.get((r.backend, ref_mode(r.backend)))
+            ref = by_key.get((r.backend, ref_mode(r)))
             num, den = getattr(r, col), getattr(ref, col) if ref is not None else np.nan
             vals.append(num / den if den == den and den > 0 else np.nan)
         return vals
 
-    out["peak_rss_vs_default"] = ratio("peak_rss_mib", lambda b: "default")
-    out["peak_rss_vs_off"] = ratio("peak_rss_mib", lambda b: OFF_MODES.get(b.split("+")[0], OFF_MODE))
-    out["dead_mean_vs_default"] = ratio("dead_mean_ms", lambda b: "default")
+    out["peak_rss_vs_default"] = ratio("peak_rss_mib", lambda r: "default")
+    out["peak_rss_vs_off"] = ratio("peak_rss_mib", lambda r: off_mode(r.backend, r.runtime))
+    out["dead_mean_vs_default"] = ratio("dead_mean_ms", lambda r: "default")
     return out[MEMORY_COLUMNS]

@@ -15,8 +15,9 @@ import pandas as pd
 
 from gcbench import procs, trace
 from gcbench.analysis import attribute
+from gcbench.analysis.harness_load import due_gap_ns, harness_figures, harness_limits
 from gcbench.backends.base import FAILED_STOP_GRACE_S, Backend, CellContext
-from gcbench.chain import CallRecords, run_chains, think_schedule_ns
+from gcbench.chain import CallRecords, chain_agents, drive_chains, settle_replies, think_schedule_ns
 from gcbench.errors import CellError, GcbenchError
 from gcbench.gcmode import GcMode
 from gcbench.hiccup import (
@@ -36,6 +37,7 @@ from gcbench.progress import Progress
 from gcbench.scenario import Scenario
 from gcbench.side_channel import read_side_channel
 from gcbench.store import RUN_JSON, RunWriter, new_run_id
+from gcbench.wakeup import measure_floor
 
 __all__ = ["Interrupted", "RunConfig", "RunResult", "execute", "measure_cell", "read_side_channel"]
 
@@ -108,6 +110,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
     env = collect_environment()
     env["backend_versions"] = {b.name: b.availability().version for b in config.backends}
     env["pinning"] = pin_cores(config.pin)
+    env["wakeup_floor"] = measure_floor(env["pinning"])  # the machine's own round trip (gcbench/wakeup.py)
     writer = RunWriter(
         config.out_dir,
         config.run_id or new_run_id(scenario.name),
@@ -125,7 +128,7 @@ def execute(config: RunConfig, log: Callable[[str], None] = _log,
     log(f"gcbench: run folder {writer.path}")
     run_backends = with_meter(config.backends, config.hiccup_us, config.hiccup_floor_us, config.meter_overhead)
     cells = [(rep, b, m) for rep in range(config.reps) for b in rep_order(run_backends, rep)
-             for m in config.modes_for(getattr(b, "inner", b))]
+             for m in config.modes_for(b.base_backend())]
     failed: list[dict] = []
     call_errors: list[dict] = []
     unprepared: dict[str, str] = {}
@@ -305,10 +308,11 @@ def measure_cell(
             session.timeout_s = config.call_timeout_s
             for params in plan.warmup:
                 session.request("tools/call", params)
+            session.transport.connect(chain_agents(scenario.chain))  # no connect inside the window
             before = backend.before_measure(handle, mode, ctx)
             session.control("gcbench/measure")
-            records, client_events, window, client_allocs = _measure(handle, scenario, backend, arguments,
-                                                                      plan, config)
+            records, client_events, window, client_allocs, cpu_s = _measure(handle, scenario, backend, arguments,
+                                                                             plan, config)
             session.control("gcbench/flush")
         ok = True
     finally:
@@ -339,8 +343,10 @@ def measure_cell(
         stats=stats, side_channel_bad_lines=bad_lines, stderr_dropped_bytes=getattr(handle, "stderr_dropped_bytes", 0),
         hiccup_us=meter_hiccup_us(backend), control=control_meta, **before,
         memory=cell_memory(handle.memory, ctx.rss_samples_path, window, stats, writer.path),
+        harness=harness_figures(records.t_send_ns, records.t_intended_ns, cpu_s, window[1] - window[0],
+                                due_gap_ns(plan.think_ns, scenario.chain.rate_per_s)),
     )
-    warnings = probe_drop_warnings(stats)
+    warnings = probe_drop_warnings(stats) + [str(w) for w in harness_limits(cell["harness"])]
     if warnings:
         cell["warnings"] = warnings
     return cell, calls, events
@@ -384,7 +390,7 @@ def probe_drop_warnings(stats: dict) -> list[str]:
 
 
 def _measure(handle, scenario, backend, arguments, plan, config) \
-        -> tuple[CallRecords, list[dict], tuple[int, int], int | None]:
+        -> tuple[CallRecords, list[dict], tuple[int, int], int | None, float]:
     """Drive the chains with the harness's own GC off (and recorded), unless the backend runs in-process.
 
     Also returns the growth of the harness's gc.get_count()[0] over the window: None in-process (the
@@ -392,7 +398,8 @@ def _measure(handle, scenario, backend, arguments, plan, config) \
     the GC disabled that count is the net number of GC-tracked objects allocated (allocations minus frees of
     container objects): measured on CPython 3.11.7, 3.12.1 and 3.13.0, 10,000 kept lists plus 5,000 dicts
     allocated and freed grow it by 10,004. It says how much the harness's young generation would have had to
-    collect with its GC on.
+    collect with its GC on. Last, the harness process's CPU time over the window (every thread, in s): read
+    before and after it, never per call.
     """
     own_gc = not backend.in_process
     probe = GcProbe(None, runtime="python").install() if own_gc else None
@@ -402,12 +409,14 @@ def _measure(handle, scenario, backend, arguments, plan, config) \
         gc.freeze()  # what the harness has built so far is never traversed again
         gc.disable()
     count0, collections0 = gc.get_count()[0], sum(s["collections"] for s in gc.get_stats())
+    cpu0 = time.process_time()
     t_start = time.monotonic_ns()
     try:
-        records = run_chains(handle.session.transport, scenario.chain, backend.tool, arguments, plan.think_ns,
-                             config.call_timeout_s, requests=plan.requests)
+        records = drive_chains(handle.session.transport, scenario.chain, backend.tool, arguments, plan.think_ns,
+                               config.call_timeout_s, requests=plan.requests)
     finally:
         t_end = time.monotonic_ns()
+        cpu_s = time.process_time() - cpu0
         # a collection inside the window (an explicit gc.collect()) resets the count: then it says nothing
         collected = sum(s["collections"] for s in gc.get_stats()) != collections0
         allocs = gc.get_count()[0] - count0 if own_gc and not collected else None
@@ -421,7 +430,7 @@ def _measure(handle, scenario, backend, arguments, plan, config) \
                 {"generation": g, "kind": probe.kind(g), "start_ns": s, "end_ns": e, "collected": c}
                 for g, s, e, c, _ in probe.drain()
             ]
-    return records, client, (t_start, t_end), allocs
+    return settle_replies(records), client, (t_start, t_end), allocs, cpu_s  # responses parsed outside the window
 
 
 def calls_frame(rec: CallRecords, backend: str, mode: str, rep: int, tools: list[str]) -> pd.DataFrame:

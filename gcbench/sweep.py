@@ -1,5 +1,5 @@
-"""Sweeps: a grid of scenarios (live-heap size x allocation profile) x backends x their GC modes, one run
-folder per grid point, resumable, shardable across machines and mergeable."""
+"""Sweeps: a grid of scenarios (live-heap size x allocation profile x agents x offered rate) x backends x their
+GC modes, one run folder per grid point, resumable, shardable across machines and mergeable."""
 
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ from gcbench.gcmode import GcMode, parse_gc_mode
 from gcbench.metadata import SWEEP_MACHINE_KEYS, collect_environment
 from gcbench.progress import Progress
 from gcbench.scenario import (
+    MAX_AGENTS,
     MAX_OBJECTS,
     Scenario,
+    _check_float,
     _check_int,
+    _check_rate,
     _only_keys,
     _type_name,
     parse_scenario,
@@ -48,16 +51,32 @@ class SweepSpec:
     profiles: dict[str, dict]
     reps: int
     source: str
+    agents: tuple[int, ...] = ()  # () : the base scenario's chain.agents, no axis
+    rates: tuple[float, ...] = ()  # chain.rate_per_s values; () : the base scenario's, no axis
+    p99_target_ms: float | None = None  # the load study's p99 target (not part of the grid)
+
+    @property
+    def agents_axis(self) -> tuple[int, ...]:
+        return self.agents or (self.base.chain.agents,)
+
+    @property
+    def rate_axis(self) -> tuple[float, ...]:
+        return self.rates or (self.base.chain.rate_per_s,)
 
     def to_dict(self) -> dict:
         return {
             "name": self.name, "base": self.base.to_dict(), "backends": list(self.backends),
             "gc_modes": {b: [str(m) for m in ms] for b, ms in self.gc_modes.items()},
             "heap_objects": list(self.heap_objects), "profiles": self.profiles, "reps": self.reps,
+            "agents": list(self.agents_axis), "rate_per_s": list(self.rate_axis),
         }
 
     def grid_hash(self) -> str:
         d = self.to_dict()
+        # an axis of one value, the base scenario's, is what every grid built before the axes existed
+        for key, base in (("agents", self.base.chain.agents), ("rate_per_s", self.base.chain.rate_per_s)):
+            if d[key] == [base]:
+                del d[key]
         # `lists` is what every grid built before heap shapes existed: left out, such a sweep resumes and merges
         for section, key in (("server", "heap_shape"), ("work", "retain_shape")):
             if d["base"].get(section, {}).get(key) == "lists":
@@ -72,6 +91,25 @@ class Point:
     heap_objects: int
     profile: str
     scenario: Scenario
+    agents: int = 1
+    rate_per_s: float = 0.0
+
+
+def point_id(heap: int, profile: str, agents: int, rate: float, agents_axis: bool, rate_axis: bool) -> str:
+    """h{heap}-{profile}, then -a{agents} and -r{rate} when the grid has that axis (ids of older grids kept)."""
+    return (f"h{heap}-{profile}" + (f"-a{agents}" if agents_axis else "")
+            + (f"-r{rate:g}" if rate_axis else ""))
+
+
+def grid_points(grid: dict) -> dict[str, dict]:
+    """point id -> {heap_objects, profile, agents, rate_per_s} of a manifest's grid (expand's order)."""
+    chain = grid.get("base", {}).get("chain", {}) if isinstance(grid.get("base"), dict) else {}
+    base_agents, base_rate = chain.get("agents", 1), chain.get("rate_per_s", 0.0)
+    agents = grid.get("agents") or [base_agents]
+    rates = grid.get("rate_per_s") or [base_rate]
+    a_axis, r_axis = agents != [base_agents], rates != [base_rate]
+    return {point_id(h, p, a, r, a_axis, r_axis): {"heap_objects": h, "profile": p, "agents": a, "rate_per_s": r}
+            for h in grid.get("heap_objects", []) for p in grid.get("profiles", {}) for a in agents for r in rates}
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
@@ -86,7 +124,8 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if not isinstance(sweep, dict):
         raise GcbenchError(f"{src}: field 'sweep': a sweep file needs a [sweep] table (backends, gc_modes, ...)")
     base = parse_scenario(data, src, default_name=p.stem)
-    _only_keys(src, "sweep.", sweep, {"backends", "gc_modes", "heap_objects", "profiles", "reps"})
+    _only_keys(src, "sweep.", sweep, {"backends", "gc_modes", "heap_objects", "profiles", "reps",
+                                        "agents", "rate_per_s", "p99_target_ms"})
     backends = sweep.get("backends")
     if not isinstance(backends, list) or not backends or not all(isinstance(b, str) for b in backends):
         raise GcbenchError(f"{src}: field 'sweep.backends': expected a non-empty array of backend names")
@@ -123,20 +162,52 @@ def load_sweep(path: str | Path) -> SweepSpec:
         parse_scenario({**data, "work": {**data.get("work", {}), **overrides}}, f"{src} (profile {name})")
         profiles[name] = dict(overrides)
     reps = _check_int(src, "sweep.reps", sweep.get("reps", 1), 1, 1000)
-    return SweepSpec(base.name, base, tuple(backends), gc_modes, heaps, profiles, reps, src)
+    agents = _axis(src, sweep, "agents", lambda f, v: _check_int(src, f, v, 1, MAX_AGENTS))
+    rates = _axis(src, sweep, "rate_per_s", lambda f, v: _check_rate(src, f, v))
+    target = sweep.get("p99_target_ms")
+    if target is not None:
+        target = _check_float(src, "sweep.p99_target_ms", target, 0.0, 3_600_000.0)
+        if target <= 0:
+            raise GcbenchError(f"{src}: field 'sweep.p99_target_ms': expected a time above 0 ms, got {target:g}")
+    for r in rates:  # every point's chain as a scenario: the totals and limits a run would check
+        parse_scenario({**data, "chain": {**data.get("chain", {}), "rate_per_s": r}}, f"{src} (rate_per_s {r:g})")
+    return SweepSpec(base.name, base, tuple(backends), gc_modes, heaps, profiles, reps, src, agents, rates, target)
+
+
+def _axis(src: str, sweep: dict, key: str, check) -> tuple:
+    """An optional axis: a non-empty array of distinct values, each checked like the scenario field."""
+    if key not in sweep:
+        return ()
+    raw = sweep[key]
+    if not isinstance(raw, list) or not raw:
+        raise GcbenchError(f"{src}: field 'sweep.{key}': expected a non-empty array, got {_type_name(raw)}"
+                           + (" (empty)" if raw == [] else ""))
+    values = tuple(check(f"sweep.{key}[{i}]", v) for i, v in enumerate(raw))
+    seen = set()
+    for i, v in enumerate(values):
+        if v in seen:
+            raise GcbenchError(f"{src}: field 'sweep.{key}[{i}]': {raw[i]} is listed twice")
+        seen.add(v)
+    return values
 
 
 def expand(spec: SweepSpec) -> list[Point]:
     """Grid points in a fixed order (shards and resume rely on it)."""
     points = []
+    base = spec.base.chain
+    a_axis, r_axis = spec.agents_axis != (base.agents,), spec.rate_axis != (base.rate_per_s,)
     for heap in spec.heap_objects:
         for profile, overrides in spec.profiles.items():
             work = replace(spec.base.work, **overrides) if overrides else spec.base.work
-            sc = replace(
-                spec.base, name=f"{spec.name}-h{heap}-{profile}", work=work,
-                server=replace(spec.base.server, heap_objects=heap),
-            )
-            points.append(Point(len(points), f"h{heap}-{profile}", heap, profile, sc))
+            for agents in spec.agents_axis:
+                for rate in spec.rate_axis:
+                    pid = point_id(heap, profile, agents, rate, a_axis, r_axis)
+                    sc = replace(
+                        spec.base, name=f"{spec.name}-{pid}", work=work,
+                        server=replace(spec.base.server, heap_objects=heap),
+                        chain=replace(base, agents=agents, rate_per_s=rate),
+                    )
+                    points.append(Point(len(points), pid, heap, profile, sc, agents, rate))
     return points
 
 
@@ -157,6 +228,7 @@ def _manifest(spec: SweepSpec, shard: tuple[int, int]) -> dict:
     return {
         "kind": SWEEP_KIND, "schema_version": SWEEP_FORMAT, "name": spec.name, "grid_hash": spec.grid_hash(),
         "grid": spec.to_dict(), "source": spec.source, "shard": f"{shard[0] + 1}/{shard[1]}",
+        "p99_target_ms": spec.p99_target_ms,
         "gcbench_version": env["gcbench_version"], "machine": {k: env.get(k) for k in SWEEP_MACHINE_KEYS},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -382,6 +454,7 @@ def load_sweep_runs(folder: Path) -> list[tuple[dict, object]]:
     from gcbench.store import load_run
 
     manifest = read_manifest(folder)
+    known = grid_points(manifest["grid"])
     out = []
     for sub in sorted(folder.iterdir()):
         if sub.is_dir() and not sub.name.startswith(".") and point_status(sub) in DONE_STATUSES:
@@ -390,7 +463,14 @@ def load_sweep_runs(folder: Path) -> list[tuple[dict, object]]:
             heap = server.get("heap_objects") if isinstance(server, dict) else None
             if type(heap) is not int:
                 raise GcbenchError(f"{sub / 'run.json'}: field 'scenario.server.heap_objects' should be an integer")
-            profile = sub.name.split("-", 1)[1] if "-" in sub.name else ""
-            out.append(({"point": sub.name, "heap_objects": heap, "profile": profile,
-                         "grid_hash": manifest["grid_hash"]}, run))
+            chain = run.meta["scenario"].get("chain")
+            chain = chain if isinstance(chain, dict) else {}
+            where = known.get(sub.name)
+            profile = where["profile"] if where else (sub.name.split("-", 1)[1] if "-" in sub.name else "")
+            agents, rate = chain.get("agents", 1), chain.get("rate_per_s", 0.0)
+            if type(agents) is not int or type(rate) not in (int, float):
+                raise GcbenchError(f"{sub / 'run.json'}: field 'scenario.chain' should hold integer agents and a "
+                                   f"numeric rate_per_s")
+            out.append(({"point": sub.name, "heap_objects": heap, "profile": profile, "agents": agents,
+                         "rate_per_s": float(rate), "grid_hash": manifest["grid_hash"]}, run))
     return out

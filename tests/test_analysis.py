@@ -384,3 +384,15 @@ def test_every_name_of_the_former_module_is_still_importable():
               "merge_intervals", "overlap_ns", "pct_name", "reference_cell", "runtime_reference", "stats_warnings",
               "summarize"]
     assert [n for n in former if not hasattr(analysis, n)] == []
+
+
+def test_a_users_jvm_server_is_set_against_its_own_epsilon_cell():
+    """The GC-off mode is the runtime's: a user's JVM server (a custom backend of runtime java) has its GC
+    cost against its own `epsilon` cell. Keyed by backend name, the old code found no reference for it."""
+    from gcbench.analysis.reference import RefKind, choose_reference, reference_cell
+
+    present = {("my-jvm", "g1"), ("my-jvm", "epsilon")}
+    assert reference_cell("my-jvm", "g1", present, "java") == ("my-jvm", "epsilon")
+    ref = choose_reference(("my-jvm", "g1"), sorted(present), "java", {}, {})
+    assert ref.ref == ("my-jvm", "epsilon") and ref.kind is RefKind.GC_OFF
+    assert reference_cell("my-py", "default", {("my-py", "default"), ("my-py", "epsilon")}, "python") is None

@@ -28,6 +28,7 @@ GOLDEN_RUNS = {
     "run-format-2-as-schema-1": 2,
     "run-format-2": 2,
     "run-format-3": 3,
+    "run-format-4": 4,
     "sweep-format-1/h0-base": 2,  # a sweep point written at acd07a8: says 1, holds t_intended_ns
 }
 
@@ -68,7 +69,16 @@ def test_every_golden_run_folder_loads_as_the_latest_format(name):
     assert [n for n in notes if "calls.tool" in n] == (
         ["format 2 -> 3: calls.tool filled from the run's configuration (a format 2 chain called one tool: "
          "python: work)"] if run.stored_format < 3 else [])
-    assert len(notes) == (run.stored_format == 1) + (run.stored_format < 3)
+    assert len(notes) == (run.stored_format == 1) + (run.stored_format < 3) + (run.stored_format < 4)
+    # before format 4 neither the wake-up floor nor the harness's load was measured: None, said, never made up
+    if run.stored_format < 4:
+        assert run.meta["environment"]["wakeup_floor"] is None
+        assert all(c["harness"] is None for c in run.meta["cells"] if c["status"] == "ok")
+        assert notes[-1] == ("format 3 -> 4: the machine's wake-up floor and the harness's CPU share and send lag "
+                             "were not recorded")
+    else:
+        assert run.meta["environment"]["wakeup_floor"]["idle"]["p50_ns"] > 0
+        assert all(c["harness"]["send_lag_calls"] == 6 for c in run.meta["cells"])
     # a server before format 3 built 2-lists only: the upgrade says so, so compare does not refuse old baselines
     if run.stored_format < 3:
         assert run.meta["scenario"]["server"]["heap_shape"] == "lists"
@@ -137,7 +147,7 @@ def test_apply_upgrades_runs_each_version_once_in_order():
 
 def test_the_writer_writes_the_latest_format(tmp_path):
     w = RunWriter(tmp_path, "w", {"scenario": {}, "config": {}, "environment": {}})
-    assert _stored_meta(w.path)["schema_version"] == RUN_FORMAT == 3
+    assert _stored_meta(w.path)["schema_version"] == RUN_FORMAT == 4
 
 
 def test_gcbench_upgrade_rewrites_an_old_folder_once(tmp_path):
@@ -153,7 +163,7 @@ def test_gcbench_upgrade_rewrites_an_old_folder_once(tmp_path):
     assert list(after.columns) == list(CALL_COLUMNS) and after[list(before.columns)].equals(before)
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temp file left
     run = load_run(folder)
-    assert run.stored_format == RUN_FORMAT and len(run.meta["format_notes"]) == 2  # not noted twice
+    assert run.stored_format == RUN_FORMAT and len(run.meta["format_notes"]) == 3  # not noted twice
     proc = run_cli("upgrade", str(folder))
     assert proc.stdout.strip() == f"{folder}: run folder already schema_version {RUN_FORMAT}"
 
@@ -163,10 +173,23 @@ def test_gcbench_upgrade_of_a_sweep_folder_upgrades_its_points(tmp_path):
     proc = run_cli("upgrade", str(folder))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        f"{folder}: sweep manifest already schema_version {formats.SWEEP_FORMAT}",
+        f"{folder}: sweep manifest schema_version 1 -> {formats.SWEEP_FORMAT}, rewritten",
         f"{folder / 'h0-base'}: run folder schema_version 1 -> {RUN_FORMAT}, rewritten",
     ]
     assert _stored_meta(folder / "h0-base")["schema_version"] == RUN_FORMAT
+
+
+def test_gcbench_upgrade_waits_for_no_sweep_writing_into_the_folder(tmp_path):
+    """A sweep or merge holding the folder's lock: upgrade refuses (one line, exit 2) and rewrites nothing.
+    The old code rewrote the points under a running sweep."""
+    from gcbench.sweep import folder_lock
+
+    folder = _copy(tmp_path, "sweep-format-1")
+    with folder_lock(folder):
+        line = _one_error_line(run_cli("upgrade", str(folder)))
+    assert "another gcbench" in line and str(folder) in line
+    assert _stored_meta(folder / "h0-base")["schema_version"] == 1  # left alone
+    assert run_cli("upgrade", str(folder)).returncode == 0  # the lock went with its holder
 
 
 def _one_error_line(proc) -> str:
@@ -189,11 +212,12 @@ def test_a_newer_run_folder_is_refused_with_one_line(tmp_path):
 
 def test_the_sweep_manifest_version_is_checked_on_load(tmp_path):
     folder = _copy(tmp_path, "sweep-format-1")
-    assert read_manifest(folder)["schema_version"] == 1
+    assert read_manifest(folder)["schema_version"] == formats.SWEEP_FORMAT  # upgraded in memory
     (point, run), = load_sweep_runs(folder)
     assert point["point"] == "h0-base" and run.meta["schema_version"] == RUN_FORMAT
     manifest = json.loads((folder / MANIFEST).read_text())
-    for version, problem in ((formats.SWEEP_FORMAT + 1, "is newer than this gcbench reads (1 to 1): upgrade gcbench"),
+    for version, problem in ((formats.SWEEP_FORMAT + 1, f"is newer than this gcbench reads (1 to {formats.SWEEP_FORMAT}): "
+                                                        "upgrade gcbench"),
                              ("1", 'schema_version "1" is not supported'), (None, "no schema_version")):
         doc = {k: v for k, v in manifest.items() if k != "schema_version" or version is not None}
         if version is not None:
@@ -201,20 +225,20 @@ def test_the_sweep_manifest_version_is_checked_on_load(tmp_path):
         (folder / MANIFEST).write_text(json.dumps(doc))
         with pytest.raises(GcbenchError, match=f"{folder / MANIFEST}: .*{problem[:20]}"):
             read_manifest(folder)
-    (folder / MANIFEST).write_text(json.dumps({**manifest, "schema_version": 2}))
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "schema_version": formats.SWEEP_FORMAT + 1}))
     line = _one_error_line(run_cli("study", str(folder)))
     assert "upgrade gcbench" in line and str(folder / MANIFEST) in line
 
 
-def test_an_older_sweep_manifest_is_upgraded_on_load(tmp_path, monkeypatch):
-    """The mechanism the next manifest version will use: a version-2 gcbench reads this folder's 1."""
+def test_an_older_sweep_manifest_is_upgraded_on_load(tmp_path):
+    """Format 1 -> 2: the grid's agents and rate axes are the base chain's one value; no p99 target."""
     folder = _copy(tmp_path, "sweep-format-1")
-    monkeypatch.setattr(formats, "SWEEP_FORMAT", 2)
-    monkeypatch.setattr("gcbench.sweep.SWEEP_FORMAT", 2)
-    monkeypatch.setattr(formats, "SWEEP_UPGRADES", {2: lambda m: {**m, "new_field": "filled"}})
     m = read_manifest(folder)
-    assert m["schema_version"] == 2 and m["new_field"] == "filled"
-    assert json.loads((folder / MANIFEST).read_text())["schema_version"] == 1  # in memory only
+    assert m["schema_version"] == 2 and m["p99_target_ms"] is None
+    assert (m["grid"]["agents"], m["grid"]["rate_per_s"]) == ([1], [0.0])
+    stored = json.loads((folder / MANIFEST).read_text())
+    assert stored["schema_version"] == 1 and "agents" not in stored["grid"]  # in memory only
+    assert m["grid_hash"] == stored["grid_hash"]
 
 
 def test_the_sweep_manifest_is_written_atomically(tmp_path, monkeypatch):

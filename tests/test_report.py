@@ -233,13 +233,13 @@ def _inside(client: list[dict], window: tuple[int, int]) -> list[dict]:
 
 
 def test_the_harness_counts_its_own_allocation_and_collections_while_measuring():
-    records, client, window, allocs = _measure_with(_EchoTransport(keep=100))
+    records, client, window, allocs, _ = _measure_with(_EchoTransport(keep=100))
     assert len(records) == 10 and records.ok.all()
     assert _inside(client, window) == []  # (the collection just before the window is recorded too)
     # 10 calls x 100 kept lists on top of what the same chains allocate keeping nothing (the loop's buffers:
     # 27 objects on CPython 3.11.7)
     assert allocs - _measure_with(_EchoTransport(keep=0))[3] == 1_000
-    records, client, window, allocs = _measure_with(_EchoTransport(keep=10, collect_at=3))
+    records, client, window, allocs, _ = _measure_with(_EchoTransport(keep=10, collect_at=3))
     inside = _inside(client, window)
     assert len(inside) == 1 and window[0] <= inside[0]["start_ns"] <= inside[0]["end_ns"] <= window[1]
     assert allocs is None  # the collection reset the count: no number rather than a wrong one

@@ -27,6 +27,8 @@ def test_run_writes_a_loadable_folder_with_every_call(tiny_scenario, tmp_path):
     assert json.loads((run.path / "run.json").read_text())["schema_version"] == RUN_FORMAT == run.stored_format
     assert meta["scenario"]["name"] == "tiny"
     assert {"python_version", "cpu_model", "cpu_count", "platform"} <= set(meta["environment"])
+    assert meta["environment"]["wakeup_floor"]["idle"]["p50_ns"] > 0  # measured once, at the start of the run
+    assert all(c["harness"]["send_lag_calls"] == 15 and c["harness"]["cpu_s"] > 0 for c in meta["cells"])
     cells = meta["cells"]
     assert len(cells) == 2 * 2 * 2 and all(c["status"] == "ok" for c in cells)
     per_cell = calls.groupby(["backend", "gc_mode", "rep"]).size()
@@ -94,3 +96,23 @@ def test_freeze_makes_full_collections_much_cheaper_on_a_big_heap(write_scenario
 def test_load_rejects_what_is_not_a_run(tmp_path):
     with pytest.raises(gcbench.errors.GcbenchError, match="not a run folder"):
         load_run(tmp_path)
+
+
+def test_every_agent_is_connected_before_the_window_over_http(write_scenario, tmp_path):
+    """16 agents over HTTP: the connections are opened before measuring. Opened lazily on each agent's first
+    send, inside the window, they met the stdlib server's listen backlog of 5 and waited for the kernel's
+    SYN retries: the first call of most chains took 1.0 or 2.0 s on the old code."""
+    sc = write_scenario("""
+        name = "agents16"
+        [chain]
+        calls = 2
+        chains = 16
+        agents = 16
+        warmup_calls = 1
+    """)
+    run, _ = _run("--scenario", str(sc), "--backend", "python", "--gc-mode", "disabled",
+                  "--transport", "http", out=tmp_path)
+    calls = run.calls
+    assert len(calls) == 32 and calls["ok"].all()
+    first = calls[calls["call"] == 0]
+    assert first["latency_ns"].max() < 0.9e9, first["latency_ns"].max()  # no SYN retry (1 s) in the window

@@ -44,7 +44,8 @@ def test_builtin_scenarios_are_valid_and_described():
     names = dict(list_builtin())
     assert {"default", "big-heap", "no-alloc"} <= set(names)
     assert "gcbench sweep claim-check" in names["claim-check"]
-    for name in set(names) - {"claim-check"}:
+    assert "gcbench sweep load" in names["load"]
+    for name in set(names) - {"claim-check", "load"}:
         sc = load_scenario(name)
         assert sc.description and sc.chain.calls == 50
     assert load_scenario("no-alloc").work.alloc_objects == 0

@@ -6,6 +6,8 @@
     reference       the same-runtime reference of a cell, or why there is none (Reference, NoReference)
     counterfactual  GC cost against that reference, with bootstrap intervals
     claim           per-call GC loss and the claim check (ClaimVerdict)
+    amplification   calls each pause delayed; dead time summed over chains / server GC time (Amplification)
+    harness_load    the harness's send lag and CPU share per cell (HarnessLimited when they limited the load)
     warnings        pyperf-style warnings (CellWarning and its kinds)
     summary         summarize(): one row per (backend, gc mode) joining all of the above
     histograms      call latency as HdrHistograms

@@ -15,7 +15,7 @@ import pandas as pd
 from gcbench.analysis.attribution import GROUP_KEYS, measured_server_events
 
 OFF_MODE = "disabled"  # the GC-off cell of a backend, the counterfactual's first choice
-OFF_MODES = {"java": "epsilon"}  # backends whose GC-off mode has another name (the JVM's no-op collector)
+OFF_MODES = {"java": "epsilon"}  # runtimes whose GC-off mode has another name (the JVM's no-op collector)
 CONTROL_BACKEND = "rust"  # no GC at all: a runtime difference against it is shown for Node, never as GC cost
 NO_GC_RUNTIMES = frozenset({"rust"})  # no garbage collector: a cell is its own reference
 # Runtimes that cannot turn GC off: V8 has no such switch (the node backends refuse --gc-mode disabled).
@@ -98,6 +98,12 @@ class NoReference:
 NO_REFERENCE = NoReference()  # the run holds no GC-off reference for the cell
 
 
+def off_mode(backend: str, runtime: str = "") -> str:
+    """The GC-off mode of a backend: keyed by its runtime (a user's JVM server is `java` too, whatever its
+    backend is called), else by the backend's own name (java+meter too)."""
+    return OFF_MODES.get(runtime) or OFF_MODES.get(backend.split("+")[0], OFF_MODE)
+
+
 def reference_cell(backend: str, gc_mode: str, present: set[Cell], runtime: str = "") -> Cell | None:
     """The same-runtime GC-off cell that (backend, gc mode) is compared with, or None when the run has none.
 
@@ -106,7 +112,7 @@ def reference_cell(backend: str, gc_mode: str, present: set[Cell], runtime: str 
     the difference between two runtimes is not GC cost (see runtime_reference). Without events to check, no
     GC-quiet cell can be chosen here (choose_reference does that).
     """
-    off = OFF_MODES.get(backend.split("+")[0], OFF_MODE)  # java+meter too
+    off = off_mode(backend, runtime)
     if (backend, off) in present:
         return (backend, off)
     if backend == CONTROL_BACKEND or runtime in NO_GC_RUNTIMES:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from gcbench.analysis.amplification import amplification_table
 from gcbench.analysis.attribution import GROUP_KEYS, measured_server_events
 from gcbench.analysis.bootstrap import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
 from gcbench.analysis.chains import chain_stats, chain_table, group_order, latency_table
 from gcbench.analysis.claim import CLAIM_PAUSE_MS, call_loss_table, claim_verdict
 from gcbench.analysis.counterfactual import counterfactual
+from gcbench.analysis.harness_load import harness_load_table, harness_warnings
 from gcbench.analysis.reference import backend_runtimes
 from gcbench.analysis.warnings import HarnessGc, instability_warnings
 
@@ -20,7 +22,8 @@ def summarize(calls: pd.DataFrame, events: pd.DataFrame, calls_per_chain: int,
               n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
               cells: list[dict] | None = None) -> pd.DataFrame:
     """One row per (backend, gc mode): latency, pauses, GC dead time per chain and per call, counterfactual GC
-    cost, the harness's own GC, and the claim (10 ms x calls per chain) next to what was measured. `cells`
+    cost, the harness's own GC and load (analysis.harness_load), GC amplification (analysis.amplification), and
+    the claim (10 ms x calls per chain) next to what was measured. `cells`
     (run.json's) name each backend's runtime, carry the harness's own counts and the servers' stats records
     (clock steps, pauses that could not be placed become warnings).
 
@@ -60,6 +63,8 @@ def summarize(calls: pd.DataFrame, events: pd.DataFrame, calls_per_chain: int,
     out = out.merge(counterfactual(chains, n_boot, seed, events, backend_runtimes(events, cells)),
                     on=GROUP_KEYS, how="left")
     out = out.merge(harness_gc_table(events, cells, group_order(calls)), on=GROUP_KEYS, how="left")
+    out = out.merge(harness_load_table(cells, group_order(calls)), on=GROUP_KEYS, how="left")
+    out = out.merge(amplification_table(calls, events, cells), on=GROUP_KEYS, how="left")
     out["claim_ms"] = claim_ms
     out["calls_per_chain"] = calls_per_chain
     out["dead_mean_vs_claim"] = out["dead_mean_ms"] / claim_ms
@@ -72,6 +77,7 @@ def summarize(calls: pd.DataFrame, events: pd.DataFrame, calls_per_chain: int,
         for r in out.itertuples()
     ]
     out["warnings"] = [w + ([HarnessGc(int(r.client_gc_events))] if r.client_gc_events else [])
+                       + harness_warnings(cells, r.backend, r.gc_mode)
                        for w, r in zip(instability_warnings(out, chains, ev, cells), out.itertuples(), strict=True)]
     return out
 

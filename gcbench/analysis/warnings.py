@@ -26,6 +26,7 @@ class WarningKind(Enum):
     HARNESS_GC = "harness-gc"
     PROBE_CLOCK_DISAGREES = "probe-clock-disagrees"
     BACKEND_NOTE = "backend-note"
+    HARNESS_LIMITED = "harness-limited"  # gcbench.analysis.harness_load
 
 
 class CellWarning:

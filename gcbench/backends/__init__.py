@@ -1,37 +1,69 @@
-"""Backends by name. A new backend is one folder (server source + adapter) and one line here.
+"""Backends by name. A new backend is one folder (server source + adapter) and one entry point: a line in
+BUILTIN here, or, from a package of yours, an entry point in the `gcbench.backends` group (PROTOCOL.md,
+"Adding a backend").
 
 The Python backends also take an interpreter: `python@3.12`, `python-sdk@3.13t` (see interpreters.py)."""
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from gcbench.backends import interpreters
 from gcbench.backends.base import Backend
 from gcbench.errors import GcbenchError
 
+ENTRY_POINT_GROUP = "gcbench.backends"  # a package of yours adds a backend here: NAME = "module:BackendClass"
+# The built-in backends, declared as entry points of the same group (in `gcbench backends` order).
+BUILTIN = (
+    "python = gcbench.backends.python:PythonBackend",
+    "python-sdk = gcbench.backends.python_sdk:PythonSdkBackend",
+    "go = gcbench.backends.go:GoBackend",
+    "rust = gcbench.backends.rust:RustBackend",
+    "stall = gcbench.backends.stall:StallBackend",
+    "node = gcbench.backends.node:NodeBackend",
+    "node-sdk = gcbench.backends.node_sdk:NodeSdkBackend",
+    "java = gcbench.backends.java:JavaBackend",
+    "inproc = gcbench.backends.inproc:InprocBackend",
+)
+
+
+def _builtin_entry_points() -> list[importlib.metadata.EntryPoint]:
+    out = []
+    for line in BUILTIN:
+        name, _, value = (part.strip() for part in line.partition("="))
+        out.append(importlib.metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP))
+    return out
+
+
+def _load(ep: importlib.metadata.EntryPoint) -> type[Backend]:
+    """The backend class an entry point names, checked: a Backend subclass whose name is the entry point's."""
+    where = f"entry point {ep.name} = {ep.value} (group {ENTRY_POINT_GROUP}"
+    dist = getattr(ep, "dist", None)
+    where += f", package {dist.name})" if dist is not None else ")"
+    try:
+        cls = ep.load()
+    except Exception as e:  # a user's package: any import error becomes one line naming it
+        raise GcbenchError(f"backend {where}: cannot load it: {type(e).__name__}: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise GcbenchError(f"backend {where}: {ep.value} is not a gcbench.backends.base.Backend subclass")
+    if cls.name != ep.name:
+        raise GcbenchError(f"backend {where}: the class is named {cls.name!r}; give the entry point its name")
+    return cls
+
 
 def _registry() -> dict[str, type[Backend]]:
-    from gcbench.backends.go import GoBackend
-    from gcbench.backends.inproc import InprocBackend
-    from gcbench.backends.java import JavaBackend
-    from gcbench.backends.node import NodeBackend
-    from gcbench.backends.node_sdk import NodeSdkBackend
-    from gcbench.backends.python import PythonBackend
-    from gcbench.backends.python_sdk import PythonSdkBackend
-    from gcbench.backends.rust import RustBackend
-    from gcbench.backends.stall import StallBackend
-
-    classes: list[type[Backend]] = [
-        PythonBackend,
-        PythonSdkBackend,
-        GoBackend,
-        RustBackend,
-        StallBackend,
-        NodeBackend,
-        NodeSdkBackend,
-        JavaBackend,
-        InprocBackend,
-    ]
-    return {cls.name: cls for cls in classes}
+    """Every backend by name: the built-ins, then those installed packages declare in the entry-point group."""
+    builtin = {ep.name: ep for ep in _builtin_entry_points()}
+    reg = {name: _load(ep) for name, ep in builtin.items()}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in builtin:
+            if ep.value == builtin[ep.name].value:
+                continue  # gcbench's own declaration
+            raise GcbenchError(f"backend entry point {ep.name} = {ep.value} (group {ENTRY_POINT_GROUP}): {ep.name!r} "
+                               "is a built-in backend; give yours another name")
+        if ep.name not in reg:
+            reg[ep.name] = _load(ep)
+    return reg
 
 
 # Backends a run uses when none is named: every available one that runs out of process.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -11,11 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from gcbench import procs
+from gcbench.backends.process import FAILED_STOP_GRACE_S, ManagedProcess
 from gcbench.errors import CellError
-from gcbench.gcmode import GcMode
+from gcbench.gcmode import MODES, GcMode
 from gcbench.mcp import Session, StdioTransport
 from gcbench.mcp_http import HttpTransport
 from gcbench.memwatch import INTERVAL_S, MemoryWatch
@@ -23,7 +21,7 @@ from gcbench.output_guard import OutputGuard
 from gcbench.scenario import Scenario
 
 STOP_GRACE_S = 5.0  # a healthy server flushes its side channel and exits on stdin EOF well within this
-FAILED_STOP_GRACE_S = 1.0  # a failed or interrupted cell's server: its data is not kept, do not wait long
+# FAILED_STOP_GRACE_S (process.py): a failed or interrupted cell's server: its data is not kept, do not wait long
 
 
 @dataclass(frozen=True)
@@ -78,6 +76,26 @@ class ServerHandle(ABC):
         """
 
 
+def mode_syntax(name: str) -> str:
+    """How a mode is written on the command line: `semi:N`, `thresholds:T0,T1,T2`, `default`."""
+    if not MODES[name][0]:
+        return name
+    return f"{name}:T0,T1,T2" if name == "thresholds" else f"{name}:N"
+
+
+def declared_mode_reason(mode: GcMode, accepted: tuple[str, ...], setting: str, takes: str,
+                         reasons: dict[str, str]) -> str | None:
+    """The one rule every backend's GC modes follow: None for an accepted mode kind, else the backend's own
+    words for that mode (reasons[name], or reasons["*"] for any other), else "not a <setting> GC setting".
+
+    A reason may name {mode} and {takes} (the accepted modes as written on the command line)."""
+    if mode.name in accepted:
+        return None
+    listed = ", ".join(mode_syntax(m) for m in accepted)
+    why = reasons.get(mode.name) or reasons.get("*") or "{mode} is not a " + setting + " GC setting ({name} takes: {takes})"
+    return why.format(mode=mode, takes=listed, name=takes)
+
+
 class Backend(ABC):
     name: str = ""
     runtime: str = ""  # python, node, go, rust, ...
@@ -85,13 +103,26 @@ class Backend(ABC):
     in_process: bool = False
     in_default_run: bool = True  # False: only run when named (in-process, calibration)
     tool: str = "work"
+    # The GC mode kinds (gcmode.MODES names) the server accepts, as declared data: any other mode's cell is
+    # skipped with a reason. None: the backend decides per mode (a user's server).
+    gc_modes: tuple[str, ...] | None = None
+    gc_setting: str = ""  # "a <gc_setting> GC setting": Go, CPython, JVM, ...
+    gc_takes: str = ""  # "(<gc_takes> takes: ...)"; default: the backend's name
+    gc_mode_reasons: dict[str, str] = {}  # mode name (or "*": any other) -> why it is refused, if better said
 
     @abstractmethod
     def availability(self) -> Availability: ...
 
     def unsupported_reason(self, mode: GcMode) -> str | None:
         """None when this backend can run the GC mode, else why not (the cell is skipped with it)."""
-        return None
+        if self.gc_modes is None:
+            return None
+        return declared_mode_reason(mode, self.gc_modes, self.gc_setting or self.runtime,
+                                    self.gc_takes or type(self).name, self.gc_mode_reasons)
+
+    def base_backend(self) -> Backend:
+        """The backend itself; a wrapper (backends/metered.py) returns the backend it wraps."""
+        return self
 
     def prepare(self, log) -> None:  # noqa: B027  (optional hook: most backends need nothing)
         """Build or install what the server needs (cached); called once per run before any cell."""
@@ -165,24 +196,14 @@ class SubprocessServer(ServerHandle):
         with procs.held():  # a process that exists is registered (and watched) before a signal can act
             self.guard = OutputGuard(ctx.stderr_path, ctx.events_path)  # stderr capped; side channel watched
             try:
-                self.proc = subprocess.Popen(
-                    spec.argv,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    env=env,
-                    cwd=spec.cwd,
-                    start_new_session=True,
-                    close_fds=True,
-                    # before exec: the cores (inherited by every thread and child), death with gcbench
-                    preexec_fn=procs.die_with_parent(ctx.cpu_affinity),
-                )
+                self.process = ManagedProcess(spec.argv, env, f"server {spec.argv[0]}", cwd=spec.cwd,
+                                              cpu_affinity=ctx.cpu_affinity)
             except OSError as e:
                 self.guard.close()
                 raise CellError(f"cannot start server {spec.argv[0]!r}: {e.strerror or e}") from None
+            self.proc = self.process.proc
             self.pid = self.proc.pid
             self.guard.start(self.proc.stderr, self.pid)
-            procs.register_group(self.pid, f"server {spec.argv[0]}")
             try:
                 # the cap, the cell's guard and the RSS samples
                 self.watch = MemoryWatch(self.pid, ctx.max_memory_bytes, ctx.rss_interval_s, ctx.rss_samples_path)
@@ -258,33 +279,12 @@ class SubprocessServer(ServerHandle):
     def _stop(self, grace_s: float) -> int | None:
         proc = self.proc
         try:
-            # descendants that left the process group (setsid) are found through the process tree
-            try:
-                strays = psutil.Process(proc.pid).children(recursive=True)
-            except psutil.Error:
-                strays = []
-            if proc.stdin and not proc.stdin.closed:
-                try:
-                    proc.stdin.close()  # EOF: the polite way to ask an MCP stdio server to exit
-                except OSError:
-                    pass
-            if not self._wait(grace_s):
-                self._signal_group(signal.SIGTERM)
-                self._wait(grace_s)
-            # whatever the server started is ended too, even if the server itself exited
-            self._signal_group(signal.SIGKILL)
-            for p in strays:
-                try:
-                    p.kill()  # checks the process is still the one seen (pid reuse)
-                except psutil.Error:
-                    pass
-            if proc.poll() is None:
-                proc.wait()
+            self.process.terminate(grace_s)
             if self.after_exit is not None:
                 self.after_exit()
             return proc.returncode
         finally:
-            procs.unregister_group(proc.pid)
+            self.process.release()
             if self.watch:
                 self.memory = self.watch.stop()
             if self.transport is not None:
@@ -292,21 +292,3 @@ class SubprocessServer(ServerHandle):
             if proc.stdout:
                 proc.stdout.close()
             self.guard.close()
-
-    def _wait(self, timeout_s: float) -> bool:
-        """Wait for the server to exit; cut short to FAILED_STOP_GRACE_S once the user has asked to stop."""
-        t0 = time.monotonic()
-        while True:
-            try:
-                self.proc.wait(timeout=0.05)
-                return True
-            except subprocess.TimeoutExpired:
-                waited = time.monotonic() - t0
-                if waited >= timeout_s or (procs.pending() is not None and waited >= FAILED_STOP_GRACE_S):
-                    return False
-
-    def _signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass

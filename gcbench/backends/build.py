@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gcbench import procs
 from gcbench.errors import GcbenchError
 
 
@@ -30,6 +31,35 @@ def cache_dir() -> Path:
     except OSError as e:
         raise GcbenchError(f"cache folder {path}: {e.strerror or e}; set GCBENCH_CACHE to a writable folder") from None
     return path
+
+
+def install_into_cache(target: Path, fill: Callable[[Path], None], is_complete: Callable[[Path], bool],
+                       folder: bool = True) -> Path:
+    """Make `target` (a folder, or a file with folder=False) appear in the cache complete or not at all.
+
+    ``fill(staged)`` creates it under a temporary name beside the target; one rename then puts it in place.
+    When another run got there first (the rename fails over its folder), its copy is kept if complete.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        staged = work if folder else work / target.name
+        fill(staged)
+        try:
+            os.rename(staged, target)  # atomic: what has the final name is always complete
+        except OSError:
+            if not is_complete(target):
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def run_tool(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
+             timeout_s: float | None = None) -> subprocess.CompletedProcess:
+    """Run a build or install step (compiler, npm, pip) that dies with gcbench; output captured as text."""
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout_s,
+                          stdin=subprocess.DEVNULL, preexec_fn=procs.die_with_parent())
 
 
 def source_hash(sources: Sequence[Path], toolchain_version: str) -> str:
@@ -57,7 +87,6 @@ def cached_build(
     target = cache_dir() / "build" / f"{name}-{digest}" / name
     if target.is_file() and os.access(target, os.X_OK):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     log(f"gcbench: building the {name} server ({toolchain_version}) into {target.parent} (once per source change)")
     with tempfile.TemporaryDirectory(prefix=f"gcbench-build-{name}-") as tmp:
         work = Path(tmp)
@@ -65,11 +94,9 @@ def cached_build(
             shutil.copy2(src, work / src.name)
         out = work / name
         argv = build(work, out)
-        proc = subprocess.run(argv, cwd=work, capture_output=True, text=True, env={**os.environ, **(env or {})})
+        proc = run_tool(argv, work, {**os.environ, **(env or {})})
         if proc.returncode != 0 or not out.is_file():
             detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             raise GcbenchError(f"building the {name} server failed ({' '.join(argv[:2])}): {' | '.join(detail)}")
-        tmp_target = target.with_name(f".{name}.tmp{os.getpid()}")
-        shutil.copy2(out, tmp_target)
-        os.replace(tmp_target, target)
+        install_into_cache(target, lambda staged: shutil.copy2(out, staged), lambda t: t.is_file(), folder=False)
     return target

@@ -27,7 +27,7 @@ from gcbench.formats import REPORT_FORMAT, REPORT_KIND
 from gcbench.report.document import Block, Bullets, Document, Facts, Figure, Section, Table
 from gcbench.report.model import Report
 from gcbench.report.numbers import signed
-from gcbench.report.summary import harness_text, hiccup_records, summary_document
+from gcbench.report.summary import floor_text, harness_text, hiccup_records, summary_document
 
 
 def run_facts(report: Report) -> list[tuple[str, str]]:
@@ -51,9 +51,21 @@ def run_facts(report: Report) -> list[tuple[str, str]]:
         ("machine", f"{env.get('cpu_model', '?')}, {env.get('cpu_count', '?')} CPUs, {env.get('platform', '?')}"),
         ("harness", f"gcbench {env.get('gcbench_version', '?')}, Python {env.get('python_version', '?')}"),
         ("harness GC", harness_text(report.summary) if "client_gc_events" in report.summary.columns else "-"),
+        ("wake-up floor", floor_text(env.get("wakeup_floor"))),
         ("the claim", f"a {CLAIM_PAUSE_MS:g} ms GC pause per call adds up to {CLAIM_PAUSE_MS:g} ms x "
                       f"{report.calls_per_chain} calls = {fmt_ms(report.claim_ms)} ms of dead time per chain"),
+        *gil_note(meta, chain),
     ]
+
+
+def gil_note(meta: dict, chain: dict) -> list[tuple[str, str]]:
+    """With several agents, CPython servers overlap their calls' waits but not their Python work (the GIL)."""
+    python = sorted({c.get("backend", "?") for c in meta.get("cells", []) if c.get("runtime") == "python"})
+    if int(chain.get("agents", 1) or 1) <= 1 or not python:
+        return []
+    return [("concurrency", f"{', '.join(python)}: CPython serves concurrent calls on threads or an event loop, "
+                            "so sleeps and I/O overlap, but CPU-bound work and every collection hold the GIL and "
+                            "run one at a time: with several agents, calls queue behind each other's Python work")]
 
 
 def claim_table(report: Report) -> Table:
@@ -93,6 +105,34 @@ def latency_table(report: Report) -> Table:
             for r in report.latency.itertuples()]
     return Table("latency", "Call latency", "Per tools/call, client send to response (ms).",
                  ["backend", "gc mode", "calls", "errors", "p50", "p90", "p99", "p99.9", "max"], rows, set(range(2, 9)))
+
+
+def run_rate_per_s(report: Report) -> float:
+    """The run's offered rate (chains/s, open loop); 0 for closed loop or when run.json does not say."""
+    chain = report.run.meta.get("scenario", {}).get("chain")
+    rate = chain.get("rate_per_s", 0.0) if isinstance(chain, dict) else 0.0
+    return float(rate) if type(rate) in (int, float) else 0.0
+
+
+def load_tables(report: Report) -> list[Table]:
+    """Open-loop runs only: latency from the intended start and from the send, and the throughput achieved."""
+    rate = run_rate_per_s(report)
+    if rate <= 0 or not len(report.run.calls):
+        return []
+    from gcbench.analysis.load import load_table
+
+    t = report.cache.get("load")
+    if t is None:
+        t = report.cache["load"] = load_table(report.run.calls.assign(rate_per_s=rate), report.calls_per_chain)
+    rows = [[r.backend, r.gc_mode, f"{r.offered_calls_per_s:,.0f}", f"{r.achieved_calls_per_s:,.0f}",
+             fmt_ms(r.corrected_p50_ms), fmt_ms(r.corrected_p99_ms), fmt_ms(r.corrected_p999_ms), fmt_ms(r.raw_p50_ms),
+             fmt_ms(r.raw_p99_ms), fmt_ms(r.raw_p999_ms), fmt_ms(r.chain_p99_ms)] for r in t.itertuples()]
+    return [Table("load", f"Latency at {rate:g} chains/s offered (open loop)",
+                  "Corrected: from when each call was due (coordinated omission corrected); raw: from its send (ms). "
+                  "Achieved: calls answered per second from the first due call to the last reply. Chain p99: first "
+                  "due call to last reply. A rate sweep (sweep.rate_per_s, gcbench study) draws latency against load.",
+                  ["backend", "gc mode", "offered calls/s", "achieved calls/s", "p50", "p99", "p99.9", "raw p50",
+                   "raw p99", "raw p99.9", "chain p99"], rows, set(range(2, 11)))]
 
 
 def chain_table(report: Report) -> Table:
@@ -228,6 +268,63 @@ def cells_table(report: Report) -> Table:
                  ["backend", "gc mode", "rep", "status", "reason"], rows, {2})
 
 
+def cell_amplification_frame(report: Report) -> pd.DataFrame:
+    """analysis.amplification.cell_amplification of the run, computed once per report."""
+    from gcbench.analysis.amplification import cell_amplification
+
+    if "amplification" not in report.cache:
+        report.cache["amplification"] = cell_amplification(report.run.calls, report.run.gc_events,
+                                                           report.run.meta.get("cells"))
+    return report.cache["amplification"]
+
+
+def amplification_tables(report: Report) -> list:
+    """Per cell: the server's GC time in the measured window, the dead time summed over its chains, their ratio
+    (the amplification) and how many calls each pause delayed; per (backend, gc mode): the sentence."""
+    from gcbench.analysis.amplification import amplification_findings
+    from gcbench.format import fmt_ratio
+
+    a = cell_amplification_frame(report)
+    if a.empty:
+        return []
+    rows = [[r.backend, r.gc_mode, str(r.rep), str(r.pauses), fmt_ms(r.gc_ns / 1e6), fmt_ms(r.dead_ns / 1e6),
+             fmt_ratio(r.amplification), fmt_ratio(r.calls_delayed_mean), fmt_ratio(r.calls_delayed_max)]
+            for r in a.itertuples()]
+    return [Bullets([str(f) for f in amplification_findings(report.summary)], key="amplification-findings"),
+            Table("amplification", "GC amplification per cell",
+                  "One server pause delays every call in flight during it. 'GC time' = the union of the server's GC "
+                  "pauses inside the measured window (ms); 'dead time' = GC time inside each call, summed over every "
+                  "call of every chain (ms); amplification = dead time / GC time ('-': no server GC time, no figure); "
+                  "'calls delayed' = calls whose [send, reply] overlaps a pause, mean and max per pause.",
+                  ["backend", "gc mode", "rep", "pauses", "GC time", "dead time", "amplification",
+                   "calls delayed mean", "max"], rows, set(range(2, 9)))]
+
+
+def harness_load_table(report: Report) -> Table:
+    """Per cell: the harness's send lag and CPU share over the measured window ("not recorded" before format 4)."""
+    def ms(v) -> str:
+        return fmt_ms(v / 1e6) if isinstance(v, (int, float)) else "-"
+
+    rows = []
+    for c in report.run.meta.get("cells", []):
+        if c.get("status") != "ok":
+            continue
+        h = c.get("harness")
+        name = [str(c.get("backend")), str(c.get("gc_mode")), str(c.get("rep"))]
+        if not isinstance(h, dict):
+            rows.append([*name, "not recorded", "-", "-", "-", "-"])
+            continue
+        share = h.get("cpu_share")
+        rows.append([*name, ms(h.get("send_lag_p50_ns")), ms(h.get("send_lag_p99_ns")), ms(h.get("send_lag_max_ns")),
+                     ms(h.get("due_gap_ns")), fmt_share(share) if isinstance(share, (int, float)) else "-"])
+    return Table("harness_load", "Harness load",
+                 "The harness's own lateness and effort per cell: send lag = when a call went out minus when it was "
+                 "due (ms); 'gap' = the mean time the schedule leaves between two due sends; CPU = the harness "
+                 "process's CPU time over the measured window / the window, of one core. A warning says when they "
+                 "limited the load.",
+                 ["backend", "gc mode", "rep", "send lag p50", "p99", "max", "gap", "CPU"], rows, set(range(2, 8)))
+
+
 def _plain(v) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return "-"
@@ -285,8 +382,11 @@ SECTIONS = [
     ("Counterfactual GC cost", [gc_cost_table, runtime_diff_tables]),
     ("Call latency", [latency_table, tools_in_report, figure("latency_cdf")]),
     ("Chains and GC dead time", [chain_table, figure("gc_timeline")]),
+    ("Latency under load", [load_tables]),
     ("GC events", [gc_events_table, figure("pause_sizes")]),
+    ("GC amplification", [amplification_tables]),
     ("Memory", [memory_table, live_heap_table]),
+    ("Harness load", [harness_load_table]),
     ("Cells", [cells_table]),
     ("Warnings", [warnings_tables]),
     ("Hiccups", [hiccup_tables]),
@@ -316,7 +416,7 @@ def report_dict(report: Report) -> dict:
         "run_id": report.run_id,
         "scenario": report.run.scenario,
         "environment": {k: env.get(k) for k in ("hostname", "cpu_model", "cpu_count", "platform", "python_version",
-                                                "gcbench_version", "backend_versions")},
+                                                "gcbench_version", "backend_versions", "wakeup_floor")},
         "calls_per_chain": report.calls_per_chain,
         "claim_ms": report.claim_ms,
         "verdicts": [str(v) for v in report.summary.get("verdict", [])],
@@ -325,6 +425,9 @@ def report_dict(report: Report) -> dict:
         "claim": _records(report.claim),
         "latency": _records(report.latency),
         "gc_events": _records(report.gc_events),
+        "amplification": _records(cell_amplification_frame(report)),  # per cell (analysis/amplification.py)
+        "harness": [{k: c.get(k) for k in ("backend", "gc_mode", "rep", "harness")}
+                    for c in report.run.meta.get("cells", []) if c.get("status") == "ok"],
         "latency_histograms": {
             "unit": "ns", "lowest_trackable": HDR_LOWEST_NS, "highest_trackable": HDR_HIGHEST_NS,
             "significant_digits": HDR_SIGNIFICANT_DIGITS, "encoding": "HdrHistogram V2 compressed, base64",

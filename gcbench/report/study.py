@@ -28,6 +28,7 @@ from gcbench.analysis import (
     measured_server_events,
     summarize,
 )
+from gcbench.analysis.load import P99_TARGET_MS, load_table, max_rate_holding
 from gcbench.errors import GcbenchError
 from gcbench.format import fmt_ci, fmt_count, fmt_heap, fmt_pct, fmt_ratio  # noqa: F401  (study_document uses them from here)
 from gcbench.probes.pygc_kinds import full_collection_mask
@@ -117,6 +118,11 @@ class Study:
     crossings: dict[str, Crossing]  # per profile and "all": tracked objects where a full collection reaches 10 ms
     crossings_max: dict[str, Crossing]  # the same on the largest full collection
     rerun: Study | None = None  # the same sweep measured again (gcbench study --rerun): reproducibility
+    load: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis.load.load_table of the open-loop points
+    load_hold: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis.load.max_rate_holding of load
+    p99_target_ms: float = P99_TARGET_MS  # --p99-target-ms, else the sweep file's sweep.p99_target_ms
+    p99_target_source: str = "default"
+    claim_point: str = ""  # a grid of several agents or rates: the one sections 1 to 6 read (e.g. "rate 20 chains/s")
     cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -157,7 +163,8 @@ class Study:
         return f"{fmt_heap(heap)} objects, {profile}" if len(self.profiles) > 1 else f"{fmt_heap(heap)} objects"
 
 
-def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> Study:
+def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
+                p99_target_ms: float | None = None) -> Study:
     from gcbench.report.model import calls_per_chain_of
     from gcbench.sweep import load_sweep_runs, read_manifest
 
@@ -166,9 +173,10 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
     pairs = [(info, run) for info, run in load_sweep_runs(folder) if len(run.calls)]
     if not pairs:
         raise GcbenchError(f"{folder}: no measured point in this sweep folder yet (run `gcbench sweep` first)")
-    cells, chains, pauses = [], [], []
+    cells, chains, pauses, loaded = [], [], [], []
     for info, run in pairs:
-        where = {"point": info["point"], "heap_objects": int(info["heap_objects"]), "profile": info["profile"]}
+        where = {"point": info["point"], "heap_objects": int(info["heap_objects"]), "profile": info["profile"],
+                 "agents": info.get("agents", 1), "rate_per_s": info.get("rate_per_s", 0.0)}
         n = calls_per_chain_of(run)
         calls = run.calls
         s = summarize(calls, run.gc_events, n, n_boot, seed, cells=run.meta.get("cells"))
@@ -178,6 +186,8 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
         s["tracked_objects"] = [_median([v for (b, m, _), v in tracked.items() if (b, m) == (r.backend, r.gc_mode)])
                                 for r in s.itertuples()]
         cells.append(s.assign(**where, calls_per_chain=n))
+        if info.get("rate_per_s", 0.0) > 0:  # an open-loop point: latency under load
+            loaded.append((n, calls.assign(rate_per_s=info["rate_per_s"])))
         chains.append(ch)
         ev = measured_server_events(run.gc_events)
         ev_tracked = [tracked.get((b, m, int(rep)), math.nan)
@@ -188,6 +198,7 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
     chains_df = pd.concat(chains, ignore_index=True)
     pauses_df = pd.concat(pauses, ignore_index=True)
     grid = manifest.get("grid", {})
+    cells_df, chains_df, pauses_df, claim_point = _claim_points(grid, cells_df, chains_df, pauses_df)
     order = [(b, m) for b in grid.get("backends", []) for m in grid.get("gc_modes", {}).get(b, [DEFAULT_MODE])]
     present = list(dict.fromkeys(zip(cells_df["backend"], cells_df["gc_mode"], strict=True)))
     groups = [g for g in order if g in present] + [g for g in present if g not in order]
@@ -199,13 +210,48 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
     for prof, g in full_gc.groupby("profile", sort=False):
         crossings[prof] = full_gc_crossing(g, "p50_ms")
         crossings_max[prof] = full_gc_crossing(g, "max_ms")
+    target, target_source = _p99_target(manifest, p99_target_ms)
+    if loaded:
+        n_load = int(pd.Series([n for n, _ in loaded]).mode().iloc[0])
+        load = load_table(pd.concat([c for _, c in loaded], ignore_index=True), n_load, n_boot, seed)
+    else:
+        load = load_table(pd.DataFrame(), 0)
     return Study(
+        load=load, load_hold=max_rate_holding(load, target), p99_target_ms=target, p99_target_source=target_source,
+        claim_point=claim_point,
         folder=folder, manifest=manifest, metas=[run.meta for _, run in pairs],
         calls_per_chain=int(cells_df["calls_per_chain"].mode().iloc[0]), heaps=heaps, profiles=profiles,
         groups=groups, cells=cells_df, chains=chains_df, pauses=pauses_df,
         ratios=mitigation_ratios(chains_df, n_boot, seed), full_gc=full_gc, crossings=crossings,
         crossings_max=crossings_max,
     )
+
+
+def _claim_points(grid: dict, cells: pd.DataFrame, chains: pd.DataFrame, pauses: pd.DataFrame):
+    """The claim's sections compare heap sizes, profiles and GC settings at one load: with several (agents,
+    rate) values in the grid they read the first one measured in grid order (the latency under load section
+    reads every rate). Returns the three tables kept and that load in words ("" when there is only one)."""
+    present = list(dict.fromkeys(zip(cells["agents"], cells["rate_per_s"], strict=True)))
+    if len(present) < 2:
+        return cells, chains, pauses, ""
+    order = [(a, float(r)) for a in grid.get("agents", []) for r in grid.get("rate_per_s", [])]
+    agents, rate = next((k for k in order if k in present), present[0])
+
+    def keep(df: pd.DataFrame) -> pd.DataFrame:
+        return df[(df["agents"] == agents) & (df["rate_per_s"] == rate)].reset_index(drop=True) if len(df) else df
+
+    text = f"{agents} agent(s), " + (f"{rate:g} chains/s offered (open loop)" if rate > 0 else "closed loop")
+    return keep(cells), keep(chains), keep(pauses), text
+
+
+def _p99_target(manifest: dict, given: float | None) -> tuple[float, str]:
+    """The load study's p99 target: the command line's, else the sweep file's, else the default."""
+    if given is not None:
+        return float(given), "--p99-target-ms"
+    stored = manifest.get("p99_target_ms")
+    if type(stored) in (int, float) and stored > 0:
+        return float(stored), "sweep.p99_target_ms"
+    return P99_TARGET_MS, "default"
 
 
 def _per_group(ch: pd.DataFrame) -> pd.DataFrame:

@@ -483,7 +483,8 @@ def facts(study: Study) -> list[tuple[str, str]]:
                           for p, o in profiles.items())
     work = grid.get("base", {}).get("work", {})
     modes = grid.get("gc_modes", {})
-    total_points = len(grid.get("heap_objects", [])) * len(profiles)
+    total_points = (len(grid.get("heap_objects", [])) * len(profiles) * len(grid.get("agents", [1]))
+                    * len(grid.get("rate_per_s", [0.0])))
     think = chain.get("think_ms", 0)
     return [
         ("sweep", f"{study.name} in {study.folder} (grid {m.get('grid_hash', '?')}, shard {m.get('shard', '?')})"),
@@ -495,6 +496,11 @@ def facts(study: Study) -> list[tuple[str, str]]:
         ("grid", f"{len(study.metas)} of {total_points or '?'} points measured: heap sizes "
                  f"{', '.join(fmt_heap(h) for h in grid.get('heap_objects', study.heaps))} objects x profiles "
                  f"{', '.join(profiles) or ', '.join(study.profiles)}; {grid.get('reps', '?')} repetition(s)"),
+        *([("load axes", f"agents {', '.join(str(a) for a in grid.get('agents', []))} x offered rate "
+                         f"{', '.join(f'{r:g}' for r in grid.get('rate_per_s', []))} chains/s (0: closed loop)"
+                         + (f"; sections 1 to 6 read the points at {study.claim_point}, section 7 every rate"
+                            if study.claim_point else ""))]
+          if len(grid.get("agents", [])) > 1 or len(grid.get("rate_per_s", [])) > 1 else []),
         ("GC settings", "; ".join(f"{b}: {', '.join(modes.get(b, [DEFAULT_MODE]))}" for b in grid.get("backends", []))),
         ("profiles", prof_text or "-"),
         ("base work", ", ".join(f"{k}={v}" for k, v in work.items()) or "-"),
@@ -512,6 +518,84 @@ def facts(study: Study) -> list[tuple[str, str]]:
         ("the claim", f"a {CLAIM_PAUSE_MS:g} ms GC pause per call adds up to {CLAIM_PAUSE_MS:g} ms x "
                       f"{study.calls_per_chain} calls = {fmt_ms(study.claim_ms)} ms of dead time per chain"),
     ]
+
+
+# ---------------------------------------------------------------------------------------------- load
+
+
+def _rate(v: float) -> str:
+    return f"{v:g}"
+
+
+def _calls_per_s(v: float) -> str:
+    return "-" if v != v else f"{v:,.0f}"
+
+
+def load_hold_sentences(study: Study) -> list[str]:
+    """Per (backend, gc mode): the highest offered rate whose corrected p99 holds the target, in words."""
+    out = []
+    target = f"{fmt_ms(study.p99_target_ms)} ms"
+    for r in study.load_hold.itertuples():
+        who = f"{r.backend}/{r.gc_mode}"
+        unsure = (f" The 95% CI of its p99 at {_rate(r.max_rate_per_s)} chains/s reaches "
+                  f"{fmt_ms(r.max_rate_p99_hi_ms)} ms: that hold is not certain."
+                  if r.max_rate_p99_hi_ms > study.p99_target_ms else "")
+        if r.status == "holds-all":
+            out.append(f"{who}: p99 within {target} at every rate measured, up to {_rate(r.max_rate_per_s)} "
+                       f"chains/s ({fmt_ms(r.max_rate_p99_ms)} ms there): its limit is above this grid." + unsure)
+        elif r.status == "holds":
+            out.append(f"{who}: holds {target} up to {_rate(r.max_rate_per_s)} chains/s (p99 "
+                       f"{fmt_ms(r.max_rate_p99_ms)} ms); at {_rate(r.fails_at_per_s)} chains/s its p99 is "
+                       f"{fmt_ms(r.fails_at_p99_ms)} ms." + unsure)
+        elif r.status == "fails-lowest":
+            out.append(f"{who}: above {target} already at the lowest rate measured, {_rate(r.fails_at_per_s)} "
+                       f"chains/s (p99 {fmt_ms(r.fails_at_p99_ms)} ms).")
+    return out
+
+
+def load_hold_table(study: Study) -> Table:
+    rows = []
+    for r in study.load_hold.itertuples():
+        rows.append([r.backend, r.gc_mode, r.status,
+                     _rate(r.max_rate_per_s) if r.max_rate_per_s == r.max_rate_per_s else "-",
+                     fmt_ms(r.max_rate_p99_ms),
+                     _rate(r.fails_at_per_s) if r.fails_at_per_s == r.fails_at_per_s else "-",
+                     fmt_ms(r.fails_at_p99_ms)])
+    return Table("load-hold", f"Highest offered rate holding p99 <= {fmt_ms(study.p99_target_ms)} ms",
+                 f"Corrected p99 call latency (from the intended start). The highest rate counted is the last one of "
+                 f"the rates measured in ascending order before the first that fails (a higher rate that passes "
+                 f"again is not counted). Target from {study.p99_target_source}.",
+                 ["backend", "gc mode", "status", "holds up to (chains/s)", "p99 there (ms)", "fails at (chains/s)",
+                  "p99 there (ms)"], rows, {3, 4, 5, 6})
+
+
+def load_table_doc(study: Study) -> Table:
+    rows = []
+    for r in study.load.itertuples():
+        rows.append([r.backend, r.gc_mode, _rate(r.rate_per_s), _calls_per_s(r.offered_calls_per_s),
+                     _calls_per_s(r.achieved_calls_per_s), fmt_ms(r.corrected_p50_ms), fmt_ms(r.corrected_p90_ms),
+                     f"{fmt_ms(r.corrected_p99_ms)} {fmt_ci(r.corrected_p99_lo_ms, r.corrected_p99_hi_ms, fmt_ms)}",
+                     fmt_ms(r.corrected_p999_ms), fmt_ms(r.raw_p50_ms), fmt_ms(r.raw_p99_ms), fmt_ms(r.raw_p999_ms),
+                     fmt_ms(r.chain_p50_ms), fmt_ms(r.chain_p99_ms), str(r.errors)])
+    return Table("load", "Call and chain latency by offered rate (ms)",
+                 "Corrected: from when each call was due (a chain's first call: its slot t0 + i / rate; a later one: "
+                 "the previous reply plus think time); raw: from its send. Chain: first due call to last reply. "
+                 "Achieved: calls answered per second over each repetition's window (first due call to last reply), "
+                 "which an unsaturated server puts slightly above the offered rate (the window is (chains - 1) / rate "
+                 "plus one chain). p99 with its 95% bootstrap CI (repetitions, then calls, resampled; none with one "
+                 "repetition).",
+                 ["backend", "gc mode", "rate (chains/s)", "offered calls/s", "achieved calls/s", "p50", "p90",
+                  "p99 (95% CI)", "p99.9", "raw p50", "raw p99", "raw p99.9", "chain p50", "chain p99", "errors"],
+                 rows, set(range(2, 15)))
+
+
+def load_items(study: Study) -> list:
+    return [
+        "Open loop, wrk2 style: at each offered rate a new chain is due every 1/rate s whatever the server does, "
+        "so a slow server makes chains queue instead of lowering the load. Latency is measured from when each "
+        "call was due (corrected for coordinated omission) and, for comparison, from when it was sent (raw).",
+        Bullets(load_hold_sentences(study)), figure(study, "latency_vs_load"), load_hold_table(study),
+        load_table_doc(study)]
 
 
 # ---------------------------------------------------------------------------------------------- sections
@@ -576,6 +660,9 @@ def sections(study: Study) -> list[Section]:
         f"{', '.join(f'{t:g} s' for t in THINK_TIMES_S)} (an assumption: a short completion to a long reasoning "
         f"step). Share of wall time = measured dead time / (measured chain time + {n} x think time).",
         context_table(study)]))
+
+    if len(study.load):
+        out.append(Section(number="7", key="load", title="Latency under load", items=load_items(study)))
 
     out.append(Section(key="variation", title="What varies between repetitions", items=[*_variation_text(study),
                                                                           *spread_tables(study)]))

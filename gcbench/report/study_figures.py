@@ -29,6 +29,7 @@ TITLES = {
     "pause_growth": "GC pause size vs live heap (log-log)",
     "mitigations": "What each GC setting does to chain latency",
     "chains_hit": "How often a chain meets a GC pause",
+    "latency_vs_load": "Call latency vs offered load (open loop)",
 }
 
 
@@ -280,3 +281,50 @@ def chains_hit(study: Study) -> FigureSpec:
 
 
 FIGURES = (dead_time, pause_growth, mitigations, chains_hit)
+
+
+# ---------------------------------------------------------------------------------------------- latency under load
+
+
+def latency_vs_load(study: Study) -> FigureSpec:
+    """p50 and p99 call latency against the offered rate, one line per (backend, gc mode): from the intended
+    start (corrected) solid, from the send (raw) dashed; the p99 target as a horizontal line."""
+    title = TITLES["latency_vs_load"]
+    t = study.load[study.load["rate_per_s"] > 0] if len(study.load) else study.load
+    if not len(t):
+        return FigureSpec("latency_vs_load", title, "", _empty(title, "no open-loop point (sweep.rate_per_s) measured"))
+    fig, axes = _grid(2, sharey=True)
+    groups = list(dict.fromkeys(zip(t["backend"], t["gc_mode"], strict=True)))
+    several_modes = len({m for _, m in groups}) > 1
+    for ax, pct in zip(axes, ("p50", "p99"), strict=True):
+        for i, (b, m) in enumerate(groups):
+            g = t[(t["backend"] == b) & (t["gc_mode"] == m)].sort_values("rate_per_s")
+            label = f"{b}/{m}" if several_modes else b
+            kw = {"color": f"C{i % 10}", "lw": 1.6, "ms": 4}
+            ax.plot(g["rate_per_s"], g[f"corrected_{pct}_ms"], "o-", label=label, **kw)
+            ax.plot(g["rate_per_s"], g[f"raw_{pct}_ms"], "o--", alpha=0.6, **{**kw, "lw": 1.0, "ms": 2.5})
+        if pct == "p99":
+            ax.axhline(study.p99_target_ms, color=CLAIM_COLOR, lw=1, ls=":")
+            ax.text(0.01, study.p99_target_ms, f" target {fmt_ms(study.p99_target_ms)} ms", color=CLAIM_COLOR,
+                    fontsize=8, va="bottom", transform=ax.get_yaxis_transform())
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log(ax.yaxis)
+        rates = sorted(set(t["rate_per_s"].astype(float)))
+        ax.xaxis.set_major_locator(FixedLocator(rates))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("offered load (chains started per second)")
+        ax.set_title(f"{pct} call latency", loc="left", fontsize=10, fontweight="bold")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("call latency (ms, log)")
+    style = [Line2D([], [], color="0.3", lw=1.6, label="from the intended start (corrected)"),
+             Line2D([], [], color="0.3", lw=1.0, ls="--", label="from the send (raw)")]
+    _legend(fig, axes, style)
+    fig.suptitle(title)
+    calls = int(t["calls"].median()) if len(t) else 0
+    caption = (f"Each point: the calls of one offered rate ({calls} per point, over "
+               f"{int(t['reps'].max())} repetition(s)); a new chain is due every 1/rate s whatever the server does. "
+               f"Solid: latency from when the call was due (coordinated omission corrected); dashed: from when it "
+               f"was sent. The dotted line is the p99 target ({fmt_ms(study.p99_target_ms)} ms).")
+    return FigureSpec("latency_vs_load", title, caption, fig)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from gcbench.analysis import CLAIM_PAUSE_MS, NO_REFERENCE, fmt_ms, fmt_share
+from gcbench.analysis.amplification import amplification_findings
 from gcbench.hiccup_analysis import has_hiccups, hiccup_table, meter_overhead_table, tail_breakdown
 from gcbench.report.document import Bullets, Document, Section, Table
 from gcbench.report.numbers import signed
@@ -57,8 +58,20 @@ def summary_document(summary: pd.DataFrame, calls_per_chain: int, run: RunData |
         tables = tools_table(run)  # a trace mixing tools: each tool's latency and dead time
         if tables:
             sections.append(Section("By tool", list(tables)))
+    amp = amplification_findings(summary)
+    if amp:
+        sections.append(Section("GC amplification", [
+            "Dead time summed over chains / the server's GC time in the measured window: how many calls one "
+            "pause delayed on average (one call at a time: at most 1).", Bullets([str(a) for a in amp])]))
     if "client_gc_events" in summary.columns:
         sections.append(Section("Harness GC", [f"Harness: {harness_text(summary)}."]))
+    load = harness_load_lines(summary)
+    floor = run.meta.get("environment", {}).get("wakeup_floor") if run is not None else None
+    if load or floor is not None:  # a run before format 4 recorded no floor: the run report's facts say so
+        items = [Bullets(load)] if load else []
+        if floor is not None:
+            items.insert(0, f"Wake-up floor: {floor_text(floor)}.")
+        sections.append(Section("Harness load", items))
     warned = [f"{r.backend}/{r.gc_mode}: {w}" for r in summary.itertuples() for w in getattr(r, "warnings", [])]
     if warned:
         sections.append(Section("WARNINGS", ["The numbers above may not be stable:", Bullets(warned)]))
@@ -98,6 +111,38 @@ def runtime_diff_lines(summary: pd.DataFrame) -> list[str]:
             f"{signed(r.runtime_diff_lo_ms)} .. {signed(r.runtime_diff_hi_ms)}, "
             f"{signed(r.runtime_diff_share, fmt_share)}) vs {r.runtime_diff_ref}"
             for r in summary.itertuples() if r.runtime_diff_ref]
+
+
+def harness_load_lines(summary: pd.DataFrame) -> list[str]:
+    """Per (backend, gc mode): the harness's send lag and CPU share (the largest over its cells)."""
+    if "harness_cells" not in summary.columns:
+        return []
+    out = []
+    for r in summary.itertuples():
+        name = f"{r.backend}/{r.gc_mode}"
+        if not r.harness_cells:
+            out.append(f"{name}: harness send lag and CPU share not recorded (a run before format 4)")
+            continue
+        worst = " (the largest over its cells)" if r.harness_cells > 1 else ""
+        out.append(f"{name}: send lag p50 {fmt_ms(r.send_lag_p50_ms_max)} ms, p99 {fmt_ms(r.send_lag_p99_ms_max)} "
+                   f"ms; harness CPU {fmt_share(r.harness_cpu_share_max)} of one core{worst}")
+    return out
+
+
+def floor_text(floor: dict | None) -> str:
+    """The floor as the reports print it, or why there is none."""
+    if not isinstance(floor, dict):
+        return "not recorded (a run before format 4)"
+    if "error" in floor:
+        return f"not measured: {floor['error']}"
+    busy, idle = floor.get("busy", {}), floor.get("idle", {})
+
+    def ms(v) -> str:
+        return fmt_ms(v / 1e6) if isinstance(v, (int, float)) else "-"
+
+    return (f"round trip between two processes idle {ms(idle.get('p50_ns'))} ms p50 / {ms(idle.get('p99_ns'))} ms "
+            f"p99 (after a {floor.get('idle_gap_us', '?')} us sleep), busy {ms(busy.get('p50_ns'))} / "
+            f"{ms(busy.get('p99_ns'))} ms: call latency near it is the machine's, not the server's")
 
 
 def harness_text(summary: pd.DataFrame) -> str:

@@ -26,12 +26,19 @@ from pathlib import Path
 
 import psutil
 
-from gcbench.backends.base import Availability, CellContext, LaunchSpec, ServerHandle, SubprocessBackend
+from gcbench.backends.base import (
+    Availability,
+    CellContext,
+    LaunchSpec,
+    ServerHandle,
+    SubprocessBackend,
+    declared_mode_reason,
+)
 from gcbench.backends.custom import go as go_outside
 from gcbench.backends.custom import http as user_http
 from gcbench.backends.custom import java as java_outside
 from gcbench.backends.go import GO_MODES, go_mode_env, godebug_env
-from gcbench.backends.node import node_mode_reason
+from gcbench.backends.node import NODE_MODE_REASONS
 from gcbench.detect import RUNTIMES, Detection, detect_runtime
 from gcbench.errors import CellError, GcbenchError
 from gcbench.gcmode import GcMode
@@ -40,9 +47,9 @@ from gcbench.scenario import Scenario
 PROBES = Path(__file__).resolve().parents[2] / "probes"
 PYTHON_AUTOLOAD = PROBES / "autoload"
 NODE_PROBE = PROBES / "node_gc.js"
-PYTHON_MODES = {"default", "disabled", "thresholds", "freeze"}
-NODE_MODES = {"default", "semi", "old"}
-GO_USER_MODES = GO_MODES - {"oob"}
+PYTHON_MODES = ("default", "disabled", "freeze", "thresholds")
+NODE_MODES = ("default", "semi", "old")
+GO_USER_MODES = tuple(m for m in GO_MODES if m != "oob")
 LATENCY_ONLY = ("no GC probe on this server: its GC was not observed, so '0 ms GC dead time' means unobserved, "
                 "not absent (latency and its outliers are measured)")
 FREEZE_FLAG_SUFFIX = ".freeze-flag"  # beside the cell's events file; created at the end of warm-up
@@ -157,21 +164,17 @@ class CustomBackend(SubprocessBackend):
                 return f"{mode} cannot be applied: {why_not}"
             if mode.name == "oob":
                 return OOB_REASON
-            if mode.name not in PYTHON_MODES:
-                return f"{mode} is not a CPython GC setting (a Python server takes: {', '.join(sorted(PYTHON_MODES))})"
-            return None
+            return declared_mode_reason(mode, PYTHON_MODES, "CPython", "a Python server", {})
         if self.runtime == "node":
             if mode.name in NODE_MODES:
                 return None
             if mode.name == "oob":
                 return OOB_REASON
-            return node_mode_reason(mode) or f"{mode} is not a Node setting (Node takes: semi:MiB, old:MiB)"
+            return declared_mode_reason(mode, NODE_MODES, "Node", "a Node server", NODE_MODE_REASONS)
         if self.runtime == "go":
             if mode.name == "oob":
                 return OOB_REASON
-            if mode.name not in GO_USER_MODES:
-                return f"{mode} is not a Go GC setting (a Go server takes: {', '.join(sorted(GO_USER_MODES))})"
-            return None
+            return declared_mode_reason(mode, GO_USER_MODES, "Go", "a Go server", {})
         if self.runtime == "java":
             return java_outside.mode_reason(self.detected.interpreter if self.detected else None, mode)
         return f"{mode} cannot be applied: gcbench has no GC switch for a {self.runtime} server (only default runs)"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from gcbench.backends import toolchain
 from gcbench.backends.base import Availability, CellContext, LaunchSpec, SubprocessBackend
 from gcbench.backends.build import cache_dir, cached_build
 from gcbench.errors import GcbenchError
@@ -19,7 +18,7 @@ from gcbench.scenario import Scenario
 
 HERE = Path(__file__).resolve().parent
 SOURCES = (HERE / "main.go", HERE / "go.mod")
-GO_MODES = {"default", "disabled", "gogc", "memlimit", "oob"}
+GO_MODES = ("default", "disabled", "gogc", "memlimit", "oob")
 MIN_GO = (1, 22)  # go.mod's go line; the runtime/metrics the server reads exist from 1.22
 INSTALL_HINT = "pip install 'gcbench[go]'"
 # Hermetic builds: no toolchain download, no module download, no C compiler needed, no workspace.
@@ -58,32 +57,17 @@ def _writable_dir(path: str) -> bool:
 @functools.lru_cache(maxsize=1)
 def _go_version() -> tuple[str | None, str]:
     """('go1.22.5 linux/amd64', '') or (None, why not)."""
-    go = shutil.which("go")
-    if go is None:
-        return None, f"no go toolchain; {INSTALL_HINT}"
-    try:
-        proc = subprocess.run(
-            [go, "version"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "GOTOOLCHAIN": "local"},
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"`go version` failed ({e}); {INSTALL_HINT}"
-    out = proc.stdout.strip()
-    m = re.match(r"go version (go(\d+)\.(\d+)\S*.*)", out)
-    if proc.returncode != 0 or not m:
-        return None, f"`go version` failed: {(proc.stderr or out).strip()[:200]}; {INSTALL_HINT}"
-    if (int(m[2]), int(m[3])) < MIN_GO:
-        return None, f"{m[1]} is too old, the Go server needs go{MIN_GO[0]}.{MIN_GO[1]}+; {INSTALL_HINT}"
-    return m[1], ""
+    a = toolchain.probe("go", ["version"], r"go version (?P<version>go(\d+)\.(\d+)\S*.*)", MIN_GO, hint=INSTALL_HINT,
+                        what="go toolchain", env={"GOTOOLCHAIN": "local"})
+    return (a.version, "") if a.ok else (None, a.reason)
 
 
 class GoBackend(SubprocessBackend):
     name = "go"
     runtime = "go"
     description = "Go MCP server, standard library only, over stdio or HTTP"
+    gc_modes = GO_MODES
+    gc_setting = gc_takes = "Go"
 
     def __init__(self) -> None:
         self.binary: Path | None = None
@@ -93,11 +77,6 @@ class GoBackend(SubprocessBackend):
         if version is None:
             return Availability(False, reason=reason)
         return Availability(True, version=version)
-
-    def unsupported_reason(self, mode: GcMode) -> str | None:
-        if mode.name not in GO_MODES:
-            return f"{mode} is not a Go GC setting (Go takes: {', '.join(sorted(GO_MODES))})"
-        return None
 
     def build_env(self) -> dict[str, str]:
         env = dict(BUILD_ENV)

@@ -83,9 +83,9 @@ type record struct {
 
 // Globals so that nothing the work tool makes can be kept off the heap or optimised away.
 var (
-	startupHeap any // []*node, []map[string]any, []*record or []any (json), by shape
-	callGarbage []*node
-	cpuSink     uint64
+	startupHeap any                      // []*node, []map[string]any, []*record or []any (json), by shape
+	callGarbage atomic.Pointer[[]*node] // the latest call's garbage: stored so that it must be on the heap
+	cpuSink     atomic.Uint64
 )
 
 func knownShape(shape string) bool {
@@ -319,11 +319,18 @@ func readClock(numGC uint32) clockSample {
 	return clockSample{monoNs: m0 + (m1-m0)/2, wallNs: wall, numGC: numGC}
 }
 
+// Concurrency (../PROTOCOL.md "Concurrency"): every tools/call runs in its own goroutine (stdio: one per
+// request line; HTTP: net/http's goroutine per connection) and holds gate for reading while it works;
+// gcbench/measure, gcbench/flush, an out-of-band collection and the exit hold it for writing, so they wait
+// for the calls in flight and calls that arrive meanwhile wait for them. cacheMu guards only the retained
+// cache; evMu the buffered events, the clock ring and the counters of the stats record; outMu stdout.
 type server struct {
-	mu         sync.Mutex // one request at a time, in arrival order
+	gate       sync.RWMutex
+	cacheMu    sync.Mutex
+	evMu       sync.Mutex
+	outMu      sync.Mutex
 	oob        bool
 	eventsPath string
-	out        []byte // the response being built, reused
 
 	cache    []any // the long-lived cache (retain_objects); a *node is stored in the interface without allocating
 	cachePos int64
@@ -391,31 +398,33 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, q...)
 }
 
+// Each reply is built in its own buffer (with room for the newline of stdio): calls answer concurrently.
 func (s *server) result(id json.RawMessage, result []byte) []byte {
-	b := append(s.out[:0], `{"jsonrpc":"2.0","id":`...)
+	b := make([]byte, 0, len(id)+len(result)+40)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
 	b = append(b, id...)
 	b = append(b, `,"result":`...)
 	b = append(b, result...)
-	s.out = append(b, '}')
-	return s.out
+	return append(b, '}')
 }
 
 func (s *server) rpcError(id json.RawMessage, code int, msg string) []byte {
 	if id == nil {
 		id = json.RawMessage("null")
 	}
-	b := append(s.out[:0], `{"jsonrpc":"2.0","id":`...)
+	b := make([]byte, 0, len(id)+len(msg)+64)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
 	b = append(b, id...)
 	b = append(b, `,"error":{"code":`...)
 	b = strconv.AppendInt(b, int64(code), 10)
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, msg)
-	s.out = append(b, "}}"...)
-	return s.out
+	return append(b, "}}"...)
 }
 
 func (s *server) toolResult(id json.RawMessage, text []byte, isError bool) []byte {
-	b := append(s.out[:0], `{"jsonrpc":"2.0","id":`...)
+	b := make([]byte, 0, len(id)+len(text)+96)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
 	b = append(b, id...)
 	b = append(b, `,"result":{"content":[{"type":"text","text":`...)
 	if isError {
@@ -426,26 +435,45 @@ func (s *server) toolResult(id json.RawMessage, text []byte, isError bool) []byt
 		b = append(b, text...) // only ASCII 'x': nothing to escape
 		b = append(b, `"}],"isError":false}}`...)
 	}
-	s.out = b
 	return b
 }
 
-// handle answers one message; nil for a notification. bad is true for a parse error or an invalid request.
-func (s *server) handle(line []byte) (reply []byte, bad bool) {
-	var req request
+// How a request holds the gate while it is answered.
+type access int
+
+const (
+	noGate    access = iota // answered at once, touches no shared state (initialize, ping, errors)
+	call                    // tools/call: gate held for reading, alongside other calls
+	exclusive               // gcbench/measure, gcbench/flush: gate held for writing
+)
+
+// parse reads one message (json.Unmarshal copies what it keeps, so the line may be reused). A message that
+// is not a valid request gets its error reply (bad true); a notification gets neither reply nor id.
+func (s *server) parse(line []byte) (req request, method string, reply []byte, bad bool) {
 	if err := json.Unmarshal(line, &req); err != nil {
 		if json.Valid(line) {
-			return s.rpcError(nil, -32600, "Invalid Request"), true
+			return req, "", s.rpcError(nil, -32600, "Invalid Request"), true
 		}
-		return s.rpcError(nil, -32700, "Parse error"), true
+		return req, "", s.rpcError(nil, -32700, "Parse error"), true
 	}
-	var method string
 	if string(req.JSONRPC) != `"2.0"` || json.Unmarshal(req.Method, &method) != nil {
-		return s.rpcError(req.ID, -32600, "Invalid Request"), true
+		return req, "", s.rpcError(req.ID, -32600, "Invalid Request"), true
 	}
-	if req.ID == nil {
-		return nil, false // notification
+	return req, method, nil, false
+}
+
+func accessOf(method string) access {
+	switch method {
+	case "tools/call":
+		return call
+	case "gcbench/measure", "gcbench/flush":
+		return exclusive
 	}
+	return noGate
+}
+
+// answer answers a parsed request with an id; the caller holds the gate as accessOf(method) says.
+func (s *server) answer(req request, method string) []byte {
 	id := req.ID
 	switch method {
 	case "tools/call":
@@ -458,13 +486,13 @@ func (s *server) handle(line []byte) (reply []byte, bad bool) {
 			if p.Name != nil {
 				name = *p.Name
 			}
-			return s.rpcError(id, -32602, "Unknown tool: "+name), false
+			return s.rpcError(id, -32602, "Unknown tool: "+name)
 		}
 		args, problem := parseWorkArgs(p.Arguments)
 		if problem != "" {
-			return s.toolResult(id, []byte(problem), true), false
+			return s.toolResult(id, []byte(problem), true)
 		}
-		return s.toolResult(id, s.work(args), false), false
+		return s.toolResult(id, s.work(args), false)
 	case "initialize":
 		var p struct {
 			ProtocolVersion json.RawMessage `json:"protocolVersion"`
@@ -477,19 +505,23 @@ func (s *server) handle(line []byte) (reply []byte, bad bool) {
 		res = append(res, `,"capabilities":{"tools":{}},"serverInfo":{"name":"gcbench-go","version":`...)
 		res = appendJSONString(res, runtime.Version())
 		res = append(res, "}}"...)
-		return s.result(id, res), false
+		return s.result(id, res)
 	case "ping":
-		return s.result(id, []byte("{}")), false
+		return s.result(id, []byte("{}"))
 	case "tools/list":
-		return s.result(id, toolsListResult), false
+		return s.result(id, toolsListResult)
 	case "gcbench/measure":
+		s.evMu.Lock()
 		s.markMeasure()
-		return s.result(id, []byte("{}")), false
+		s.evMu.Unlock()
+		return s.result(id, []byte("{}"))
 	case "gcbench/flush":
+		s.evMu.Lock()
 		n := s.flush()
-		return s.result(id, []byte(`{"events":`+strconv.Itoa(n)+`}`)), false
+		s.evMu.Unlock()
+		return s.result(id, []byte(`{"events":`+strconv.Itoa(n)+`}`))
 	}
-	return s.rpcError(id, -32601, "Method not found: "+method), false
+	return s.rpcError(id, -32601, "Method not found: "+method)
 }
 
 // ---- the work tool ----
@@ -559,42 +591,51 @@ func (s *server) work(a workArgs) []byte {
 	for i := nCyclic; i < a.allocObjects; i++ {
 		garbage = append(garbage, &node{})
 	}
-	callGarbage = garbage
+	callGarbage.Store(&garbage)
 	if a.retainObjects > 0 {
 		s.retain(a.retainObjects, a.retainCap, a.retainShape)
 	}
 	if a.cpuIters > 0 {
-		x := cpuSink | 1
+		x := cpuSink.Load() | 1
 		for i := int64(0); i < a.cpuIters; i++ {
 			x ^= x << 13
 			x ^= x >> 7
 			x ^= x << 17
 		}
-		cpuSink = x
+		cpuSink.Store(x)
 	}
 	if a.sleepUs > 0 {
 		time.Sleep(time.Duration(a.sleepUs) * time.Microsecond)
 	}
 	text := bytes.Repeat([]byte{'x'}, int(a.payloadBytes))
-	callGarbage = nil
+	callGarbage.CompareAndSwap(&garbage, nil) // unless a later call has stored its own
+	runtime.KeepAlive(garbage)
 	return text
 }
 
+// retain builds the call's objects outside any lock, then puts them in the cache under cacheMu.
 func (s *server) retain(count, capacity int64, shape string) {
 	if shape == "lists" { // one object at a time, as before shapes existed
+		s.cacheMu.Lock()
 		for i := int64(0); i < count; i++ {
 			s.keep(&node{}, capacity)
 		}
+		s.cacheMu.Unlock()
 		return
 	}
 	var doc []byte
 	if shape == "json" {
+		s.cacheMu.Lock()
 		if s.docCount != int(count) {
 			s.doc, s.docCount = recordDoc(int(count)), int(count)
 		}
-		doc = s.doc
+		doc = s.doc // never written after it is stored: a new count makes a new slice
+		s.cacheMu.Unlock()
 	}
-	switch batch := buildObjects(shape, int(count), doc).(type) {
+	batch := buildObjects(shape, int(count), doc)
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	switch batch := batch.(type) {
 	case []map[string]any:
 		for _, obj := range batch {
 			s.keep(obj, capacity)
@@ -621,19 +662,33 @@ func (s *server) keep(obj any, capacity int64) {
 
 // ---- GC pauses ----
 
-// afterResponse runs in the idle gap after each response, never inside a call.
+// afterResponse runs after each response, outside the call it follows (other calls may be in flight);
+// the caller holds no lock. The oob collection runs only when no call is in flight: it takes the gate for
+// writing (TryLock), so a call arriving meanwhile waits for it. When calls keep overlapping and no gap
+// comes, a collection that is overdue (the heap at twice the goal) waits for the calls in flight instead.
 func (s *server) afterResponse() {
-	metrics.Read(s.cyclesSample)
-	if s.oob && s.oobDue() {
-		t0 := nanotime()
-		runtime.GC() // blocking: mark and sweep, not only the two stop-the-world pauses
-		t1 := nanotime()
-		s.oobCollections++
-		s.oobCollectNs += t1 - t0
-		// the server does nothing else meanwhile: a call arriving now waits, so it is an event too
-		s.events = append(s.events, pauseEvent{endNs: t1, pauseNs: t1 - t0, oob: true})
-		metrics.Read(s.cyclesSample[:1])
+	if s.oob {
+		s.evMu.Lock()
+		metrics.Read(s.cyclesSample)
+		due, overdue := s.oobDue()
+		s.evMu.Unlock()
+		// the gate before evMu, as every holder of both takes them
+		if due && (s.gate.TryLock() || overdue && lockGate(&s.gate)) {
+			s.evMu.Lock()
+			t0 := nanotime()
+			runtime.GC() // blocking: mark and sweep, not only the two stop-the-world pauses
+			t1 := nanotime()
+			s.oobCollections++
+			s.oobCollectNs += t1 - t0
+			// the server does nothing else meanwhile: a call arriving now waits, so it is an event too
+			s.events = append(s.events, pauseEvent{endNs: t1, pauseNs: t1 - t0, oob: true})
+			s.evMu.Unlock()
+			s.gate.Unlock()
+		}
 	}
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	metrics.Read(s.cyclesSample[:1])
 	numGC := uint32(s.cyclesSample[0].Value.Uint64())
 	s.clocks.add(readClock(numGC)) // after the metric: every cycle it counts ended before this pair
 	if numGC-s.seenNumGC >= drainEveryCycles {
@@ -641,10 +696,16 @@ func (s *server) afterResponse() {
 	}
 }
 
+func lockGate(gate *sync.RWMutex) bool {
+	gate.Lock()
+	return true
+}
+
 // oobDue says whether GOGC=100 would have started a collection by now: the heap has grown past
 // live + (live + stacks + globals) * 100%, the runtime's heap goal (at least 4 MiB). The automatic
 // collector triggers somewhat before its goal, so out-of-band collections run a little less often.
-func (s *server) oobDue() bool {
+// overdue: the heap has reached twice the goal.
+func (s *server) oobDue() (due, overdue bool) {
 	v := func(i int) uint64 {
 		if s.cyclesSample[i].Value.Kind() != metrics.KindUint64 {
 			return 0
@@ -656,7 +717,7 @@ func (s *server) oobDue() bool {
 	if goal < oobMinHeapBytes {
 		goal = oobMinHeapBytes
 	}
-	return heap >= goal
+	return heap >= goal, heap >= 2*goal
 }
 
 // drainPauses appends the pauses recorded since the last drain, from ReadGCStats: it copies the
@@ -872,7 +933,7 @@ func (s *server) runtimeStats(ms *runtime.MemStats) map[string]any {
 // ---- the hiccup meter ----
 
 // hiccupMeter is jHiccup's idea: a goroutine sleeps a fixed interval and records how late it woke.
-// It never takes s.mu, so request handling does not delay it (GOMAXPROCS > 1); what it sees is the
+// It never takes the server's locks, so request handling does not delay it (GOMAXPROCS > 1); what it sees is the
 // stop-the-world pauses, the scheduler and the machine.
 type hiccupMeter struct {
 	intervalNs int64
@@ -974,6 +1035,8 @@ func (m *hiccupMeter) addStats(st map[string]any) {
 
 // ---- transports ----
 
+// serveStdio reads requests on this goroutine and answers each tools/call in a goroutine of its own; every
+// response is one whole line, written under outMu. A control method waits for the calls read before it.
 func (s *server) serveStdio() {
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 64<<10), maxLineBytes)
@@ -982,21 +1045,45 @@ func (s *server) serveStdio() {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		s.mu.Lock()
-		if reply, _ := s.handle(line); reply != nil {
-			s.out = append(reply, '\n')
-			if _, err := os.Stdout.Write(s.out); err != nil {
-				s.exitLocked(0) // the harness has gone
-			}
+		req, method, reply, _ := s.parse(line)
+		switch {
+		case reply != nil:
+			s.writeLine(reply)
+		case req.ID == nil: // a notification: no answer
+		case accessOf(method) == call:
+			s.gate.RLock() // here, not in the goroutine: a control method read next must wait for this call
+			go func() {
+				reply := s.answer(req, method)
+				s.writeLine(reply)
+				s.gate.RUnlock()
+				s.afterResponse()
+			}()
+			continue
+		case accessOf(method) == exclusive:
+			s.gate.Lock()
+			s.writeLine(s.answer(req, method))
+			s.gate.Unlock()
+		default:
+			s.writeLine(s.answer(req, method))
 		}
 		s.afterResponse()
-		s.mu.Unlock()
 	}
 	if err := sc.Err(); err != nil {
 		fmt.Fprintf(os.Stderr, "gcbench go server: reading stdin: %v\n", err)
 	}
-	s.mu.Lock()
-	s.exitLocked(0)
+	s.exit(0)
+}
+
+// writeLine writes one response and its newline with one Write, under outMu (never interleaved).
+func (s *server) writeLine(reply []byte) {
+	s.outMu.Lock()
+	_, err := os.Stdout.Write(append(reply, '\n'))
+	s.outMu.Unlock()
+	if err != nil { // the harness has gone; this goroutine may hold the gate, so flush without it
+		s.evMu.Lock()
+		s.flush()
+		os.Exit(0)
+	}
 }
 
 func (s *server) serveHTTP() {
@@ -1009,16 +1096,15 @@ func (s *server) serveHTTP() {
 	mux.HandleFunc("/mcp", s.handleHTTP)
 	go func() { // the harness closes stdin to stop the server
 		io.Copy(io.Discard, os.Stdin)
-		s.mu.Lock()
-		s.exitLocked(0)
+		s.exit(0)
 	}()
 	fmt.Fprintf(os.Stdout, "GCBENCH_LISTENING %d\n", ln.Addr().(*net.TCPAddr).Port)
 	err = (&http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}).Serve(ln)
 	fmt.Fprintf(os.Stderr, "gcbench go server: %v\n", err)
-	s.mu.Lock()
-	s.exitLocked(1)
+	s.exit(1)
 }
 
+// handleHTTP runs in net/http's goroutine for the connection: requests on different connections overlap.
 func (s *server) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
@@ -1034,9 +1120,21 @@ func (s *server) handleHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot read body", http.StatusBadRequest)
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	reply, bad := s.handle(body)
+	req, method, reply, bad := s.parse(body)
+	if reply == nil && req.ID != nil {
+		switch accessOf(method) {
+		case call:
+			s.gate.RLock()
+			reply = s.answer(req, method)
+			s.gate.RUnlock() // the tool's work is done; writing the response needs no lock
+		case exclusive:
+			s.gate.Lock()
+			reply = s.answer(req, method)
+			s.gate.Unlock()
+		default:
+			reply = s.answer(req, method)
+		}
+	}
 	if reply == nil {
 		w.WriteHeader(http.StatusAccepted)
 	} else {
@@ -1048,7 +1146,7 @@ func (s *server) handleHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Write(reply)
 	}
-	w.(http.Flusher).Flush() // the response is on the wire before the idle-gap work
+	w.(http.Flusher).Flush() // the response is on the wire before the work after it
 	s.afterResponse()
 }
 
@@ -1068,8 +1166,11 @@ func loopbackOrigin(origin string) bool {
 	return false
 }
 
-// exitLocked flushes the side channel and exits; the caller holds s.mu, so no request is half done.
-func (s *server) exitLocked(code int) {
+// exit waits for the calls in flight (their responses are written), flushes the side channel and exits.
+// The caller must not hold the gate.
+func (s *server) exit(code int) {
+	s.gate.Lock()
+	s.evMu.Lock()
 	s.flush()
 	os.Exit(code)
 }
@@ -1116,8 +1217,7 @@ func main() {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		<-sigs
-		s.mu.Lock()
-		s.exitLocked(0)
+		s.exit(0)
 	}()
 
 	switch transport := os.Getenv("GCBENCH_TRANSPORT"); transport {

@@ -14,7 +14,7 @@ import time
 from collections import deque
 
 from gcbench.backends.base import Availability, Backend, CellContext, ServerHandle
-from gcbench.backends.python import python_mode_reason
+from gcbench.backends.python import PYTHON_MODES
 from gcbench.backends.python import server as pyserver
 from gcbench.gcmode import GcMode
 from gcbench.mcp import Session
@@ -36,6 +36,9 @@ class InprocTransport:
             self._ready.append((self._clock(), reply))
         if self._oob:
             self.server.collect_out_of_band()
+
+    def connect(self, agents: int) -> None:
+        """Nothing to open: calls are function calls."""
 
     def poll(self, timeout_s: float | None) -> list[tuple[int, dict]]:
         if not self._ready:
@@ -76,12 +79,12 @@ class InprocBackend(Backend):
     description = "the Python server's tool called inside the harness process (no transport; labelled in-process)"
     in_process = True
     in_default_run = False
+    gc_modes = PYTHON_MODES
+    gc_setting = "CPython"
+    gc_takes = "Python"
 
     def availability(self) -> Availability:
         return Availability(True, version=f"{sys.implementation.name} {sys.version.split()[0]} (in-process)")
-
-    def unsupported_reason(self, mode: GcMode) -> str | None:
-        return python_mode_reason(mode)
 
     def start(self, mode: GcMode, scenario: Scenario, ctx: CellContext) -> ServerHandle:
         return InprocHandle(mode, scenario, ctx)

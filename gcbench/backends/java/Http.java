@@ -1,8 +1,8 @@
 // Streamable HTTP for the Java server (stateless, JSON responses) on the JDK's com.sun.net.httpserver.
 //
 // Bound to 127.0.0.1 on an ephemeral port; prints "GCBENCH_LISTENING <port>" on stdout, then serves POST /mcp.
-// Requests are handled one at a time (the Server's monitor); the response is written outside it. The server
-// exits when stdin reaches EOF.
+// Each exchange runs on a thread of a cached pool (a thread per request in flight, reused), and requests overlap:
+// only the retained cache and the control methods synchronise (Server). The server exits when stdin reaches EOF.
 
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;
@@ -25,7 +25,7 @@ final class Http {
         // would be closed after 30 s (the harness keeps one per agent for the whole cell).
         System.setProperty("sun.net.httpserver.nodelay", "true");
         System.setProperty("sun.net.httpserver.idleInterval", "86400");
-        HttpServer http = HttpServer.create(new InetSocketAddress(InetAddress.getByName("127.0.0.1"), 0), 64);
+        HttpServer http = HttpServer.create(new InetSocketAddress(InetAddress.getByName("127.0.0.1"), 0), 256);
         ExecutorService pool = Executors.newCachedThreadPool(r -> {
             Thread t = new Thread(r, "gcbench-http");
             t.setDaemon(true);
@@ -49,6 +49,7 @@ final class Http {
         while (in.read(sink) >= 0) {
             // the harness closes stdin to stop the server
         }
+        server.waitIdle(); // a call still running is answered before the server exits
     }
 
     static void exchange(Server server, HttpExchange ex) throws IOException {
@@ -73,10 +74,8 @@ final class Http {
         }
         byte[] reply;
         Server.Reply kind;
-        synchronized (server) {
-            kind = server.handle(body, 0, body.length);
-            reply = kind == Server.Reply.NONE ? null : server.out.copy();
-        }
+        kind = server.handle(body, 0, body.length); // on this exchange's pool thread, no lock around the tool
+        reply = kind == Server.Reply.NONE ? null : server.out().copy();
         if (reply == null) {
             ex.sendResponseHeaders(202, -1); // a notification: no body
             return;

@@ -23,6 +23,9 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 
 public final class Server {
@@ -154,14 +157,19 @@ public final class Server {
     final String eventsPath;
     final String gcMode;
     final Hiccup meter; // null unless GCBENCH_HICCUP_US is set
-    final Out out = new Out();
+    // Concurrency (../PROTOCOL.md, "Concurrency"): each tools/call runs on a pool thread (stdio: fed by the
+    // reader; HTTP: the HttpServer's executor), so the response being built is per thread, the retained cache
+    // is guarded by its own monitor, and gcbench/measure and gcbench/flush wait until no call is in flight.
+    final ThreadLocal<Out> outs = ThreadLocal.withInitial(Out::new);
+    final Object idle = new Object(); // guards inflight
+    int inflight; // tools/call started and not yet answered
     final ArrayList<Object> cache = new ArrayList<>();
     long cachePos;
     int docCount = -1; // the last `json` document retained, as text, as a tool receives it
     byte[] doc;
-    long calls; // tools/call since gcbench/measure
+    final AtomicLong calls = new AtomicLong(); // tools/call since gcbench/measure
     long written; // side-channel events written in total
-    long measureNs = -1;
+    volatile long measureNs = -1;
     long[] measureGcCounts = new long[0];
     long[] measureGcTimesMs = new long[0];
     volatile boolean exiting;
@@ -214,16 +222,77 @@ public final class Server {
 
     // ---- JSON-RPC ----
 
-    /** Handle one message (a line, or an HTTP body); any response is left in `out`. */
-    synchronized Reply handle(byte[] data, int off, int len) {
-        out.reset();
+    /** This thread's response buffer: what handle() leaves. */
+    Out out() {
+        return outs.get();
+    }
+
+    /** Handle one message (a line, or an HTTP body) on this thread; any response is left in out(). A tools/call
+     *  counts as in flight while it runs; gcbench/measure and gcbench/flush first wait until none is. */
+    Reply handle(byte[] data, int off, int len) {
         Object msg;
         try {
             msg = Json.parse(data, off, len);
         } catch (Json.ParseError e) {
+            out().reset();
             error(null, -32700, "Parse error");
             return Reply.INVALID;
         }
+        boolean call = isToolCall(msg);
+        if (call) {
+            callStarted();
+        } else if (isControl(msg)) {
+            waitIdle();
+        }
+        try {
+            return handleMessage(msg);
+        } finally {
+            if (call) {
+                callDone();
+            }
+        }
+    }
+
+    static boolean isToolCall(Object msg) {
+        return msg instanceof Map && "tools/call".equals(((Map<?, ?>) msg).get("method"))
+                && ((Map<?, ?>) msg).containsKey("id");
+    }
+
+    static boolean isControl(Object msg) {
+        Object method = msg instanceof Map ? ((Map<?, ?>) msg).get("method") : null;
+        return "gcbench/measure".equals(method) || "gcbench/flush".equals(method);
+    }
+
+    void callStarted() {
+        synchronized (idle) {
+            inflight++;
+        }
+    }
+
+    void callDone() {
+        synchronized (idle) {
+            if (--inflight == 0) {
+                idle.notifyAll();
+            }
+        }
+    }
+
+    void waitIdle() {
+        synchronized (idle) {
+            while (inflight > 0) {
+                try {
+                    idle.wait();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
+            }
+        }
+    }
+
+    /** Handle one parsed message; any response is left in out(). */
+    Reply handleMessage(Object msg) {
+        out().reset();
         Map<?, ?> obj = msg instanceof Map ? (Map<?, ?>) msg : null;
         Object id = obj == null ? null : obj.get("id");
         Object method = obj == null ? null : obj.get("method");
@@ -272,19 +341,19 @@ public final class Server {
     void begin(Object id) {
         StringBuilder b = new StringBuilder("{\"jsonrpc\":\"2.0\",\"id\":");
         Json.write(b, id == null ? Json.NULL : id);
-        out.utf8(b.toString());
+        out().utf8(b.toString());
     }
 
     void result(Object id, String raw) {
         begin(id);
-        out.ascii(",\"result\":").utf8(raw).ascii("}");
+        out().ascii(",\"result\":").utf8(raw).ascii("}");
     }
 
     void error(Object id, int code, String message) {
         begin(id);
         StringBuilder b = new StringBuilder(",\"error\":{\"code\":").append(code).append(",\"message\":");
         Json.writeString(b, message);
-        out.utf8(b.append("}}").toString());
+        out().utf8(b.append("}}").toString());
     }
 
     void toolsCall(Object id, Map<?, ?> params) {
@@ -304,23 +373,28 @@ public final class Server {
             return;
         }
         if (measureNs >= 0) {
-            calls++;
+            calls.incrementAndGet();
         }
         Object args = params.containsKey("arguments") ? params.get("arguments") : Map.of();
         byte[] text;
         try {
             text = work(parseWorkArgs(args));
+        } catch (RuntimeException e) { // answered, as a pool thread of a real server would; the server goes on
+            e.printStackTrace();
+            out().reset();
+            error(id, -32603, "Internal error: " + e);
+            return;
         } catch (ToolError e) {
             begin(id);
             StringBuilder b = new StringBuilder(",\"result\":{\"content\":[{\"type\":\"text\",\"text\":");
             Json.writeString(b, e.getMessage());
-            out.utf8(b.append("}],\"isError\":true}}").toString());
+            out().utf8(b.append("}],\"isError\":true}}").toString());
             return;
         }
         begin(id);
-        out.ascii(",\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"");
-        out.bytes(text, text.length); // only ASCII 'x': nothing to escape
-        out.ascii("\"}],\"isError\":false}}");
+        out().ascii(",\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"");
+        out().bytes(text, text.length); // only ASCII 'x': nothing to escape
+        out().ascii("\"}],\"isError\":false}}");
     }
 
     // ---- the work tool ----
@@ -403,7 +477,8 @@ public final class Server {
         int n = (int) a.allocObjects;
         int nCyclic = Math.min(n, (int) (n * a.cyclicFraction) & ~1); // pairs
         Node[] garbage = new Node[n];
-        callGarbage = garbage; // published first: every object stored in it escapes
+        callGarbage = garbage; // published first: every object stored in it escapes (a racing call may overwrite
+        // or clear it: escape analysis is decided when the code is compiled, the local keeps the objects alive)
         int i = 0;
         for (; i < nCyclic; i += 2) {
             Node x = new Node();
@@ -446,7 +521,14 @@ public final class Server {
         }
     }
 
+    /** Concurrent calls share the cache (and the json document): its monitor guards both. */
     void retain(long count, long capacity, String shape) throws ToolError {
+        synchronized (cache) {
+            retainLocked(count, capacity, shape);
+        }
+    }
+
+    void retainLocked(long count, long capacity, String shape) throws ToolError {
         if (shape.equals("lists")) { // one object at a time, as before shapes existed
             for (long i = 0; i < count; i++) {
                 keep(new Node(), capacity);
@@ -483,7 +565,7 @@ public final class Server {
     /** The warm-up is over: counters start again (MXBeans are read here and at flush only, never in a call). */
     void markMeasure() {
         measureNs = System.nanoTime();
-        calls = 0;
+        calls.set(0);
         if (meter != null) {
             meter.reset();
         }
@@ -524,7 +606,7 @@ public final class Server {
         b.append(",\"heap_max_bytes\":").append(Runtime.getRuntime().maxMemory());
         b.append(",\"heap_objects\":").append(startupHeap == null ? 0 : startupHeap.length);
         b.append(",\"retained_objects\":").append(cache.size());
-        b.append(",\"calls\":").append(calls);
+        b.append(",\"calls\":").append(calls.get());
         b.append(",\"measure_ns\":").append(measureNs);
         long[] mem = procMemoryKib();
         b.append(",\"rss_bytes\":").append(mem[0] * 1024);
@@ -578,7 +660,7 @@ public final class Server {
         return written;
     }
 
-    /** Flush and exit; holding the lock means no request is half done. */
+    /** Flush and exit (stdin's EOF: every call in flight has been answered first). */
     void exit(int code) {
         synchronized (this) {
             exiting = true; // the shutdown hook must not wait for this lock (System.exit waits for hooks)
@@ -589,7 +671,23 @@ public final class Server {
 
     // ---- stdio ----
 
+    /** A reader (this thread) that runs each tools/call on a pool thread, answered in the order they finish
+     *  (the client matches them by id); every other method runs here, in arrival order. */
     void serveStdio(OutputStream stdout) throws IOException {
+        ExecutorService pool = Executors.newCachedThreadPool(r -> {
+            Thread t = new Thread(r, "gcbench-call");
+            t.setDaemon(true);
+            return t;
+        });
+        try {
+            readLines(stdout, pool);
+        } finally {
+            waitIdle(); // EOF: every call in flight is answered before the server exits
+            pool.shutdown();
+        }
+    }
+
+    void readLines(OutputStream stdout, ExecutorService pool) throws IOException {
         InputStream in = new FileInputStream(FileDescriptor.in);
         byte[] buf = new byte[1 << 16];
         int start = 0;
@@ -627,15 +725,51 @@ public final class Server {
             if (blank(buf, lineStart, nl)) {
                 continue;
             }
-            synchronized (this) {
-                if (handle(buf, lineStart, nl - lineStart) != Reply.NONE) {
-                    out.ascii("\n");
+            Object msg;
+            try {
+                msg = Json.parse(buf, lineStart, nl - lineStart);
+            } catch (Json.ParseError e) {
+                msg = null;
+            }
+            if (msg != null && isToolCall(msg)) {
+                callStarted();
+                final Object request = msg;
+                pool.execute(() -> {
                     try {
-                        stdout.write(out.buf, 0, out.len);
-                    } catch (IOException e) {
-                        return; // the harness has gone
+                        handleMessage(request);
+                        writeLine(stdout, out());
+                    } finally {
+                        callDone();
                     }
-                }
+                });
+                continue;
+            }
+            if (msg != null && isControl(msg)) {
+                waitIdle();
+            }
+            Reply kind;
+            if (msg == null) {
+                out().reset();
+                error(null, -32700, "Parse error");
+                kind = Reply.INVALID;
+            } else {
+                kind = handleMessage(msg);
+            }
+            if (kind != Reply.NONE && !writeLine(stdout, out())) {
+                return; // the harness has gone
+            }
+        }
+    }
+
+    /** One response as one whole line: the writes of concurrent calls never interleave. */
+    static boolean writeLine(OutputStream stdout, Out o) {
+        o.ascii("\n");
+        synchronized (stdout) {
+            try {
+                stdout.write(o.buf, 0, o.len);
+                return true;
+            } catch (IOException e) {
+                return false;
             }
         }
     }

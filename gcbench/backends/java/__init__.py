@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from gcbench.backends.base import Availability, CellContext, LaunchSpec, SubprocessBackend
+from gcbench.backends import toolchain
+from gcbench.backends.base import (
+    Availability,
+    CellContext,
+    LaunchSpec,
+    SubprocessBackend,
+    declared_mode_reason,
+)
 from gcbench.backends.build import cached_build
 from gcbench.errors import CellError, GcbenchError
 from gcbench.gcmode import GcMode
@@ -37,6 +43,8 @@ COLLECTOR_FLAGS: dict[str, list[str]] = {
     "shenandoah": ["-XX:+UseShenandoahGC"],
     "epsilon": ["-XX:+UnlockExperimentalVMOptions", "-XX:+UseEpsilonGC"],
 }
+JAVA_MODES = tuple(COLLECTOR_FLAGS)
+JAVA_MODE_REASONS = {"disabled": "{mode} is not a JVM GC setting; the JVM's GC-off is epsilon ({name} takes: {takes})"}
 OFF_MODE = "epsilon"  # the JVM's GC-off: the same-runtime reference of the counterfactual
 # JVM options read from the environment would change what a mode measures: set empty for the server
 JVM_OPTION_VARS = ("JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS")
@@ -74,17 +82,16 @@ def jdk() -> tuple[str, str, str]:
         if found is None:
             return "", "", f"no java beside {real}; {INSTALL_HINT}"
         java = Path(found)
-    proc = _run([str(java), "-version"])
-    if proc is None or proc.returncode != 0:
-        return "", "", f"`{java} -version` failed; {INSTALL_HINT}"
-    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith(("Picked up", "NOTE:"))]
-    m = re.search(r'version "(\d+)(?:\.(\d+))?', lines[0] if lines else "")
-    if not m:
-        return "", "", f"cannot read the version from `{java} -version`: {(lines or [''])[0][:120]!r}"
-    major = int(m.group(1)) if m.group(1) != "1" else int(m.group(2) or 0)
-    if major < MIN_JAVA:
-        return "", "", f"{lines[0]} is too old, the Java server needs {MIN_JAVA}+; {INSTALL_HINT}"
-    return javac, str(java), " / ".join(lines[:2])
+    # `java -version` writes to stderr; "1.8.0" is Java 8
+    a = toolchain.probe(str(java), ["-version"], r'version "(?:1\.)?(\d+)', (MIN_JAVA,), hint=INSTALL_HINT,
+                        env={v: "" for v in JVM_OPTION_VARS}, label=_version_lines)
+    return (javac, str(java), a.version) if a.ok else ("", "", a.reason)
+
+
+def _version_lines(match, text: str) -> str:
+    """The JVM's first two version lines, without the notes it prints about options from the environment."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("Picked up", "NOTE:"))]
+    return " / ".join(lines[:2])
 
 
 @functools.cache
@@ -104,10 +111,9 @@ def collector_reason(java: str, mode_name: str) -> str | None:
 
 def java_mode_reason(java: str, mode: GcMode) -> str | None:
     """None when the JVM at `java` can run the GC mode, else why not (also for a user's JVM server)."""
-    if mode.name not in COLLECTOR_FLAGS:
-        hint = "; the JVM's GC-off is epsilon" if mode.name == "disabled" else ""
-        return (f"{mode} is not a JVM GC setting{hint} "
-                f"(java takes: {', '.join(m + ':N' if m == 'heap' else m for m in COLLECTOR_FLAGS)})")
+    declared = declared_mode_reason(mode, JAVA_MODES, "JVM", "java", JAVA_MODE_REASONS)
+    if declared is not None:
+        return declared
     return collector_reason(java, mode.name) if java else None
 
 
@@ -207,6 +213,9 @@ class JavaBackend(SubprocessBackend):
     name = "java"
     runtime = "java"
     description = "Java MCP server, JDK standard library only, over stdio or HTTP; pauses from the JVM's log"
+    gc_modes = JAVA_MODES  # and only where this JVM starts with the collector (collector_reason)
+    gc_setting = "JVM"
+    gc_mode_reasons = JAVA_MODE_REASONS
 
     def __init__(self) -> None:
         self.jar: Path | None = None

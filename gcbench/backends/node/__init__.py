@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import functools
 import shutil
-import subprocess
 from pathlib import Path
 
-from gcbench.backends.base import Availability, CellContext, LaunchSpec, SubprocessBackend
+from gcbench.backends import toolchain
+from gcbench.backends.base import (
+    Availability,
+    CellContext,
+    LaunchSpec,
+    SubprocessBackend,
+    declared_mode_reason,
+)
 from gcbench.gcmode import GcMode
 from gcbench.scenario import Scenario
 
 SERVER = Path(__file__).with_name("server.js")
-NODE_MISSING = "no node on PATH; install Node.js 18+"
 NODE_MIN_MAJOR = 18
+NODE_HINT = f"install Node.js {NODE_MIN_MAJOR}+"
+NODE_MISSING = f"no node on PATH; {NODE_HINT}"
 
-_UNSUPPORTED = {
+NODE_MODES = ("default", "oob", "semi", "old")  # what server.js takes (GCBENCH_GC_MODE)
+NODE_MODE_REASONS = _UNSUPPORTED = {
     "disabled": "V8 has no switch to turn GC off (try oob, or semi:N to make minor GCs rarer)",
     "freeze": "V8 has no gc.freeze(); its old generation is not rescanned by minor GCs anyway",
     "thresholds": "thresholds are CPython's generation counters; Node takes semi:N and old:N",
@@ -25,32 +33,18 @@ _UNSUPPORTED = {
 
 
 @functools.lru_cache(maxsize=4)
-def _node_version(node: str) -> str:
-    try:
-        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
+def _node_probe(node: str) -> Availability:
+    return toolchain.probe(node, ["--version"], r"^v(\d+)\.\d+\S*", (NODE_MIN_MAJOR,), hint=NODE_HINT,
+                           label=lambda m, _: f"node {m.group(0)}")
 
 
 def node_availability() -> Availability:
     node = shutil.which("node")
-    if node is None:
-        return Availability(False, reason=NODE_MISSING)
-    version = _node_version(node)
-    if not version:
-        return Availability(False, reason=f"{node} --version failed; install Node.js {NODE_MIN_MAJOR}+")
-    try:
-        major = int(version.lstrip("v").split(".")[0])
-    except ValueError:
-        major = 0
-    if major < NODE_MIN_MAJOR:
-        return Availability(False, version=f"node {version}", reason=f"node {version} is too old; install Node.js {NODE_MIN_MAJOR}+")
-    return Availability(True, version=f"node {version}")
+    return _node_probe(node) if node else Availability(False, reason=NODE_MISSING)
 
 
 def node_mode_reason(mode: GcMode) -> str | None:
-    return _UNSUPPORTED.get(mode.name)
+    return declared_mode_reason(mode, NODE_MODES, "Node", "node", _UNSUPPORTED)
 
 
 def node_flags(mode: GcMode) -> list[str]:
@@ -72,12 +66,12 @@ class NodeBackend(SubprocessBackend):
     name = "node"
     runtime = "node"
     description = "Node.js MCP server, no dependencies, over stdio or HTTP"
+    gc_modes = NODE_MODES
+    gc_setting = "Node"
+    gc_mode_reasons = _UNSUPPORTED
 
     def availability(self) -> Availability:
         return node_availability()
-
-    def unsupported_reason(self, mode: GcMode) -> str | None:
-        return node_mode_reason(mode)
 
     def launch_spec(self, mode: GcMode, scenario: Scenario, ctx: CellContext) -> LaunchSpec:
         return LaunchSpec([shutil.which("node") or "node", *node_flags(mode), str(SERVER)])

@@ -1,15 +1,18 @@
 'use strict';
 // gcbench's built-in Node.js MCP tool server: plain Node 18+, no dependencies; contract in ../PROTOCOL.md.
 //
-// Requests are handled synchronously, one at a time in arrival order: a stdin chunk holding several
-// lines is answered line by line before the event loop turns again. Responses go out with one
-// fs.writeSync on fd 1 (process.stdout is never touched, so its stream machinery is not in the path).
+// Requests are served the way Node serves them, on the event loop: each message is dispatched as it is
+// read and answered synchronously unless it waits (a tools/call's sleep_us is a timer, so the calls that
+// sleep overlap; its allocation and cpu_iters run on the loop and hold it). gcbench/measure and
+// gcbench/flush wait until no call is in flight; oob collects only then. Responses go out with one
+// fs.writeSync on fd 1 (process.stdout is never touched, so its stream machinery is not in the path), so
+// each is one whole line.
 
 const fs = require('fs');
 const http = require('http');
 const { admitRequest } = require('./http_guard.js');
 const gcProbe = require('../../probes/node_gc.js');
-const { WORK_TOOL, HEAP_SHAPES, ToolArgumentError, WorkState, work } = require('./work.js');
+const { WORK_TOOL, HEAP_SHAPES, ToolArgumentError, WorkState, CallTracker, work } = require('./work.js');
 const { OutOfBandCollector } = require('./oob.js');
 
 const PROTOCOL_VERSION = '2025-06-18';
@@ -35,9 +38,48 @@ class Server {
     this.state = new WorkState(heapObjects, heapShape);
     // after the start-up heap exists; the probe puts old-generation use around each gc() on its event
     this.oob = gcMode === 'oob' ? new OutOfBandCollector(gcProbe.noteForced) : null;
+    this.calls = new CallTracker();
   }
 
-  // One parsed message -> the reply object, or null for a notification.
+  // Answer one parsed message: respond(reply) is called with the reply object, now or once the call's
+  // sleep is over, then the oob collector runs if no call is in flight. A notification gets no respond:
+  // false is returned, and the caller runs afterResponse() once it has acknowledged it.
+  dispatch(msg, respond) {
+    let reply;
+    try {
+      reply = this.handle(msg);
+    } catch (err) {
+      if (!(err instanceof ToolArgumentError)) throw err;
+      reply = result(msg.id, { content: [{ type: 'text', text: err.message }], isError: true });
+    }
+    if (reply instanceof Promise) {
+      const isCall = msg.method === 'tools/call'; // not a control method waiting for the calls
+      if (isCall) this.calls.start();
+      reply.then((r) => {
+        respond(r);
+        if (isCall) this.calls.end();
+        this.afterResponse();
+      });
+      return true;
+    }
+    if (reply === null) return false;
+    respond(reply);
+    this.afterResponse();
+    return true;
+  }
+
+  afterResponse() {
+    if (this.oob && this.calls.inFlight === 0) this.oob.afterResponse();
+  }
+
+  // Answer one control method once no call is in flight.
+  whenIdle(answer) {
+    const idle = this.calls.idle();
+    return idle === null ? answer() : idle.then(answer);
+  }
+
+  // One parsed message -> the reply object, a promise of it (a call that sleeps, a control method
+  // waiting for the calls in flight), or null for a notification.
   handle(msg) {
     if (msg === null || typeof msg !== 'object' || Array.isArray(msg) || msg.jsonrpc !== '2.0' || typeof msg.method !== 'string') {
       const id = msg !== null && typeof msg === 'object' && !Array.isArray(msg) && msg.id !== undefined ? msg.id : null;
@@ -51,13 +93,9 @@ class Server {
         if (typeof params !== 'object' || params.name !== 'work') {
           return error(id, -32602, `Unknown tool: ${typeof params === 'object' ? params.name : params}`);
         }
-        try {
-          const text = work(this.state, params.arguments);
-          return result(id, { content: [{ type: 'text', text }], isError: false });
-        } catch (err) {
-          if (!(err instanceof ToolArgumentError)) throw err;
-          return result(id, { content: [{ type: 'text', text: err.message }], isError: true });
-        }
+        const text = work(this.state, params.arguments); // a ToolArgumentError is caught by dispatch
+        const answer = (t) => result(id, { content: [{ type: 'text', text: t }], isError: false });
+        return typeof text === 'string' ? answer(text) : text.then(answer);
       }
       case 'initialize': {
         const requested = typeof params === 'object' ? params.protocolVersion : undefined;
@@ -72,25 +110,28 @@ class Server {
       case 'tools/list':
         return result(id, { tools: [WORK_TOOL] });
       case 'gcbench/measure':
-        gcProbe.resetCounts();
-        return result(id, {});
+        return this.whenIdle(() => {
+          gcProbe.resetCounts();
+          return result(id, {});
+        });
       case 'gcbench/flush':
-        return result(id, { events: gcProbe.flush() });
+        return this.whenIdle(() => result(id, { events: gcProbe.flush() }));
       default:
         return error(id, -32601, `Method not found: ${msg.method}`);
     }
   }
 
-  // One request's text -> the reply's JSON text, or null when nothing is to be answered.
-  handleText(text) {
+  // One request's text: respond(JSON text of the reply), now or later, unless nothing is to be answered.
+  dispatchText(text, respond) {
     let msg;
     try {
       msg = JSON.parse(text);
     } catch {
-      return JSON.stringify(error(null, -32700, 'Parse error'));
+      respond(JSON.stringify(error(null, -32700, 'Parse error')));
+      this.afterResponse();
+      return;
     }
-    const reply = this.handle(msg);
-    return reply === null ? null : JSON.stringify(reply);
+    if (!this.dispatch(msg, (reply) => respond(JSON.stringify(reply)))) this.afterResponse();
   }
 }
 
@@ -118,14 +159,17 @@ function serveStdio(server) {
       const text = data.toString('utf8', start, nl);
       start = nl + 1;
       if (text.trim() === '') continue;
-      const reply = server.handleText(text);
-      if (reply !== null) writeAll(1, reply + '\n');
-      if (server.oob) server.oob.afterResponse();
+      server.dispatchText(text, writeLine);
     }
     rest = start < data.length ? data.subarray(start) : null;
   });
-  // One more loop turn lets late GC entries reach the probe; its exit hook writes them.
-  process.stdin.on('end', () => setImmediate(() => process.exit(0)));
+  // After the calls in flight are answered, one more loop turn lets late GC entries reach the probe; its
+  // exit hook writes them.
+  process.stdin.on('end', () => server.whenIdle(() => setImmediate(() => process.exit(0))));
+}
+
+function writeLine(text) {
+  writeAll(1, text + '\n');
 }
 
 function serveHttp(server) {
@@ -148,24 +192,27 @@ function serveHttp(server) {
         status = 400;
         reply = error(null, -32700, 'Parse error');
       }
-      if (status === 200) {
-        reply = server.handle(msg);
-        if (reply !== null && reply.error !== undefined && reply.error.code === -32600) status = 400;
-      }
-      if (reply === null) {
-        res.writeHead(202).end();
-      } else {
-        const body = Buffer.from(JSON.stringify(reply), 'utf8');
+      const send = (r) => {
+        if (r.error !== undefined && r.error.code === -32600) status = 400;
+        const body = Buffer.from(JSON.stringify(r), 'utf8');
         res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': body.length }).end(body);
+      };
+      if (status !== 200) {
+        send(reply);
+        server.afterResponse();
+        return;
       }
-      if (server.oob) server.oob.afterResponse();
+      if (!server.dispatch(msg, send)) {
+        res.writeHead(202).end(); // a notification
+        server.afterResponse();
+      }
     });
   });
   httpServer.keepAliveTimeout = 0; // idle keep-alive connections stay open through any think time
   httpServer.listen(0, '127.0.0.1', () => {
     writeAll(1, `GCBENCH_LISTENING ${httpServer.address().port}\n`);
   });
-  process.stdin.on('end', () => setImmediate(() => process.exit(0)));
+  process.stdin.on('end', () => server.whenIdle(() => setImmediate(() => process.exit(0))));
   process.stdin.resume(); // read (and drop) stdin only to see its EOF
 }
 

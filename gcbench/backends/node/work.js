@@ -32,10 +32,50 @@ const WORK_TOOL = {
   },
 };
 
+const { performance } = require('perf_hooks');
+
 class ToolArgumentError extends Error {}
 
-// Atomics.wait on a private buffer blocks the thread (and so the event loop) for the whole sleep.
-const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+// sleep_us is a timer, as Node does I/O waits: the event loop serves other requests meanwhile. libuv timers
+// count whole milliseconds and can fire early (the loop's cached time), so the timer is re-armed until
+// performance.now() (CLOCK_MONOTONIC) has passed the deadline: never shorter, up to about 1 ms longer.
+function sleepFor(us) {
+  const deadline = performance.now() + us / 1000;
+  return new Promise((resolve) => {
+    const check = () => {
+      const leftMs = deadline - performance.now();
+      if (leftMs <= 0) resolve();
+      else setTimeout(check, Math.ceil(leftMs));
+    };
+    setTimeout(check, Math.ceil(us / 1000));
+  });
+}
+
+// The tools/call requests in flight (a call is in flight from its start until its response is written):
+// control methods wait for them, the oob collector runs only when there are none.
+class CallTracker {
+  constructor() {
+    this.inFlight = 0;
+    this.waiters = [];
+  }
+
+  start() {
+    this.inFlight++;
+  }
+
+  end() {
+    if (--this.inFlight === 0 && this.waiters.length) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  // null when no call is in flight, else a promise that resolves when none is.
+  idle() {
+    return this.inFlight === 0 ? null : new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
 
 // Record k of a batch (the start-up heap, or one call's retained objects): an int, a short string, a small
 // list, a nested map, and a reference to record (k - 1) >> 1 of the same batch (null for the first), the
@@ -171,7 +211,8 @@ function parseWorkArgs(args) {
   return values;
 }
 
-// One call's simulated work; returns the payload text (throws ToolArgumentError).
+// One call's simulated work; returns the payload text, or a promise of it when the call sleeps (throws
+// ToolArgumentError). Everything before the sleep runs at once, on the event loop.
 function work(state, args) {
   const [alloc, cyclicFraction, retain, cap, payload, cpuIters, sleepUs, retainShape] = parseWorkArgs(args);
   let garbage = [];
@@ -185,10 +226,18 @@ function work(state, args) {
   for (let i = nCyclic; i < alloc; i++) garbage.push({ a: null, b: null });
   if (retain) state.retain(retain, cap, retainShape);
   if (cpuIters) state.cpu(cpuIters);
-  if (sleepUs) Atomics.wait(sleepCell, 0, 0, sleepUs / 1000);
+  if (sleepUs) {
+    return sleepFor(sleepUs).then(() => {
+      const text = 'x'.repeat(payload);
+      garbage = null; // the garbage stays reachable through the sleep, until the call ends
+      return text;
+    });
+  }
   const text = 'x'.repeat(payload);
   garbage = null;
   return text;
 }
 
-module.exports = { WORK_ARGS, WORK_TOOL, HEAP_SHAPES, ToolArgumentError, WorkState, buildObjects, parseWorkArgs, work };
+module.exports = {
+  WORK_ARGS, WORK_TOOL, HEAP_SHAPES, ToolArgumentError, WorkState, CallTracker, buildObjects, parseWorkArgs, work,
+};

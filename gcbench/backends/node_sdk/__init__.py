@@ -10,18 +10,18 @@ installed once with `npm ci` into the gcbench cache: <cache>/node-sdk/<hash of t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from gcbench.backends import toolchain
 from gcbench.backends.base import Availability, CellContext, LaunchSpec, SubprocessBackend
-from gcbench.backends.build import cache_dir
-from gcbench.backends.node import node_availability, node_flags, node_mode_reason
+from gcbench.backends.build import cache_dir, install_into_cache, run_tool
+from gcbench.backends.node import NodeBackend, node_availability, node_flags
 from gcbench.errors import GcbenchError
 from gcbench.gcmode import GcMode
 from gcbench.scenario import Scenario
@@ -51,6 +51,15 @@ def install_dir() -> Path:
     return cache_dir() / "node-sdk" / h.hexdigest()[:16]
 
 
+NPM_HINT = "install npm (it ships with Node.js)"
+
+
+@functools.lru_cache(maxsize=1)
+def npm_availability() -> Availability:
+    return toolchain.probe("npm", ["--version"], r"^(\d+)\.\d+\S*", hint=NPM_HINT,
+                           label=lambda m, _: f"npm {m.group(0)}")
+
+
 def is_installed() -> bool:
     return (install_dir() / DONE_MARKER).is_file()
 
@@ -60,31 +69,26 @@ def install(log) -> Path:
     target = install_dir()
     if (target / DONE_MARKER).is_file():
         return target
-    npm = shutil.which("npm")
-    if npm is None:
-        raise GcbenchError("backend node-sdk: npm not found; install npm (it ships with Node.js)")
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    npm = npm_availability()
+    if not npm.ok:
+        raise GcbenchError(f"backend node-sdk: {npm.reason}")
     log(f"gcbench: installing {SDK_PACKAGE} {sdk_version()} with npm into {target} (once; needs the npm registry)")
-    work = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
-    try:
+
+    def fill(work: Path) -> None:
         for path in MANIFESTS:
             shutil.copy2(path, work / path.name)
-        argv = [npm, "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+        argv = [shutil.which("npm") or "npm", "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund",
+                "--loglevel=error"]
         try:
-            proc = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=NPM_TIMEOUT_S)
+            proc = run_tool(argv, work, timeout_s=NPM_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise GcbenchError(f"backend node-sdk: npm ci took more than {NPM_TIMEOUT_S} s") from None
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             raise GcbenchError(f"backend node-sdk: npm ci failed: {' | '.join(detail)}")
         (work / DONE_MARKER).write_text(sdk_version() + "\n")
-        try:
-            os.rename(work, target)  # atomic: a folder with the marker is always complete
-        except OSError:
-            if not (target / DONE_MARKER).is_file():  # else another run finished first
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    install_into_cache(target, fill, lambda t: (t / DONE_MARKER).is_file())
     return target
 
 
@@ -92,6 +96,9 @@ class NodeSdkBackend(SubprocessBackend):
     name = "node-sdk"
     runtime = "node"
     description = f"Node.js MCP server on the official SDK ({SDK_PACKAGE}), over stdio or HTTP"
+    gc_modes = NodeBackend.gc_modes  # the same work.js and GC flags as the plain Node server
+    gc_setting = NodeBackend.gc_setting
+    gc_mode_reasons = NodeBackend.gc_mode_reasons
 
     def availability(self) -> Availability:
         node = node_availability()
@@ -103,12 +110,10 @@ class NodeSdkBackend(SubprocessBackend):
             return Availability(False, version=version, reason=f"{node.version} is too old for the SDK; install Node.js {SDK_NODE_MIN_MAJOR}+")
         if is_installed():
             return Availability(True, version=version)
-        if shutil.which("npm") is None:
-            return Availability(False, version=version, reason="npm not found; install npm (it ships with Node.js)")
+        npm = npm_availability()
+        if not npm.ok:
+            return Availability(False, version=version, reason=npm.reason)
         return Availability(True, version=version, reason="not installed yet; installs on first use")
-
-    def unsupported_reason(self, mode: GcMode) -> str | None:
-        return node_mode_reason(mode)
 
     def prepare(self, log) -> None:
         install(log)

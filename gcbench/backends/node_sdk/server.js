@@ -8,7 +8,10 @@
 //     name, come back as an isError result (not JSON-RPC -32602);
 //   - over stdio a line that is not JSON is reported to onerror and gets no answer (no -32700);
 //   - requests are dispatched through promises: a stdin chunk holding several requests has their
-//     handlers run one after another in arrival order, then their responses are written.
+//     handlers started one after another in arrival order, and each response is written when its handler
+//     resolves. The work tool's handler is async and sleep_us is a timer (../node/work.js), so calls that
+//     sleep overlap, over stdio and over HTTP alike.
+// gcbench/measure and gcbench/flush wait until no call is in flight; oob collects only then.
 // gcbench/measure and gcbench/flush are registered as custom request handlers on the SDK's Server.
 
 const path = require('path');
@@ -16,7 +19,7 @@ const http = require('http');
 const { admitRequest } = require('../node/http_guard.js');
 const { createRequire } = require('module');
 const gcProbe = require('../../probes/node_gc.js');
-const { HEAP_SHAPES, WorkState, work } = require('../node/work.js');
+const { HEAP_SHAPES, WorkState, CallTracker, work } = require('../node/work.js');
 const { OutOfBandCollector } = require('../node/oob.js');
 
 const KNOWN_MODES = /^(default|oob|semi:\d+|old:\d+)$/;
@@ -57,6 +60,19 @@ function workInputSchema(z) {
   });
 }
 
+const calls = new CallTracker(); // the work tool's calls in flight, across every McpServer
+
+// A control method's answer once no call is in flight. A call ends when its handler resolves and the SDK
+// sends its response a few promise steps later: one loop turn more lets it go first.
+function whenIdle(answer) {
+  const idle = calls.idle();
+  return idle === null ? answer() : idle.then(() => new Promise((resolve) => setImmediate(resolve))).then(answer);
+}
+
+function collectIfIdle(oob) {
+  if (calls.inFlight === 0) oob.afterResponse();
+}
+
 // One McpServer with the work tool and the gcbench control methods; `state` is shared by all of them.
 function buildServer(sdk, state, inputSchema) {
   const { McpServer, z } = sdk;
@@ -67,14 +83,21 @@ function buildServer(sdk, state, inputSchema) {
       description: 'Simulated tool: allocates, retains, computes, sleeps and answers with a payload.',
       inputSchema,
     },
-    (args) => ({ content: [{ type: 'text', text: work(state, args) }], isError: false }),
+    async (args) => {
+      calls.start();
+      try {
+        return { content: [{ type: 'text', text: await work(state, args) }], isError: false };
+      } finally {
+        calls.end();
+      }
+    },
   );
   const control = (method) => z.object({ method: z.literal(method), params: z.optional(z.object({}).passthrough()) });
-  server.server.setRequestHandler(control('gcbench/measure'), () => {
+  server.server.setRequestHandler(control('gcbench/measure'), () => whenIdle(() => {
     gcProbe.resetCounts();
     return {};
-  });
-  server.server.setRequestHandler(control('gcbench/flush'), () => ({ events: gcProbe.flush() }));
+  }));
+  server.server.setRequestHandler(control('gcbench/flush'), () => whenIdle(() => ({ events: gcProbe.flush() })));
   return server;
 }
 
@@ -86,18 +109,18 @@ async function serveStdio(sdk, state, inputSchema, oob) {
     const send = transport.send.bind(transport);
     transport.send = (message) => {
       const sent = send(message);
-      if (message.id !== undefined && !('method' in message)) setImmediate(() => oob.afterResponse());
+      if (message.id !== undefined && !('method' in message)) setImmediate(() => collectIfIdle(oob));
       return sent;
     };
   }
   await server.connect(transport);
-  process.stdin.on('end', () => setImmediate(() => process.exit(0)));
+  process.stdin.on('end', () => whenIdle(() => setImmediate(() => process.exit(0))));
 }
 
 function serveHttp(sdk, state, inputSchema, oob) {
   const httpServer = http.createServer({ noDelay: true }, async (req, res) => {
     if (!admitRequest(req, res)) return;
-    if (oob) res.on('finish', () => oob.afterResponse());
+    if (oob) res.on('finish', () => collectIfIdle(oob));
     // Stateless mode: the SDK wants a fresh transport (and so server) for every request.
     const server = buildServer(sdk, state, inputSchema);
     const transport = new sdk.StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
@@ -117,7 +140,7 @@ function serveHttp(sdk, state, inputSchema, oob) {
   httpServer.listen(0, '127.0.0.1', () => {
     process.stdout.write(`GCBENCH_LISTENING ${httpServer.address().port}\n`);
   });
-  process.stdin.on('end', () => setImmediate(() => process.exit(0)));
+  process.stdin.on('end', () => whenIdle(() => setImmediate(() => process.exit(0))));
   process.stdin.resume(); // read (and drop) stdin only to see its EOF
 }
 

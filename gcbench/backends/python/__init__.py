@@ -9,19 +9,23 @@ import sysconfig
 from pathlib import Path
 
 from gcbench.backends import interpreters
-from gcbench.backends.base import Availability, CellContext, LaunchSpec, SubprocessBackend
+from gcbench.backends.base import (
+    Availability,
+    CellContext,
+    LaunchSpec,
+    SubprocessBackend,
+    declared_mode_reason,
+)
 from gcbench.backends.interpreters import Interpreter
 from gcbench.gcmode import GcMode
 from gcbench.scenario import Scenario
 
 SERVER = Path(__file__).with_name("server.py")
-PYTHON_MODES = {"default", "disabled", "freeze", "oob", "thresholds"}
+PYTHON_MODES = ("default", "disabled", "freeze", "oob", "thresholds")
 
 
 def python_mode_reason(mode: GcMode) -> str | None:
-    if mode.name not in PYTHON_MODES:
-        return f"{mode} is not a CPython GC setting (Python takes: {', '.join(sorted(PYTHON_MODES))})"
-    return None
+    return declared_mode_reason(mode, PYTHON_MODES, "CPython", "Python", {})
 
 
 def harness_label() -> str:
@@ -43,6 +47,9 @@ class PythonBackend(SubprocessBackend):
     runtime = "python"
     description = "CPython MCP server, standard library only, over stdio or HTTP"
     takes_interpreter = True  # python@3.12: the same server under another CPython
+    gc_modes = PYTHON_MODES
+    gc_setting = "CPython"
+    gc_takes = "Python"
 
     def __init__(self, interpreter: Interpreter | None = None, version: str = "") -> None:
         self.interpreter = interpreter  # None: the harness's own interpreter
@@ -61,9 +68,6 @@ class PythonBackend(SubprocessBackend):
 
     def runtime_metadata(self) -> dict:
         return {"interpreter": interpreter_metadata(self.interpreter)}
-
-    def unsupported_reason(self, mode: GcMode) -> str | None:
-        return python_mode_reason(mode)
 
     def launch_spec(self, mode: GcMode, scenario: Scenario, ctx: CellContext) -> LaunchSpec:
         return LaunchSpec([self.executable, str(SERVER)])

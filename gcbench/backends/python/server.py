@@ -11,6 +11,7 @@ import gc
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +36,8 @@ WORK_TOOL = {
 }
 
 _MASK64 = (1 << 64) - 1
+# worker threads at most (scenario.MAX_AGENTS: every agent's call can be in flight at once); started on demand
+POOL_THREADS = 256
 
 
 class ToolArgumentError(ValueError):
@@ -102,8 +105,15 @@ class WorkState:
         self.cache_pos = 0
         self.cpu_sink = 0
         self._doc = (-1, "")  # the last `json` document retained: (records, text), the text as a tool receives it
+        # Concurrent calls (PROTOCOL.md, "Concurrency") share the cache: retain() holds this lock, nothing else
+        # does (the cpu sink is one reference store, atomic under the GIL; a lost update there is harmless).
+        self.lock = threading.Lock()
 
     def retain(self, count: int, cap: int, shape: str = "lists") -> None:
+        with self.lock:
+            self._retain(count, cap, shape)
+
+    def _retain(self, count: int, cap: int, shape: str) -> None:
         cache = self.cache
         if shape == "lists":  # one object at a time, as before shapes existed
             for i in range(count):
@@ -151,6 +161,17 @@ def parse_work_args(args: object) -> tuple:
 
 def work(state: WorkState, args: object) -> str:
     """Do one call's simulated work and return the payload text (raises ToolArgumentError)."""
+    garbage, sleep_us, payload = work_before_sleep(state, args)
+    if sleep_us:
+        time.sleep(sleep_us / 1e6)  # releases the GIL: only this call's thread sleeps
+    text = "x" * payload
+    del garbage
+    return text
+
+
+def work_before_sleep(state: WorkState, args: object) -> tuple[list, int, int]:
+    """A call's work up to its sleep: (the garbage, which the caller holds until the payload is built,
+    sleep_us, payload_bytes). The SDK server sleeps with asyncio.sleep between the two halves."""
     alloc, cyclic_fraction, retain, cap, payload, cpu_iters, sleep_us, retain_shape = parse_work_args(args)
     garbage = []
     n_cyclic = int(alloc * cyclic_fraction) & ~1  # pairs
@@ -171,11 +192,7 @@ def work(state: WorkState, args: object) -> str:
             x ^= x >> 7
             x ^= (x << 17) & _MASK64
         state.cpu_sink = x
-    if sleep_us:
-        time.sleep(sleep_us / 1e6)
-    text = "x" * payload
-    del garbage
-    return text
+    return garbage, sleep_us, payload
 
 
 class Server:
@@ -199,6 +216,8 @@ class Server:
                              f"(one of {', '.join(HEAP_SHAPES)})\n")
             raise SystemExit(2)
         self.state = WorkState(heap_objects, heap_shape)
+        self._idle = threading.Condition()  # guards _inflight; see "concurrency" below
+        self._inflight = 0
         self.probe.start_meter_from_env()  # after the start-up heap: building it is not a hiccup
 
     def collect_out_of_band(self) -> int | None:
@@ -266,35 +285,97 @@ class Server:
             return _result(mid, {"events": self.probe.flush()})
         return _error(mid, -32601, f"Method not found: {method}")
 
+    # ---- concurrency (PROTOCOL.md, "Concurrency") ----
+    # Every tools/call runs on a worker thread (stdio: a pool fed by the reader; HTTP: the connection's
+    # thread); the other methods run on the thread that read them. `_inflight` counts the calls started and
+    # not yet answered. gcbench/measure and gcbench/flush wait until it is 0, so a flush comes after every
+    # earlier call's events are buffered; oob collects when the last call in flight has answered, holding the
+    # lock, so a call that arrives meanwhile waits for the collection (as a request waited for it before).
+
+    def _call_started(self) -> None:
+        with self._idle:
+            self._inflight += 1
+
+    def _call_done(self) -> None:
+        with self._idle:
+            self._inflight -= 1
+            self._between_calls()
+
+    def _between_calls(self) -> None:
+        """With self._idle held: when no call is in flight, oob's collection, and wake wait_idle."""
+        if self._inflight == 0:
+            if self.gc_mode == "oob":
+                self.collect_out_of_band()
+            self._idle.notify_all()
+
+    def _wait_idle(self) -> None:
+        with self._idle:
+            while self._inflight:
+                self._idle.wait()
+
+    def _after_inline(self) -> None:
+        with self._idle:
+            self._between_calls()
+
+    def _handle_call(self, msg: dict) -> dict | None:
+        try:
+            return self.handle(msg)
+        except Exception as e:  # noqa: BLE001  (the call is answered; the server goes on, as on a real pool)
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            return _error(msg.get("id"), -32603, f"Internal error: {type(e).__name__}: {e}")
+
     def serve_stdio(self) -> None:
+        """A reader (this thread) dispatches each tools/call to a thread pool; a response is one whole line
+        written under a lock, in the order the calls finish (the client matches them by id)."""
         stdin = sys.stdin.buffer
         stdout = sys.stdout.buffer
-        oob = self.gc_mode == "oob"
+        write_lock = threading.Lock()
+
+        def write(reply: dict) -> None:
+            data = json.dumps(reply, separators=(",", ":")).encode() + b"\n"
+            with write_lock:
+                stdout.write(data)
+                stdout.flush()
+
+        def run_call(msg: dict) -> None:
+            try:
+                reply = self._handle_call(msg)
+                if reply is not None:
+                    write(reply)
+            finally:
+                self._call_done()
+
+        pool = _Pool(run_call, POOL_THREADS)
         for line in stdin:
             if not line.strip():
                 continue
             try:
                 msg = json.loads(line)
             except ValueError:
-                reply = _error(None, -32700, "Parse error")
-            else:
-                reply = self.handle(msg)
+                write(_error(None, -32700, "Parse error"))
+                continue
+            if _is_tool_call(msg):
+                self._call_started()
+                pool.submit(msg)
+                continue
+            if _is_control(msg):
+                self._wait_idle()
+            reply = self.handle(msg)
             if reply is not None:
-                stdout.write(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
-                stdout.flush()
-            if oob:
-                self.collect_out_of_band()
+                write(reply)
+            self._after_inline()
+        self._wait_idle()  # stdin's EOF: every call in flight is answered first
+        pool.shutdown()
         self.probe.flush()
 
-
     def serve_http(self) -> None:
-        """Streamable HTTP (stateless, JSON responses) on 127.0.0.1; requests still handled one at a time."""
-        import threading
+        """Streamable HTTP (stateless, JSON responses) on 127.0.0.1: a thread per connection, no lock around
+        the tool (the harness keeps one keep-alive connection per agent)."""
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         server = self
-        lock = threading.Lock()
-        oob = self.gc_mode == "oob"
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -319,24 +400,37 @@ class Server:
                 if not _origin_allowed(self.headers.get("Origin")):
                     return self._reply(403, b"forbidden origin", "text/plain")
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with lock:
-                    try:
-                        msg = json.loads(body)
-                    except ValueError:
-                        err = _error(None, -32700, "Parse error")
-                        return self._reply(400, json.dumps(err, separators=(",", ":")).encode())
-                    reply = server.handle(msg)
+                try:
+                    msg = json.loads(body)
+                except ValueError:
+                    err = _error(None, -32700, "Parse error")
+                    return self._reply(400, json.dumps(err, separators=(",", ":")).encode())
+                call = _is_tool_call(msg)
+                if call:
+                    server._call_started()
+                elif _is_control(msg):
+                    server._wait_idle()
+                try:
+                    reply = server._handle_call(msg) if call else server.handle(msg)
                     if reply is None:
                         self._reply(202)
                     else:
                         self._reply(200, json.dumps(reply, separators=(",", ":")).encode())
-                    if oob:
-                        server.collect_out_of_band()
+                finally:  # after the response is sent: oob's collection does not delay it
+                    if call:
+                        server._call_done()
+                    else:
+                        server._after_inline()
 
             def do_GET(self) -> None:  # no server-initiated stream in stateless mode
                 self._reply(405, b"method not allowed", "text/plain")
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Listener(ThreadingHTTPServer):
+            # socketserver's default backlog is 5: 32 agents connecting at once lost SYNs and waited for the
+            # client's 1 s and 3 s retransmissions
+            request_queue_size = 256
+
+        httpd = Listener(("127.0.0.1", 0), Handler)
         httpd.daemon_threads = True
         sys.stdout.write(f"GCBENCH_LISTENING {httpd.server_address[1]}\n")
         sys.stdout.flush()
@@ -347,7 +441,58 @@ class Server:
 
         threading.Thread(target=stop_on_stdin_eof, daemon=True).start()
         httpd.serve_forever(poll_interval=0.2)
+        self._wait_idle()  # a call still running on its connection's thread is answered first
         self.probe.flush()
+
+
+class _Pool:
+    """Worker threads fed by one queue, a thread started only when none is spare (as many as calls overlap,
+    at most `limit`). concurrent.futures' executor does the same with a Future per call: ~10 us more here."""
+
+    def __init__(self, run, limit: int) -> None:
+        import queue
+
+        self._queue = queue.SimpleQueue()
+        self._run = run
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._spare = 0  # workers waiting on the queue with no item reserved for them
+
+    def submit(self, item) -> None:
+        with self._lock:
+            if self._spare:
+                self._spare -= 1
+            elif len(self._threads) < self._limit:
+                t = threading.Thread(target=self._worker, name=f"gcbench-call-{len(self._threads)}", daemon=True)
+                self._threads.append(t)
+                t.start()
+        self._queue.put(item)
+
+    def _worker(self) -> None:
+        get, run = self._queue.get, self._run
+        while True:
+            item = get()
+            if item is None:
+                return
+            run(item)
+            with self._lock:
+                self._spare += 1
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+
+
+def _is_tool_call(msg: object) -> bool:
+    return isinstance(msg, dict) and msg.get("method") == "tools/call" and "id" in msg
+
+
+def _is_control(msg: object) -> bool:
+    """gcbench/measure and gcbench/flush: answered once no call is in flight."""
+    return isinstance(msg, dict) and msg.get("method") in ("gcbench/measure", "gcbench/flush")
 
 
 def _origin_allowed(origin: str | None) -> bool:

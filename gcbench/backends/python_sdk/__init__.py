@@ -18,7 +18,7 @@ from gcbench.gcmode import GcMode
 from gcbench.scenario import Scenario
 
 SERVER = Path(__file__).with_name("server.py")
-SDK_MODES = {"default", "disabled", "thresholds", "freeze"}  # freeze: at start-up, before the first request
+SDK_MODES = ("default", "disabled", "freeze", "thresholds")  # freeze: at start-up, before the first request
 INSTALL_HINT = "pip install 'gcbench[sdk]'"
 
 
@@ -31,6 +31,9 @@ class PythonSdkBackend(SubprocessBackend):
     runtime = "python"
     description = "the official MCP Python SDK (MCPServer, async tool), CPython"
     takes_interpreter = True  # python-sdk@3.12: the same SDK version in a venv of another CPython
+    gc_modes = SDK_MODES
+    gc_mode_reasons = {"*": "{mode} needs a hook between warm-up and measurement or between calls, which the SDK "
+                            "server does not offer (python-sdk takes: {takes})"}
 
     def __init__(self, interpreter: Interpreter | None = None, version: str = "") -> None:
         self.interpreter = interpreter  # None: the harness's own interpreter and environment
@@ -63,12 +66,6 @@ class PythonSdkBackend(SubprocessBackend):
         if sdk_env.read_marker(sdk_env.env_dir(it)) is None:
             return Availability(True, version=label, reason="venv not built yet; pip builds it on first use")
         return Availability(True, version=label)
-
-    def unsupported_reason(self, mode: GcMode) -> str | None:
-        if mode.name not in SDK_MODES:
-            return (f"{mode} needs a hook between warm-up and measurement or between calls, which the SDK server "
-                    f"does not offer (python-sdk takes: {', '.join(sorted(SDK_MODES))})")
-        return None
 
     def _env(self, log) -> Path | None:
         return None if self._own_env() else sdk_env.ensure_env(self.interpreter, log)

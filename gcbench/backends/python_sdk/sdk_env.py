@@ -14,12 +14,10 @@ import importlib.metadata
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
-from gcbench.backends.build import cache_dir
+from gcbench.backends.build import cache_dir, install_into_cache, run_tool
 from gcbench.backends.interpreters import Interpreter
 from gcbench.errors import GcbenchError
 
@@ -134,8 +132,7 @@ def read_marker(folder: Path) -> dict | None:
 
 def _run(argv: list[str], what: str, cwd: Path) -> str:
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, cwd=cwd,
-                              stdin=subprocess.DEVNULL)
+        proc = run_tool(argv, cwd, timeout_s=PIP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise GcbenchError(f"{what} took more than {PIP_TIMEOUT_S} s") from None
     except OSError as e:
@@ -154,11 +151,10 @@ def ensure_env(interpreter: Interpreter, log) -> Path:
     target = env_dir(interpreter, pins)
     if read_marker(target) is not None:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     log(f"gcbench: installing {SDK_DIST} {pins.get(SDK_DIST)} for CPython {interpreter.version} with pip into "
         f"{target} (once; needs the package registry)")
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    try:
+
+    def fill(work: Path) -> None:
         what = f"building the python-sdk venv for {interpreter.executable}"
         _run([interpreter.executable, "-m", "venv", str(work)], f"{what}: python -m venv", work)
         constraints = work / "gcbench-constraints.txt"
@@ -174,11 +170,7 @@ def ensure_env(interpreter: Interpreter, log) -> Path:
                   "not_pinned": dropped,
                   "packages": dict(sorted(packages.items()))}
         (work / DONE_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
-        try:
-            os.rename(work, target)  # atomic: a folder with the marker is always complete (a venv may move:
-        except OSError:              # its python finds pyvenv.cfg beside itself)
-            if read_marker(target) is None:  # else another run finished first
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    # a venv may move in one rename: its python finds pyvenv.cfg beside itself
+    install_into_cache(target, fill, lambda t: read_marker(t) is not None)
     return target

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The `work` tool served by the official MCP Python SDK (PyPI `mcp`, MCPServer, async tool).
 
-Same tool semantics as the built-in Python server (its `work` function is reused). The SDK does not
+Same tool semantics as the built-in Python server (its `work_before_sleep` is reused; the sleep is
+`asyncio.sleep`, so concurrent calls overlap on the SDK's event loop). The SDK does not
 route custom methods, so `gcbench/measure` and `gcbench/flush` are unknown here: the GC probe writes its
 events when the server exits, and only the GC modes that need no measurement-phase hook apply.
 """
@@ -49,13 +50,19 @@ def main() -> None:
                    retain_cap: int = 0, payload_bytes: int = 0, cpu_iters: int = 0, sleep_us: int = 0,
                    retain_shape: str = builtin.HEAP_SHAPES[0]) -> str:
         try:
-            return builtin.work(state, {
+            garbage, sleep_us, payload = builtin.work_before_sleep(state, {
                 "alloc_objects": alloc_objects, "cyclic_fraction": cyclic_fraction, "retain_objects": retain_objects,
                 "retain_cap": retain_cap, "payload_bytes": payload_bytes, "cpu_iters": cpu_iters, "sleep_us": sleep_us,
                 "retain_shape": retain_shape,
             })
         except builtin.ToolArgumentError as e:
             raise ToolError(str(e)) from None  # the SDK passes a ToolError's text to the client
+        if sleep_us:
+            # the SDK runs an async tool on its event loop: a blocking sleep would stop every other request
+            await asyncio.sleep(sleep_us / 1e6)
+        text = "x" * payload
+        del garbage  # held across the sleep, as in the built-in server
+        return text
 
     if mode == "freeze":
         # No measurement-phase hook here: freeze once the SDK, the tool and the start-up heap are built, before

@@ -6,12 +6,10 @@ Built once per source change with ``rustc -O --edition 2021`` into the gcbench c
 from __future__ import annotations
 
 import functools
-import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from gcbench.backends import toolchain
 from gcbench.backends.base import Availability, CellContext, LaunchSpec, SubprocessBackend
 from gcbench.backends.build import cached_build
 from gcbench.errors import GcbenchError
@@ -29,20 +27,8 @@ NO_GC_REASON = "Rust has no garbage collector: only 'default' applies (it is the
 @functools.lru_cache(maxsize=1)
 def rustc_version() -> tuple[str, str]:
     """(``rustc --version`` output, "") when usable, else ("", why not)."""
-    rustc = shutil.which("rustc")
-    if rustc is None:
-        return "", f"no rustc on PATH; {INSTALL_HINT}"
-    try:
-        proc = subprocess.run([rustc, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return "", f"rustc --version failed ({e}); {INSTALL_HINT}"
-    text = proc.stdout.strip()
-    m = re.match(r"rustc (\d+)\.(\d+)\.\d+", text)
-    if proc.returncode != 0 or not m:
-        return "", f"rustc --version said {(text or proc.stderr.strip())[:120]!r}; {INSTALL_HINT}"
-    if (int(m.group(1)), int(m.group(2))) < MIN_RUSTC:
-        return "", f"{text} is too old; {INSTALL_HINT}"
-    return text, ""
+    a = toolchain.probe("rustc", ["--version"], r"rustc (\d+)\.(\d+)\.\d+.*", MIN_RUSTC, hint=INSTALL_HINT)
+    return (a.version, "") if a.ok else ("", a.reason)
 
 
 def build_server(log=lambda msg: print(msg, file=sys.stderr)) -> Path:
@@ -65,6 +51,8 @@ class RustBackend(SubprocessBackend):
     name = "rust"
     runtime = "rust"
     description = "Rust MCP server, standard library only, no GC (the control): stdio or HTTP"
+    gc_modes = ("default",)
+    gc_mode_reasons = {"*": NO_GC_REASON}
 
     def __init__(self) -> None:
         self._binary: Path | None = None
@@ -72,9 +60,6 @@ class RustBackend(SubprocessBackend):
     def availability(self) -> Availability:
         version, reason = rustc_version()
         return Availability(True, version=version) if version else Availability(False, reason=reason)
-
-    def unsupported_reason(self, mode: GcMode) -> str | None:
-        return None if mode.name == "default" else NO_GC_REASON
 
     def prepare(self, log) -> None:
         self._binary = build_server(log)

@@ -1,19 +1,20 @@
 //! Streamable HTTP (stateless, JSON responses) over HTTP/1.1 with keep-alive: POST /mcp, one message each.
 //!
-//! A thread per connection reads and writes; the server state sits behind one Mutex, so requests are
-//! handled one at a time like on stdio. The process exits when stdin reaches EOF.
+//! A thread per connection reads and writes, so requests on different connections run at the same time
+//! (only the retained cache and the side channel have locks; control methods wait for the calls in flight,
+//! see Server::gate). The process exits when stdin reaches EOF.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 
-use crate::{lock, shutdown, Reply, Server};
+use crate::{shutdown, Reply, Server};
 
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 
-pub fn serve(server: Arc<Mutex<Server>>) -> ! {
+pub fn serve(server: Arc<Server>) -> ! {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| fail(&format!("cannot listen: {e}")));
     let port = listener
         .local_addr()
@@ -70,7 +71,7 @@ struct Head {
     expect_continue: bool,
 }
 
-fn connection(stream: TcpStream, server: &Mutex<Server>) -> io::Result<()> {
+fn connection(stream: TcpStream, server: &Server) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::with_capacity(1 << 16, stream.try_clone()?);
     let mut writer = stream;
@@ -105,7 +106,7 @@ fn connection(stream: TcpStream, server: &Mutex<Server>) -> io::Result<()> {
             405 // no SSE stream and no sessions to delete: this server is stateless and answers in JSON
         } else {
             out.clear();
-            match lock(server).handle(&body, &mut out) {
+            match server.handle(&body, &mut out) {
                 Reply::None => 202,
                 Reply::Response => 200,
                 Reply::Invalid => 400, // not JSON, or not a JSON-RPC message: the error object is the body

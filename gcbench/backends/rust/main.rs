@@ -23,7 +23,8 @@ use std::io::{self, BufRead, Write};
 use std::os::raw::c_long;
 use std::process;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -165,8 +166,8 @@ fn pair_node() -> Rc<PairNode> {
 // Record k of a batch (the start-up heap, or one call's retained objects) has an int, a short string, a
 // small list, a nested map and a reference to record (k - 1) / 2 of the same batch (none for the first),
 // as in every runtime. There is no collector here: the shapes exist so that the no-GC control allocates,
-// holds and frees the same objects as the others. References are Arc (the server state is shared with the
-// signal and HTTP threads behind a Mutex, so Rc is not allowed); a tree, so dropping one never recurses deep.
+// holds and frees the same objects as the others. References are Arc (the retained cache is shared by the
+// request threads, so Rc is not allowed); a tree, so dropping one never recurses deep.
 
 /// A field of a `records` record: the dynamic value a map-of-anything holds.
 #[allow(dead_code)] // the fields exist to give the record its shape; nothing reads them
@@ -449,20 +450,100 @@ pub enum Reply {
     Invalid,
 }
 
+/// How a request holds the gate while it is answered.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Access {
+    Free,      // touches no shared state: initialize, ping, tools/list, errors, notifications
+    Call,      // tools/call: alongside any number of other calls
+    Exclusive, // gcbench/measure, gcbench/flush, the exit: waits for the calls in flight, and they for it
+}
+
+/// A read-write gate whose guard any thread may hold (std's RwLock guards cannot cross threads or be
+/// taken by one thread for another): calls share it, control methods hold it alone. Writers first: once
+/// a control method waits, new calls wait behind it.
+pub struct Gate {
+    state: Mutex<(u64, bool)>, // calls in flight, a control method waiting or running
+    changed: Condvar,
+}
+
+pub struct GateGuard<'a> {
+    gate: &'a Gate,
+    access: Access,
+}
+
+impl Gate {
+    pub fn enter(&self, access: Access) -> GateGuard<'_> {
+        let mut st = lock(&self.state);
+        let wait = |st| self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        match access {
+            Access::Free => {}
+            Access::Call => {
+                while st.1 {
+                    st = wait(st);
+                }
+                st.0 += 1;
+            }
+            Access::Exclusive => {
+                while st.1 {
+                    st = wait(st);
+                }
+                st.1 = true;
+                while st.0 > 0 {
+                    st = wait(st);
+                }
+            }
+        }
+        GateGuard { gate: self, access }
+    }
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.gate.state);
+        match self.access {
+            Access::Free => return,
+            Access::Call => st.0 -= 1,
+            Access::Exclusive => st.1 = false,
+        }
+        self.gate.changed.notify_all();
+    }
+}
+
+/// The long-lived cache (retain_objects) and the last `json` document retained (records, text), as a
+/// tool receives it; the one lock a call takes, only to add its objects.
+struct Cache {
+    objs: Vec<Obj>,
+    pos: u64,
+    doc: (u64, Arc<Vec<u8>>),
+}
+
+impl Cache {
+    fn keep(&mut self, obj: Obj, cap: u64) {
+        if cap > 0 && self.objs.len() as u64 >= cap {
+            let slot = (self.pos % cap) as usize;
+            self.objs[slot] = obj; // the old object is freed right here (unless a newer record refers to it)
+            self.pos += 1;
+        } else {
+            self.objs.push(obj);
+        }
+    }
+}
+
+/// Shared by every request thread: the start-up heap and the settings are read-only, the cache and the
+/// side channel have a lock each, the counters are atomics.
 pub struct Server {
     heap: Heap, // the start-up heap (live for the whole run)
-    cache: Vec<Obj>,
-    cache_pos: u64,
-    doc: (u64, Vec<u8>), // the last `json` document retained (records, text), as a tool receives it
-    cpu_sink: u64,
-    side: SideChannel,
+    cache: Mutex<Cache>,
+    cpu_sink: AtomicU64,
+    side: Mutex<SideChannel>,
     stalls: HashMap<u64, u64>,
     stall_mode: StallMode,
-    measuring: bool,
-    calls: u64, // tools/call requests since gcbench/measure: the stall plan's index
-    stalls_done: u64,
+    measuring: AtomicBool,
+    calls: AtomicU64, // tools/call requests since gcbench/measure: the stall plan's index
+    stalls_done: AtomicU64,
     meter: Option<Arc<Meter>>,
     control: bool,
+    pub gate: Gate,
 }
 
 impl Server {
@@ -470,29 +551,35 @@ impl Server {
         let heap = build_heap(&config.heap_shape, config.heap_objects);
         Server {
             heap,
-            cache: Vec::new(),
-            cache_pos: 0,
-            doc: (u64::MAX, Vec::new()),
-            cpu_sink: 0,
-            side: SideChannel {
+            cache: Mutex::new(Cache { objs: Vec::new(), pos: 0, doc: (u64::MAX, Arc::new(Vec::new())) }),
+            cpu_sink: AtomicU64::new(0),
+            side: Mutex::new(SideChannel {
                 path: config.events_path.clone(),
                 buf: Vec::new(),
                 pending: 0,
                 written: 0,
-            },
+            }),
             stalls: config.stalls.clone(),
             stall_mode: config.stall_mode,
-            measuring: false,
-            calls: 0,
-            stalls_done: 0,
+            measuring: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
+            stalls_done: AtomicU64::new(0),
             meter: config.meter.clone(),
             control: config.control,
+            gate: Gate { state: Mutex::new((0, false)), changed: Condvar::new() },
         }
     }
 
-    /// Handle one message (one line, or one HTTP body); any response goes to `out`.
-    pub fn handle(&mut self, line: &[u8], out: &mut Vec<u8>) -> Reply {
-        let msg = match json::parse(line) {
+    /// Handle one message (one HTTP body) under the gate; any response goes to `out`.
+    pub fn handle(&self, line: &[u8], out: &mut Vec<u8>) -> Reply {
+        let msg = json::parse(line);
+        let _turn = self.gate.enter(access_of(&msg));
+        self.answer(msg, out)
+    }
+
+    /// Answer a parsed message (Err: not JSON); the caller holds the gate as access_of says.
+    pub fn answer(&self, msg: Result<Json, ()>, out: &mut Vec<u8>) -> Reply {
+        let msg = match msg {
             Ok(m) => m,
             Err(()) => {
                 error(out, None, -32700, "Parse error");
@@ -525,9 +612,9 @@ impl Server {
             "ping" => result(out, id, b"{}"),
             "tools/list" => result(out, id, TOOLS_LIST.as_bytes()),
             "gcbench/measure" => {
-                self.measuring = true;
-                self.calls = 0;
-                self.stalls_done = 0;
+                self.calls.store(0, Relaxed);
+                self.stalls_done.store(0, Relaxed);
+                self.measuring.store(true, Relaxed);
                 if let Some(meter) = &self.meter {
                     meter.reset();
                 }
@@ -542,10 +629,9 @@ impl Server {
         Reply::Response
     }
 
-    fn tools_call(&mut self, id: &Json, params: Option<&Json>, out: &mut Vec<u8>) {
-        if self.measuring {
-            let index = self.calls;
-            self.calls += 1;
+    fn tools_call(&self, id: &Json, params: Option<&Json>, out: &mut Vec<u8>) {
+        if self.measuring.load(Relaxed) {
+            let index = self.calls.fetch_add(1, Relaxed); // concurrent calls: arrival order at this point
             if let Some(&us) = self.stalls.get(&index) {
                 self.stall(index, us);
             }
@@ -582,7 +668,7 @@ impl Server {
 
     /// One call's simulated work; returns the payload text.
     /// Order: allocate (with cycles) -> retain -> cpu -> sleep -> build payload -> drop the garbage.
-    fn work(&mut self, args: &WorkArgs) -> Result<String, String> {
+    fn work(&self, args: &WorkArgs) -> Result<String, String> {
         let n_cyclic = ((args.alloc_objects as f64 * args.cyclic_fraction) as u64 & !1).min(args.alloc_objects);
         let n_plain = args.alloc_objects - n_cyclic;
         let mut pairs: Vec<Rc<PairNode>> = Vec::new();
@@ -609,13 +695,13 @@ impl Server {
             self.retain(args.retain_objects, args.retain_cap, args.retain_shape);
         }
         if args.cpu_iters > 0 {
-            let mut x = self.cpu_sink | 1;
+            let mut x = self.cpu_sink.load(Relaxed) | 1;
             for _ in 0..args.cpu_iters {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
             }
-            self.cpu_sink = black_box(x);
+            self.cpu_sink.store(black_box(x), Relaxed);
         }
         if args.sleep_us > 0 {
             thread::sleep(Duration::from_micros(args.sleep_us));
@@ -635,7 +721,14 @@ impl Server {
         Ok(text)
     }
 
-    fn retain(&mut self, count: u64, cap: u64, shape: &str) {
+    /// Build the call's objects outside any lock, then add them to the cache under its lock.
+    fn retain(&self, count: u64, cap: u64, shape: &str) {
+        let keep_all = |objs: Vec<Obj>| {
+            let mut cache = lock(&self.cache);
+            for obj in objs {
+                cache.keep(obj, cap);
+            }
+        };
         match shape {
             "records" => {
                 // the batch's own records, so each can refer to its parent in the batch
@@ -644,9 +737,7 @@ impl Server {
                     let r = record_map(k, if k > 0 { Some(&batch[((k - 1) / 2) as usize]) } else { None });
                     batch.push(r);
                 }
-                for r in batch {
-                    self.keep(Obj::Record(r), cap);
-                }
+                keep_all(batch.into_iter().map(Obj::Record).collect());
             }
             "instances" => {
                 let mut batch: Vec<Arc<Record>> = Vec::with_capacity(count as usize);
@@ -654,41 +745,32 @@ impl Server {
                     let r = record(k, if k > 0 { Some(&batch[((k - 1) / 2) as usize]) } else { None });
                     batch.push(r);
                 }
-                for r in batch {
-                    self.keep(Obj::Instance(r), cap);
-                }
+                keep_all(batch.into_iter().map(Obj::Instance).collect());
             }
             "json" => {
-                if self.doc.0 != count {
-                    self.doc = (count, record_doc(count));
-                }
-                if let Ok(Json::Arr(records)) = json::parse(&self.doc.1) {
-                    for r in records {
-                        self.keep(Obj::Json(r), cap);
+                let doc = {
+                    let mut cache = lock(&self.cache);
+                    if cache.doc.0 != count {
+                        cache.doc = (count, Arc::new(record_doc(count)));
                     }
+                    cache.doc.1.clone()
+                };
+                if let Ok(Json::Arr(records)) = json::parse(&doc) {
+                    keep_all(records.into_iter().map(Obj::Json).collect());
                 }
             }
             _ => {
                 // lists: one object at a time, as before shapes existed
+                let mut cache = lock(&self.cache);
                 for _ in 0..count {
-                    self.keep(Obj::Node(node()), cap);
+                    cache.keep(Obj::Node(node()), cap);
                 }
             }
         }
     }
 
-    fn keep(&mut self, obj: Obj, cap: u64) {
-        if cap > 0 && self.cache.len() as u64 >= cap {
-            let slot = (self.cache_pos % cap) as usize;
-            self.cache[slot] = obj; // the old object is freed right here (unless a newer record refers to it)
-            self.cache_pos += 1;
-        } else {
-            self.cache.push(obj);
-        }
-    }
-
     /// Calibration: stop for exactly `us` microseconds inside this call and record it as an event.
-    fn stall(&mut self, index: u64, us: u64) {
+    fn stall(&self, index: u64, us: u64) {
         let start_ns = monotonic_ns();
         let deadline_ns = start_ns + us * 1000;
         match self.stall_mode {
@@ -696,11 +778,11 @@ impl Server {
             StallMode::Sleep => thread::sleep(Duration::from_micros(us)),
         }
         let end_ns = monotonic_ns();
-        self.stalls_done += 1;
+        self.stalls_done.fetch_add(1, Relaxed);
         let line = format!(
             "{{\"type\":\"stall\",\"runtime\":\"rust\",\"kind\":\"stall\",\"generation\":-1,\"start_ns\":{start_ns},\"end_ns\":{end_ns},\"call_index\":{index}}}"
         );
-        self.side.push(line.as_bytes());
+        lock(&self.side).push(line.as_bytes());
     }
 
     fn stats_record(&self) -> String {
@@ -717,9 +799,9 @@ impl Server {
                 String::from_utf8(v).unwrap_or_default()
             },
             self.heap.len(),
-            self.cache.len(),
-            self.calls,
-            self.stalls_done,
+            lock(&self.cache).objs.len(),
+            self.calls.load(Relaxed),
+            self.stalls_done.load(Relaxed),
             rss_kib * 1024,
             hwm_kib * 1024,
             process::id()
@@ -736,14 +818,15 @@ impl Server {
     }
 
     /// Write every buffered event and a stats record; the number of events written in total.
-    fn flush(&mut self) -> u64 {
+    fn flush(&self) -> u64 {
         if let Some(meter) = &self.meter {
+            let mut side = lock(&self.side);
             for line in meter.drain_lines(process::id()) {
-                self.side.push(line.as_bytes());
+                side.push(line.as_bytes());
             }
         }
-        let stats = self.stats_record();
-        self.side.write(Some(stats.as_bytes()))
+        let stats = self.stats_record(); // takes the cache's lock: never while holding the side channel's
+        lock(&self.side).write(Some(stats.as_bytes()))
     }
 }
 
@@ -828,40 +911,87 @@ fn error(out: &mut Vec<u8>, id: Option<&Json>, code: i32, message: &str) {
 
 // ---- process life ----
 
-/// The lock survives a panic in another thread: the state is still worth flushing.
-pub fn lock(server: &Mutex<Server>) -> MutexGuard<'_, Server> {
-    server.lock().unwrap_or_else(|e| e.into_inner())
+/// Which part of the gate a message needs: by its method, for a request with an id.
+pub fn access_of(msg: &Result<Json, ()>) -> Access {
+    let Ok(msg) = msg else { return Access::Free };
+    if msg.get("id").is_none() {
+        return Access::Free;
+    }
+    match msg.get("method").and_then(Json::as_str) {
+        Some("tools/call") => Access::Call,
+        Some("gcbench/measure") | Some("gcbench/flush") => Access::Exclusive,
+        _ => Access::Free,
+    }
 }
 
-/// Flush the side channel and exit; holding the lock means no request is half done.
-pub fn shutdown(server: &Mutex<Server>) -> ! {
-    let mut state = lock(server);
-    state.flush();
+/// A lock that survives a panic in another thread: the state is still worth flushing.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Wait for the calls in flight, flush the side channel and exit. The caller holds no gate guard.
+pub fn shutdown(server: &Server) -> ! {
+    let _turn = server.gate.enter(Access::Exclusive);
+    server.flush();
     process::exit(0)
 }
 
-fn serve_stdio(server: &Mutex<Server>) {
-    let mut input = io::stdin().lock();
-    let mut output = io::stdout().lock();
+/// stdio: a pool of threads that take turns reading stdin (leader/follower). The thread whose turn it is
+/// reads one line, parses it and enters the gate, then hands the turn on and answers the request itself,
+/// so concurrent calls run on their own threads; the pool grows by one thread whenever no thread is
+/// waiting for the turn (threads are kept, at most as many as calls were ever in flight at once, plus one).
+/// A response is one write_all of the whole line under stdout's lock.
+struct Stdio {
+    server: Arc<Server>,
+    turn: Mutex<()>,
+    waiting: AtomicUsize, // threads waiting for the turn
+}
+
+fn stdio_worker(st: Arc<Stdio>) {
     let mut line = Vec::with_capacity(1 << 16);
     let mut out = Vec::with_capacity(1 << 16);
     loop {
+        st.waiting.fetch_add(1, Relaxed);
+        let turn = lock(&st.turn);
+        st.waiting.fetch_sub(1, Relaxed);
         line.clear();
-        match input.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
+        match io::stdin().lock().read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => shutdown(&st.server), // holding the turn: nothing more is read
             Ok(_) => {}
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        out.clear();
-        if lock(server).handle(&line, &mut out) != Reply::None {
-            out.push(b'\n');
-            if output.write_all(&out).and_then(|_| output.flush()).is_err() {
-                break; // the harness is gone
+        let msg = json::parse(&line);
+        // in the turn, so that a control method read after a call waits for it
+        let guard = st.server.gate.enter(access_of(&msg));
+        if st.waiting.load(Relaxed) == 0 {
+            let next = st.clone();
+            // someone must read the next line; the main thread's stack size, for the parser's recursion
+            let spawned = thread::Builder::new().stack_size(8 << 20).spawn(move || stdio_worker(next));
+            if spawned.is_err() {
+                eprintln!("gcbench rust server: cannot start a request thread; requests wait for a free one");
             }
         }
+        drop(turn);
+        out.clear();
+        if st.server.answer(msg, &mut out) != Reply::None {
+            out.push(b'\n');
+            let mut output = io::stdout().lock();
+            if output.write_all(&out).and_then(|_| output.flush()).is_err() {
+                drop(output);
+                drop(guard);
+                shutdown(&st.server) // the harness is gone
+            }
+        }
+        drop(guard);
     }
+}
+
+fn serve_stdio(server: Arc<Server>) -> ! {
+    let st = Arc::new(Stdio { server, turn: Mutex::new(()), waiting: AtomicUsize::new(0) });
+    stdio_worker(st);
+    unreachable!("the stdio worker exits the process")
 }
 
 fn main() {
@@ -870,7 +1000,7 @@ fn main() {
         eprintln!("gcbench rust server: {msg}");
         process::exit(2)
     });
-    let server = Arc::new(Mutex::new(Server::new(&config)));
+    let server = Arc::new(Server::new(&config));
     if let Some(meter) = &config.meter {
         meter.start(); // after the start-up heap exists; it inherits the blocked signal mask
     }
@@ -888,7 +1018,6 @@ fn main() {
     } else if config.http {
         http::serve(server)
     } else {
-        serve_stdio(&server);
-        shutdown(&server)
+        serve_stdio(server)
     }
 }
