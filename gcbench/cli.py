@@ -318,8 +318,9 @@ def merge(out_dir, shards):
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "html"]), default=None,
               help="text = tables only; md = Markdown with tables and figures; html = one self-contained page.")
 @click.option("--rerun", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              metavar="SWEEP_DIR2", help="The same sweep run again: adds a reproducibility section (which ratios "
-                                         "moved by more than 20%).")
+              metavar="SWEEP_DIR2", help="The same sweep run again: adds a reproducibility section (the share of "
+                                         "setting-vs-default ratios that agree within 20%, against an 85% target, "
+                                         "and each one that did not, with why).")
 @click.option("--p99-target-ms", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS",
               help="Latency under load: the corrected p99 call latency an offered rate must hold (default: the "
                    "sweep file's sweep.p99_target_ms, else 50).")
@@ -344,6 +345,12 @@ def study(sweep_dir, outs, fmt, rerun, p99_target_ms):
 
         check_compatible(read_manifest(Path(sweep_dir)), read_manifest(rerun), f"{rerun} is not a re-run of {sweep_dir}")
         st = replace(st, rerun=build_study(rerun, p99_target_ms=p99_target_ms), cache={})
+        from gcbench.report.study import rerun_comparison
+        from gcbench.report.study_document import rerun_verdict
+
+        comparison = rerun_comparison(st, st.rerun)
+        if len(comparison):
+            click.echo(f"reproducibility: {rerun_verdict(comparison)}", err=True)
     if not outs:
         fmt = fmt or "text"
         if fmt != "html":

@@ -187,8 +187,15 @@ def upgrade_run(run: RunTables, found: int) -> RunTables:
 #      holds its base scenario's one value, which grid_hash leaves out, so a format 1 grid keeps its hash), and
 #      p99_target_ms: the load study's p99 target from the sweep file (null: the study's default). The upgrade
 #      fills the axes from grid.base.chain (the only values a format 1 grid measured) and sets p99_target_ms null.
+#   3  "machines": the machines the points were measured on (each its metadata.MACHINE_KEYS fields: hostname,
+#      cpu_model, cpu_count, machine), and "point_machines": each measured point's index into "machines", read
+#      from the point's own run.json environment (a sweep adds its point when the point ends; a merge of shards
+#      from several machines, a CI matrix, keeps every machine). "machine" stays: the shard's own machine, which
+#      a resumed sweep must match. A format 1 or 2 manifest named one machine, without its architecture field: the
+#      upgrade lists that one (architecture None) and leaves point_machines empty, as format 1 did not record
+#      them (readers take a point's machine from its run.json).
 SWEEP_KIND = "gcbench-sweep"
-SWEEP_FORMAT = 2
+SWEEP_FORMAT = 3
 
 
 def _add_load_axes(manifest: dict) -> dict:
@@ -203,7 +210,17 @@ def _add_load_axes(manifest: dict) -> dict:
     return manifest
 
 
-SWEEP_UPGRADES: dict[int, Callable[[dict], dict]] = {2: _add_load_axes}
+def _add_machines(manifest: dict) -> dict:
+    from gcbench.metadata import MACHINE_KEYS
+
+    machine = manifest.get("machine")
+    if "machines" not in manifest and isinstance(machine, dict):
+        manifest["machines"] = [{k: machine.get(k) for k in MACHINE_KEYS}]
+    manifest.setdefault("point_machines", {})
+    return manifest
+
+
+SWEEP_UPGRADES: dict[int, Callable[[dict], dict]] = {2: _add_load_axes, 3: _add_machines}
 
 
 def upgrade_manifest(manifest: dict, found: int) -> dict:

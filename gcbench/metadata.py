@@ -24,6 +24,17 @@ MACHINE_KEYS = ("hostname", "cpu_model", "cpu_count", "machine")
 SWEEP_MACHINE_KEYS = ("hostname", "cpu_model", "cpu_count", "python_version")
 
 
+def machine_of(env: dict) -> dict:
+    """The machine an environment (run.json "environment") was measured on: its MACHINE_KEYS fields."""
+    return {k: env.get(k) for k in MACHINE_KEYS}
+
+
+def machine_label(machine: dict) -> str:
+    """A machine in one line for reports: host, CPU model, CPU count, architecture."""
+    return (f"{machine.get('hostname') or '?'} ({machine.get('cpu_model') or '?'}, {machine.get('cpu_count') or '?'} "
+            f"CPUs, {machine.get('machine') or '?'})")
+
+
 def machine_differences(a: dict, b: dict, keys: tuple[str, ...] = MACHINE_KEYS) -> list[tuple[str, object, object]]:
     """(field, value in a, value in b) for every field of `keys` where two environments differ: none on the same
     machine. A field one of them lacks counts as differing (None)."""

@@ -19,7 +19,7 @@ from gcbench.atomic import atomic_write_json, os_reason
 from gcbench.errors import GcbenchError
 from gcbench.formats import SWEEP_FORMAT, SWEEP_KIND, check_version, upgrade_manifest
 from gcbench.gcmode import GcMode, parse_gc_mode
-from gcbench.metadata import SWEEP_MACHINE_KEYS, collect_environment
+from gcbench.metadata import SWEEP_MACHINE_KEYS, collect_environment, machine_label, machine_of
 from gcbench.progress import Progress
 from gcbench.scenario import (
     MAX_AGENTS,
@@ -230,6 +230,7 @@ def _manifest(spec: SweepSpec, shard: tuple[int, int]) -> dict:
         "grid": spec.to_dict(), "source": spec.source, "shard": f"{shard[0] + 1}/{shard[1]}",
         "p99_target_ms": spec.p99_target_ms,
         "gcbench_version": env["gcbench_version"], "machine": {k: env.get(k) for k in SWEEP_MACHINE_KEYS},
+        "machines": [machine_of(env)], "point_machines": {},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -256,7 +257,8 @@ def read_manifest(folder: Path) -> dict:
 
 
 # what the readers of a manifest rely on (check_compatible, the study's grid order)
-_MANIFEST_TYPES = {"name": str, "grid_hash": str, "grid": dict, "gcbench_version": str, "machine": dict}
+_MANIFEST_TYPES = {"name": str, "grid_hash": str, "grid": dict, "gcbench_version": str, "machine": dict,
+                   "machines": list, "point_machines": dict}
 _GRID_TYPES = {"backends": list, "gc_modes": dict, "profiles": dict, "heap_objects": list}
 
 
@@ -324,13 +326,22 @@ def upgrade_sweep(folder: Path) -> tuple[int, bool]:
     return stored, True
 
 
-def check_compatible(a: dict, b: dict, what: str) -> None:
-    """Refuse to mix results of different grids, gcbench versions or machines (named field in the message)."""
+# what shards measured on different machines must still share (merge): the harness's Python version, which is
+# also the `python` backend's interpreter
+SHARD_SOFTWARE_KEYS = ("python_version",)
+
+
+def check_compatible(a: dict, b: dict, what: str, *, same_machine: bool = True) -> None:
+    """Refuse to mix results of different grids, gcbench versions or machines (named field in the message).
+
+    `same_machine=False` (merge): the shards may come from different machines, as a CI matrix runs them; each
+    grid point is then measured whole on one machine (merge checks that per point), and the harness's Python
+    version must still be the same."""
     if a["grid_hash"] != b["grid_hash"]:
         raise GcbenchError(f"{what}: a different sweep grid (grid_hash {a['grid_hash']} vs {b['grid_hash']})")
     if a["gcbench_version"] != b["gcbench_version"]:
         raise GcbenchError(f"{what}: gcbench_version differs ({a['gcbench_version']} vs {b['gcbench_version']})")
-    for k in SWEEP_MACHINE_KEYS:
+    for k in (SWEEP_MACHINE_KEYS if same_machine else SHARD_SOFTWARE_KEYS):
         if a["machine"].get(k) != b["machine"].get(k):
             raise GcbenchError(f"{what}: measured on another machine ({k}: {a['machine'].get(k)!r} vs "
                                f"{b['machine'].get(k)!r})")
@@ -406,13 +417,44 @@ def _run_todo(spec, out_dir, transport, log, backends, points, todo, progress, o
         execute(RunConfig(scenario=p.scenario, backends=backends, gc_modes=[], out_dir=out_dir, reps=spec.reps,
                           transport=transport, modes_by_backend={b: list(m) for b, m in spec.gc_modes.items()},
                           run_id=p.id), log=log, on_cell=on_cell, progress=progress)
+        _record_point_machine(out_dir, p.id)
+
+
+def point_machine(folder: Path) -> dict:
+    """The machine a point folder was measured on, from its run.json environment (metadata.MACHINE_KEYS)."""
+    path = folder / "run.json"
+    try:
+        env = json.loads(path.read_text(encoding="utf-8")).get("environment")
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError, AttributeError):
+        raise GcbenchError(f"{path}: cannot read the point's environment") from None
+    if not isinstance(env, dict):
+        raise GcbenchError(f"{path}: field 'environment' should be an object")
+    return machine_of(env)
+
+
+def _machine_index(manifest: dict, machine: dict) -> int:
+    machines = manifest.setdefault("machines", [])
+    if machine not in machines:
+        machines.append(machine)
+    return machines.index(machine)
+
+
+def _record_point_machine(out_dir: Path, point: str) -> None:
+    """The manifest names the machine of every point measured (between points, never during one)."""
+    if point_status(out_dir / point) not in DONE_STATUSES:
+        return
+    manifest = read_manifest(out_dir)
+    manifest["point_machines"][point] = _machine_index(manifest, point_machine(out_dir / point))
+    write_manifest(out_dir, manifest)
 
 
 def merge(out_dir: Path, shards: list[Path], log: Callable[[str], None] = print) -> int:
-    """Join shard folders into one sweep folder; refuses different grids, versions or machines."""
+    """Join shard folders into one sweep folder; refuses different grids or versions. Shards may come from
+    different machines (a CI matrix) as long as every grid point was measured whole on one machine: the same
+    point measured on two machines is refused; the merged manifest names each point's machine."""
     manifests = [read_manifest(s) for s in shards]
     for s, m in zip(shards[1:], manifests[1:], strict=True):
-        check_compatible(manifests[0], m, f"{s} cannot be merged with {shards[0]}")
+        check_compatible(manifests[0], m, f"{s} cannot be merged with {shards[0]}", same_machine=False)
     _make_folder(out_dir)
     with folder_lock(out_dir):
         return _merge_points(out_dir, shards, manifests, log)
@@ -422,31 +464,56 @@ def _merge_points(out_dir: Path, shards: list[Path], manifests: list[dict], log:
     for stale in out_dir.glob(f".*{MERGING}*"):  # what a merge killed mid-copy left (this one holds the lock)
         shutil.rmtree(stale, ignore_errors=True)
     if (out_dir / MANIFEST).exists():
-        check_compatible(read_manifest(out_dir), manifests[0], f"{out_dir} holds another sweep")
+        merged = read_manifest(out_dir)
+        check_compatible(merged, manifests[0], f"{out_dir} holds another sweep", same_machine=False)
     else:
-        merged = {**manifests[0], "shard": "merged", "merged_from": [str(s) for s in shards]}
-        write_manifest(out_dir, merged)
-    copied = 0
+        merged = {**manifests[0], "shard": "merged", "merged_from": [str(s) for s in shards], "machines": [],
+                  "point_machines": {}}
+        write_manifest(out_dir, merged)  # a sweep folder from the start; its points' machines written at the end
+    # every point's machine, checked before anything is copied: a point measured on two machines is refused
+    where: dict[str, tuple[dict, Path]] = {}
+    for folder in _done_points(out_dir):
+        where[folder.name] = (point_machine(folder), folder)
+    todo = []
     for shard in shards:
-        for folder in sorted(shard.iterdir()):
-            if not folder.is_dir() or folder.name.startswith(".") or point_status(folder) not in DONE_STATUSES:
+        for folder in _done_points(shard):
+            machine = point_machine(folder)
+            if folder.name in where:
+                seen, first = where[folder.name]
+                if seen != machine:
+                    raise GcbenchError(
+                        f"{folder}: point {folder.name} was also measured on another machine ({first}: "
+                        f"{machine_label(seen)}; here: {machine_label(machine)}); a grid point must be measured "
+                        f"whole on one machine: merge only one of them")
+                log(f"{folder.name}: already in {first.parent}, kept the first one")
                 continue
-            target = out_dir / folder.name
-            if target.exists():
-                log(f"{folder.name}: already in {out_dir}, kept the first one")
-                continue
-            tmp = out_dir / f".{folder.name}{MERGING}{os.getpid()}"
-            try:  # a copy cut short is a hidden temp folder, never a partial point that later merges keep
-                shutil.copytree(folder, tmp)
-                os.rename(tmp, target)
-            except BaseException as e:
-                shutil.rmtree(tmp, ignore_errors=True)
-                if isinstance(e, OSError):
-                    raise GcbenchError(f"{target}: cannot copy {folder}: {os_reason(e)}") from None
-                raise
-            copied += 1
-    log(f"merged {copied} points into {out_dir}")
+            where[folder.name] = (machine, folder)
+            todo.append(folder)
+    for name, (machine, _) in sorted(where.items()):
+        merged["point_machines"][name] = _machine_index(merged, machine)
+    copied = 0
+    for folder in todo:
+        target = out_dir / folder.name
+        tmp = out_dir / f".{folder.name}{MERGING}{os.getpid()}"
+        try:  # a copy cut short is a hidden temp folder, never a partial point that later merges keep
+            shutil.copytree(folder, tmp)
+            os.rename(tmp, target)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise GcbenchError(f"{target}: cannot copy {folder}: {os_reason(e)}") from None
+            raise
+        copied += 1
+    merged["merged_from"] = list(dict.fromkeys([*merged.get("merged_from", []), *(str(s) for s in shards)]))
+    write_manifest(out_dir, merged)  # after the copies: the manifest names only points that are there
+    n = len(merged["machines"])
+    log(f"merged {copied} points into {out_dir}" + (f" (measured on {n} machines)" if n > 1 else ""))
     return copied
+
+
+def _done_points(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.iterdir())
+            if p.is_dir() and not p.name.startswith(".") and point_status(p) in DONE_STATUSES]
 
 
 def load_sweep_runs(folder: Path) -> list[tuple[dict, object]]:

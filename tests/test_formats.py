@@ -30,6 +30,7 @@ GOLDEN_RUNS = {
     "run-format-3": 3,
     "run-format-4": 4,
     "sweep-format-1/h0-base": 2,  # a sweep point written at acd07a8: says 1, holds t_intended_ns
+    "sweep-format-2/h0-base": 4,
 }
 
 
@@ -177,6 +178,7 @@ def test_gcbench_upgrade_of_a_sweep_folder_upgrades_its_points(tmp_path):
         f"{folder / 'h0-base'}: run folder schema_version 1 -> {RUN_FORMAT}, rewritten",
     ]
     assert _stored_meta(folder / "h0-base")["schema_version"] == RUN_FORMAT
+    assert json.loads((folder / MANIFEST).read_text())["schema_version"] == formats.SWEEP_FORMAT
 
 
 def test_gcbench_upgrade_waits_for_no_sweep_writing_into_the_folder(tmp_path):
@@ -231,13 +233,29 @@ def test_the_sweep_manifest_version_is_checked_on_load(tmp_path):
 
 
 def test_an_older_sweep_manifest_is_upgraded_on_load(tmp_path):
-    """Format 1 -> 2: the grid's agents and rate axes are the base chain's one value; no p99 target."""
+    """Format 1 -> 3: the grid's agents and rate axes are the base chain's one value, no p99 target (2); the one
+    machine format 1 named becomes the list of machines (its architecture was not recorded: None), and no point's
+    machine is invented (point_machines empty: readers use each run.json) (3)."""
     folder = _copy(tmp_path, "sweep-format-1")
     m = read_manifest(folder)
-    assert m["schema_version"] == 2 and m["p99_target_ms"] is None
+    assert m["schema_version"] == formats.SWEEP_FORMAT == 3 and m["p99_target_ms"] is None
     assert (m["grid"]["agents"], m["grid"]["rate_per_s"]) == ([1], [0.0])
     stored = json.loads((folder / MANIFEST).read_text())
+    assert m["machines"] == [{"hostname": stored["machine"]["hostname"], "cpu_model": stored["machine"]["cpu_model"],
+                              "cpu_count": stored["machine"]["cpu_count"], "machine": None}]
+    assert m["point_machines"] == {}
     assert stored["schema_version"] == 1 and "agents" not in stored["grid"]  # in memory only
+    assert m["grid_hash"] == stored["grid_hash"]
+
+
+def test_a_format_2_sweep_manifest_keeps_its_axes_and_gets_its_machine(tmp_path):
+    """Format 2 -> 3: the load axes stay as written; the one machine becomes the list of machines."""
+    folder = _copy(tmp_path, "sweep-format-2")
+    stored = json.loads((folder / MANIFEST).read_text())
+    m = read_manifest(folder)
+    assert stored["schema_version"] == 2 and m["schema_version"] == 3
+    assert (m["grid"]["agents"], m["grid"]["rate_per_s"], m["p99_target_ms"]) == ([1], [0.0], None)
+    assert [x["hostname"] for x in m["machines"]] == [stored["machine"]["hostname"]] and m["point_machines"] == {}
     assert m["grid_hash"] == stored["grid_hash"]
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from gcbench.analysis.load import corrected_latency_ns, load_table, max_rate_holding
 from gcbench.errors import GcbenchError
+from gcbench.formats import SWEEP_FORMAT
 from gcbench.report import export
 from gcbench.report.study import build_study
 from gcbench.report.study_document import study_document
@@ -93,7 +94,7 @@ def test_a_format_1_manifest_reads_with_one_value_axes_and_its_points_keep_their
     folder = tmp_path / "s"
     shutil.copytree(DATA / "sweep-format-1", folder)
     m = read_manifest(folder)
-    assert m["schema_version"] == 2 and m["p99_target_ms"] is None
+    assert m["schema_version"] == SWEEP_FORMAT and m["p99_target_ms"] is None
     assert m["grid"]["agents"] == [1] and m["grid"]["rate_per_s"] == [0.0]
     assert list(grid_points(m["grid"])) == ["h0-base"]
     (info, _), = load_sweep_runs(folder)

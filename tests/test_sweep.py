@@ -102,7 +102,7 @@ def test_merge_refuses_other_grids_versions_and_machines(spec, tmp_path, write_s
     with pytest.raises(GcbenchError, match="different sweep grid"):
         merge(tmp_path / "m1", [a, b], log=quiet)
     for key, value, word in (("gcbench_version", "0.0.1", "gcbench_version"),
-                             ("machine", {"hostname": "elsewhere"}, "another machine")):
+                             ("machine", {"python_version": "3.0.1"}, "another machine .python_version")):
         c = tmp_path / f"c-{key}"
         c.mkdir()
         m = json.loads((a / "sweep.json").read_text())
@@ -113,3 +113,57 @@ def test_merge_refuses_other_grids_versions_and_machines(spec, tmp_path, write_s
     # a sweep folder refuses a different grid run into it
     with pytest.raises(GcbenchError, match="another sweep"):
         run_sweep(other, a, (0, 1), log=quiet)
+
+
+def _move_to_machine(folder, hostname):
+    """A shard folder as another machine would have written it: its manifest and every point's run.json."""
+    m = json.loads((folder / "sweep.json").read_text())
+    m["machine"]["hostname"] = hostname
+    for machine in m["machines"]:
+        machine["hostname"] = hostname
+    (folder / "sweep.json").write_text(json.dumps(m))
+    for run in folder.glob("*/run.json"):
+        meta = json.loads(run.read_text())
+        meta["environment"]["hostname"] = hostname
+        run.write_text(json.dumps(meta))
+
+
+def test_merge_accepts_shards_from_two_machines_and_records_each_points_machine(spec, tmp_path):
+    import shutil
+
+    from gcbench.sweep import read_manifest
+
+    quiet = lambda m: None  # noqa: E731
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_sweep(spec, a, (0, 2), log=quiet)
+    run_sweep(spec, b, (1, 2), log=quiet)
+    assert read_manifest(a)["point_machines"] == {"h0-light": 0, "h5000-light": 0}  # a sweep names them too
+    _move_to_machine(b, "ci-runner-2")
+    merged = tmp_path / "merged"
+    lines = []
+    assert merge(merged, [a, b], log=lines.append) == 4
+    m = read_manifest(merged)
+    hosts = [x["hostname"] for x in m["machines"]]
+    assert len(hosts) == 2 and "ci-runner-2" in hosts
+    assert {p: hosts[i] for p, i in m["point_machines"].items()} == {
+        "h0-light": hosts[1 - hosts.index("ci-runner-2")], "h5000-light": hosts[1 - hosts.index("ci-runner-2")],
+        "h0-cyclic": "ci-runner-2", "h5000-cyclic": "ci-runner-2"}
+    assert all(set(x) == {"hostname", "cpu_model", "cpu_count", "machine"} for x in m["machines"])
+    assert "measured on 2 machines" in lines[-1]
+
+    # the same point measured on two machines: refused in one line, before anything is copied
+    c = tmp_path / "c"
+    c.mkdir()
+    shutil.copy(a / "sweep.json", c / "sweep.json")
+    shutil.copytree(a / "h0-light", c / "h0-light")
+    _move_to_machine(c, "ci-runner-3")
+    target = tmp_path / "m2"
+    with pytest.raises(GcbenchError, match=r"point h0-light was also measured on another machine") as e:
+        merge(target, [a, c], log=quiet)
+    assert "\n" not in str(e.value) and "ci-runner-3" in str(e.value)
+    assert not [p for p in target.iterdir() if p.is_dir()]
+    # and into a merged folder that already holds it from another machine
+    with pytest.raises(GcbenchError, match="measured on another machine"):
+        merge(merged, [c], log=quiet)
+    # the same point from the same machine twice: the first is kept, as before
+    assert merge(tmp_path / "m3", [a, a], log=lines.append) == 2 and "kept the first one" in lines[-2]

@@ -31,6 +31,7 @@ from gcbench.analysis import (
 from gcbench.analysis.load import P99_TARGET_MS, load_table, max_rate_holding
 from gcbench.errors import GcbenchError
 from gcbench.format import fmt_ci, fmt_count, fmt_heap, fmt_pct, fmt_ratio  # noqa: F401  (study_document uses them from here)
+from gcbench.metadata import machine_label, machine_of
 from gcbench.probes.pygc_kinds import full_collection_mask
 
 DEFAULT_MODE = "default"
@@ -117,6 +118,7 @@ class Study:
     full_gc: pd.DataFrame  # CPython full-collection pauses per (profile or "all", heap), with tracked objects
     crossings: dict[str, Crossing]  # per profile and "all": tracked objects where a full collection reaches 10 ms
     crossings_max: dict[str, Crossing]  # the same on the largest full collection
+    point_machines: dict[str, str] = field(default_factory=dict)  # point -> the machine it was measured on (label)
     rerun: Study | None = None  # the same sweep measured again (gcbench study --rerun): reproducibility
     load: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis.load.load_table of the open-loop points
     load_hold: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis.load.max_rate_holding of load
@@ -159,8 +161,23 @@ class Study:
             (r.heap_objects, r.profile, r.backend, r.gc_mode): r for r in self.cells.itertuples()
         }).get((heap, profile, backend, mode))
 
+    @property
+    def machines(self) -> list[str]:
+        """The machines the points were measured on (labels, first-seen grid order): more than one when shards
+        of a CI matrix were merged."""
+        return list(dict.fromkeys(self.point_machines.values()))
+
+    @property
+    def multi_machine(self) -> bool:
+        return len(self.machines) > 1
+
     def point_label(self, heap: int, profile: str) -> str:
-        return f"{fmt_heap(heap)} objects, {profile}" if len(self.profiles) > 1 else f"{fmt_heap(heap)} objects"
+        label = f"{fmt_heap(heap)} objects, {profile}" if len(self.profiles) > 1 else f"{fmt_heap(heap)} objects"
+        if self.multi_machine:  # an absolute time is one machine's: say which
+            machine = self.point_machines.get(f"h{int(heap)}-{profile}")
+            if machine:
+                label += f", on {machine.split(' ', 1)[0]}"
+        return label
 
 
 def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
@@ -174,9 +191,11 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
     if not pairs:
         raise GcbenchError(f"{folder}: no measured point in this sweep folder yet (run `gcbench sweep` first)")
     cells, chains, pauses, loaded = [], [], [], []
+    point_machines = {}
     for info, run in pairs:
         where = {"point": info["point"], "heap_objects": int(info["heap_objects"]), "profile": info["profile"],
                  "agents": info.get("agents", 1), "rate_per_s": info.get("rate_per_s", 0.0)}
+        point_machines[info["point"]] = machine_label(machine_of(run.meta.get("environment") or {}))
         n = calls_per_chain_of(run)
         calls = run.calls
         s = summarize(calls, run.gc_events, n, n_boot, seed, cells=run.meta.get("cells"))
@@ -223,7 +242,7 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
         calls_per_chain=int(cells_df["calls_per_chain"].mode().iloc[0]), heaps=heaps, profiles=profiles,
         groups=groups, cells=cells_df, chains=chains_df, pauses=pauses_df,
         ratios=mitigation_ratios(chains_df, n_boot, seed), full_gc=full_gc, crossings=crossings,
-        crossings_max=crossings_max,
+        crossings_max=crossings_max, point_machines=point_machines,
     )
 
 
@@ -371,4 +390,72 @@ def mitigation_ratios(chains: pd.DataFrame, n_boot: int = BOOTSTRAP_SAMPLES,
                 row.update({f"{metric}_ratio": float(a.mean() / b.mean()), f"{metric}_lo": float(lo),
                             f"{metric}_hi": float(hi)})
             rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+# ---------------------------------------------------------------------------------------------- re-run
+
+RERUN_TOLERANCE = STABLE_SPREAD  # two runs' ratios agree when the larger is at most 1.2x the smaller (within 20%)
+RERUN_TARGET = 0.85  # the share of setting-vs-default ratios that must agree for the study to count as reproduced
+NEAR_ZERO_RATIO = 0.05  # a ratio below this is "near zero": a setting that removed >= 95% of what the default had
+RERUN_METRICS = (("chain", "mean chain latency"), ("dead", "GC dead time"))
+
+
+def _load_before(study: Study, point: str) -> float:
+    for meta in study.metas:
+        if meta.get("run_id") == point:
+            la = (meta.get("environment") or {}).get("load_average_before")
+            if isinstance(la, list) and la and isinstance(la[0], int | float):
+                return float(la[0])
+    return math.nan
+
+
+def _overlap(lo_a: float, hi_a: float, lo_b: float, hi_b: float) -> bool | None:
+    if any(v != v for v in (lo_a, hi_a, lo_b, hi_b)):
+        return None
+    return lo_a <= hi_b and lo_b <= hi_a
+
+
+def rerun_comparison(a: Study, b: Study) -> pd.DataFrame:
+    """Every setting-vs-default ratio (both metrics) of two runs of one sweep, matched by point and setting:
+    whether the two agree within 20% and, when not, why. One row per ratio defined in at least one run of a
+    point measured in both.
+
+    Agree: both defined and the larger at most RERUN_TOLERANCE x the smaller, or both exactly 0 (GC off: no dead
+    time at all). Not agreeing, the reason, first that applies: defined in one run only (its default had no GC
+    dead time in the other); both near zero (below NEAR_ZERO_RATIO: a small absolute difference is a large
+    relative one); the 95% CIs overlap (within the runs' noise); else the CIs do not overlap (the runs differ
+    beyond their noise; the load average before each run's point is given)."""
+    keys = ["point", "heap_objects", "profile", "backend", "gc_mode"]
+    j = a.ratios.merge(b.ratios, on=keys, suffixes=("_a", "_b"))
+    rows = []
+    for metric, label in RERUN_METRICS:
+        for r in j.itertuples():
+            x, y = getattr(r, f"{metric}_ratio_a"), getattr(r, f"{metric}_ratio_b")
+            if x != x and y != y:
+                continue  # undefined in both runs: nothing was measured to compare
+            lo_a, hi_a = getattr(r, f"{metric}_lo_a"), getattr(r, f"{metric}_hi_a")
+            lo_b, hi_b = getattr(r, f"{metric}_lo_b"), getattr(r, f"{metric}_hi_b")
+            change = y / x if x == x and y == y and x > 0 else (1.0 if x == 0 and y == 0 else math.nan)
+            agree, reason = False, ""
+            if x != x or y != y:
+                reason = "defined in one run only: its default had no GC dead time in the other"
+            elif x == 0 and y == 0:
+                agree, reason = True, "both zero"
+            elif x > 0 and y > 0 and max(x, y) / min(x, y) <= RERUN_TOLERANCE:
+                agree = True
+            elif max(x, y) < NEAR_ZERO_RATIO:
+                reason = f"both near zero (below {NEAR_ZERO_RATIO:g}): a small difference is a large relative one"
+            elif _overlap(lo_a, hi_a, lo_b, hi_b):
+                reason = "noise: the two 95% CIs overlap"
+            else:
+                la, lb = _load_before(a, r.point), _load_before(b, r.point)
+                load = (f"; load average before the point {la:.2f} vs {lb:.2f}" if la == la and lb == lb else "")
+                reason = ("the 95% CIs do not overlap: the runs differ beyond their noise" + load
+                          if _overlap(lo_a, hi_a, lo_b, hi_b) is False else "no CI to compare: a change beyond 20%")
+            rows.append({**{k: getattr(r, k) for k in keys}, "metric": metric, "label": label, "first": x,
+                         "first_lo": lo_a, "first_hi": hi_a, "second": y, "second_lo": lo_b, "second_hi": hi_b,
+                         "change": change, "agree": agree, "reason": reason})
+    cols = [*keys, "metric", "label", "first", "first_lo", "first_hi", "second", "second_lo", "second_hi", "change",
+            "agree", "reason"]
     return pd.DataFrame(rows, columns=cols)

@@ -22,6 +22,9 @@ from gcbench.report.numbers import signed
 from gcbench.report.study import (
     DEFAULT_MODE,
     FULL_COLLECTION_BACKEND,
+    RERUN_METRICS,
+    RERUN_TARGET,
+    RERUN_TOLERANCE,
     STABLE_SPREAD,
     THINK_TIMES_S,
     Study,
@@ -29,6 +32,7 @@ from gcbench.report.study import (
     fmt_heap,
     fmt_pct,
     fmt_ratio,
+    rerun_comparison,
     wilson,
 )
 
@@ -70,6 +74,23 @@ def headline_rows(study: Study) -> list[dict]:
     return out
 
 
+def machines_sentence(study: Study) -> str:
+    """How points from several machines are compared (empty on one machine)."""
+    if not study.multi_machine:
+        return ""
+    return (f"The points were measured on {len(study.machines)} machines (each point whole on one machine: "
+            f"{'; '.join(study.machines)}). Across grid points this study compares only same-machine ratios (a "
+            f"setting against its runtime's default, both cells of one point, so of one machine); absolute times "
+            f"(dead time, pauses, where a full collection reaches {CLAIM_PAUSE_MS:g} ms) are each one machine's "
+            f"and name it: compared across points they mix machines.")
+
+
+def _across_points(study: Study) -> str:
+    """Said in the caption of every table that sets absolute times of different points side by side."""
+    return (f" Points come from {len(study.machines)} machines: absolute times in different columns may be "
+            "different machines' (see the machines in the setup).") if study.multi_machine else ""
+
+
 def headline_table(study: Study) -> Table:
     rows = []
     for r in headline_rows(study):
@@ -85,7 +106,8 @@ def headline_table(study: Study) -> Table:
                  f"of the mean per chain; worst = the largest mean at one grid point (named); worst chain = the "
                  f"single chain with the most dead time anywhere. 'vs claim' = worst mean / the claim's "
                  f"{fmt_ms(study.claim_ms)} ms. GC cost = mean chain latency minus the GC-off reference at the worst "
-                 f"point, 95% bootstrap CI; only against the same runtime (GC off, or a GC-quiet cell), never another runtime.",
+                 f"point, 95% bootstrap CI; only against the same runtime (GC off, or a GC-quiet cell), never another runtime."
+                 + _across_points(study),
                  ["runtime", "gc mode", "points", "typical dead/chain", "worst dead/chain", "worst chain",
                   "largest pause (ms)", "vs claim", "GC cost at worst point (ms)"], rows, {2, 3, 5, 7})
 
@@ -97,10 +119,11 @@ def headline_points(study: Study) -> tuple[str, list[str]]:
     rows = headline_rows(study)
     gc_rows = [r for r in rows if r["gc_events"]]
     intro = (f"The claim: a {CLAIM_PAUSE_MS:g} ms GC pause on each of {n} tool calls adds {fmt_ms(claim)} ms of dead "
-             f"time per chain. Measured on this machine over {len(study.metas)} grid points (live heap "
+             f"time per chain. Measured on {f'{len(study.machines)} machines' if study.multi_machine else 'this machine'} "
+             f"over {len(study.metas)} grid points (live heap "
              f"{fmt_heap(study.heaps[0])} to {fmt_heap(study.heaps[-1])} objects; profiles "
              f"{', '.join(study.profiles)}):")
-    points = []
+    points = [machines_sentence(study)] if study.multi_machine else []
     if gc_rows:
         w = max(gc_rows, key=lambda r: r["worst_ms"])
         verdict = ("reaches the claim" if w["worst_ms"] >= claim else
@@ -120,7 +143,8 @@ def headline_points(study: Study) -> tuple[str, list[str]]:
     best = mitigation_bests(study)
     if best:
         points.append("Settings (median ratio of mean chain latency to the runtime's default over the grid; below 1 "
-                      "is faster): " + "; ".join(best) + ".")
+                      "is faster" + ("; each ratio is of two cells of one point, on one machine" if study.multi_machine
+                                     else "") + "): " + "; ".join(best) + ".")
     ctl = study.cells[study.cells["backend"] == CONTROL_BACKEND]
     if len(ctl):
         points.append(f"Control: the no-GC server ({CONTROL_BACKEND}) still had calls up to "
@@ -174,7 +198,9 @@ def full_gc_sentence(study: Study) -> str:
         return (f"No CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}: "
                 f"{FULL_COLLECTION_NOTE}) happened inside a measurement window of this sweep, so where it "
                 f"reaches {CLAIM_PAUSE_MS:g} ms cannot be said from it.")
-    out = f"Where {what} reaches {CLAIM_PAUSE_MS:g} ms on this machine: {c.text}."
+    on = (f"on the points' machines ({len(study.machines)} machines: the interpolation may join heap sizes measured "
+          "on different machines)") if study.multi_machine else "on this machine"
+    out = f"Where {what} reaches {CLAIM_PAUSE_MS:g} ms {on}: {c.text}."
     per_obj = study.full_gc[study.full_gc["profile"] == key]["ns_per_object_p50"].dropna()
     if len(per_obj):
         out += (f" One full collection cost a median {per_obj.median():.3g} ns per tracked object"
@@ -213,7 +239,8 @@ def dead_tables(study: Study) -> list[Table]:
     claim = study.claim_ms
     dead = _pivots(study, "dead", "Mean GC dead time per chain (ms), share of the claim",
                    f"Server GC pause time overlapping the {study.calls_per_chain} calls of one chain, mean over the "
-                   f"chains of the cell; in brackets its share of the claim's {fmt_ms(claim)} ms.", study.groups,
+                   f"chains of the cell; in brackets its share of the claim's {fmt_ms(claim)} ms." + _across_points(study),
+                   study.groups,
                    lambda r: f"{fmt_ms(r.dead_mean_ms)} ({fmt_pct(r.dead_mean_ms / claim)})")
 
     def cost(r) -> str:
@@ -256,7 +283,8 @@ def pause_tables(study: Study) -> list[Table]:
         return "no pause" if not r.gc_events else f"{fmt_ms(r.pause_max_ms)} / {fmt_ms(r.pause_p99_ms)}"
 
     return _pivots(study, "pauses", "Largest / p99 GC pause (ms)",
-                   "Server-reported GC pauses inside the measurement windows, each runtime in its default setting.",
+                   "Server-reported GC pauses inside the measurement windows, each runtime in its default setting."
+                   + _across_points(study),
                    study.default_groups(), text)
 
 
@@ -275,7 +303,8 @@ def full_gc_table(study: Study) -> Table:
                  f"Median / largest full-collection pause (ms) and their number per grid heap size; the GC-tracked "
                  f"objects the probe counted in those cells (gc.get_objects(), the server's own import-time heap "
                  f"included) and the median pause per tracked object; where the median and the largest reach "
-                 f"{CLAIM_PAUSE_MS:g} ms, interpolated log-log between the measured tracked-object counts.",
+                 f"{CLAIM_PAUSE_MS:g} ms, interpolated log-log between the measured tracked-object counts."
+                 + _across_points(study),
                  ["profile", *(f"{fmt_heap(h)} objects" for h in study.heaps), f"median reaches {CLAIM_PAUSE_MS:g} ms",
                   f"largest reaches {CLAIM_PAUSE_MS:g} ms"], rows, set(range(1, 1 + len(study.heaps))))
 
@@ -297,7 +326,8 @@ def mitigation_summary(study: Study) -> Table:
         cells.append(f"{better} faster, {worse} slower, {len(g) - better - worse} no clear change")
         rows.append(cells)
     return Table("mitigations", "What each GC setting buys, over the grid",
-                 "Ratios against the same runtime's default at the same grid point (below 1: the setting is better); "
+                 "Ratios against the same runtime's default at the same grid point, so measured on the same machine "
+                 "(below 1: the setting is better); "
                  "median and range over the grid points. 'faster/slower' counts points whose 95% CI of the chain "
                  "latency ratio lies entirely below/above 1.",
                  ["backend", "gc mode", "points", "dead time ratio (median)", "range", "chain latency ratio (median)",
@@ -508,7 +538,9 @@ def facts(study: Study) -> list[tuple[str, str]]:
                    f"{chain.get('agents', 1)} agent(s), {chain.get('warmup_calls', '?')} warm-up calls, think time "
                    f"{think} ms"),
         ("machine", f"{env.get('cpu_model', '?')}, {env.get('cpu_count', '?')} CPUs"
-                    + (f", {mem / 2**30:.1f} GiB RAM" if isinstance(mem, int) else "")),
+                    + (f", {mem / 2**30:.1f} GiB RAM" if isinstance(mem, int) else "")) if not study.multi_machine else
+        ("machines", f"{len(study.machines)} machines, each grid point measured whole on one: " + "; ".join(
+            f"{m}: {', '.join(p for p, mm in study.point_machines.items() if mm == m)}" for m in study.machines)),
         ("system", f"{env.get('platform', '?')}, host {env.get('hostname', '?')}, CPU governor "
                    f"{freq.get('governor', '?')}; load average before each point "
                    f"{min(loads):.2f} .. {max(loads):.2f}"),
@@ -624,7 +656,8 @@ def sections(study: Study) -> list[Section]:
 
     cross_text = full_gc_sentence(study)
     out.append(Section(number="2", key="pause-growth", title="How pause size grows with the live heap", items=[
-        "Each runtime in its default setting: the largest and the 99th-percentile GC pause at each live-heap size.",
+        "Each runtime in its default setting: the largest and the 99th-percentile GC pause at each live-heap size."
+        + _across_points(study),
         cross_text, figure(study, "pause_growth"), *pause_tables(study), full_gc_table(study)]))
 
     items: list = []
@@ -707,30 +740,54 @@ def _variation_text(study: Study) -> list[str]:
     return out
 
 
+def rerun_verdict(c) -> str:
+    """One sentence: the share of ratios that agree between two runs (study.rerun_comparison) against the target."""
+    share = float(c["agree"].mean())
+    return (f"{int(c['agree'].sum())} of {len(c)} ratios of a setting to its runtime's default at the same point "
+            f"({fmt_pct(share)}) agree within {(RERUN_TOLERANCE - 1) * 100:.0f}% between the two runs (the larger at "
+            f"most x{fmt_ratio(RERUN_TOLERANCE)} the smaller, or both zero): this "
+            f"{'meets' if share >= RERUN_TARGET else 'does not meet'} the target of {fmt_pct(RERUN_TARGET)}")
+
+
 def reproducibility(a: Study, b: Study) -> tuple[str, Table]:
-    """The mitigation ratios of two runs of the same sweep side by side: which reproduce within ~20%."""
-    keys = ["point", "heap_objects", "profile", "backend", "gc_mode"]
-    j = a.ratios.merge(b.ratios, on=keys, suffixes=("_a", "_b"))
-    rows, verdicts = [], []
-    for metric, label in (("chain", "mean chain latency"), ("dead", "GC dead time")):
-        x = j[[*keys, f"{metric}_ratio_a", f"{metric}_ratio_b"]].dropna()
-        x = x[(x[f"{metric}_ratio_a"] > 0) & (x[f"{metric}_ratio_b"] > 0)]
-        if not len(x):
-            continue
-        change = x[f"{metric}_ratio_b"] / x[f"{metric}_ratio_a"]
-        within = (change.between(1 / STABLE_SPREAD, STABLE_SPREAD)).mean()
-        verdicts.append(f"{fmt_pct(within)} of {len(x)} {label} ratios reproduced within "
-                        f"{(STABLE_SPREAD - 1) * 100:.0f}% (median change x{fmt_ratio(float(np.exp(np.abs(np.log(change))).median()))})")
-        worst = x.assign(change=change).iloc[np.argsort(-np.abs(np.log(change.to_numpy())))[:8]]
-        for r in worst.itertuples():
-            rows.append([label, a.point_label(r.heap_objects, r.profile), f"{r.backend}/{r.gc_mode}",
-                         fmt_ratio(getattr(r, f"{metric}_ratio_a")), fmt_ratio(getattr(r, f"{metric}_ratio_b")),
-                         f"x{fmt_ratio(r.change)}"])
-    text = (f"{b.folder} measured the same grid again. Of the ratios of each setting to its runtime's default: "
-            + "; ".join(verdicts) + ". Dead-time ratios rest on a few pauses per chain (one full collection more or "
-            "less inside the measured chains moves them), so they vary more than chain-latency ratios. The table "
-            "lists the ratios that moved most.") if verdicts else f"{b.folder}: no ratio in common with this sweep."
-    table = Table("reproducibility", "Ratios that moved most between the two runs",
-                  "Ratio of a setting to its runtime's default at the same grid point, in each run; change = second / first.",
-                  ["ratio of", "point", "setting", "first run", "re-run", "change"], rows, {3, 4, 5})
+    """The setting-vs-default ratios of two runs of the same sweep: the share that agree within 20% against the
+    85% target, and every one that did not, with why (study.rerun_comparison)."""
+    c = rerun_comparison(a, b)
+    tol = f"{(RERUN_TOLERANCE - 1) * 100:.0f}%"
+    only_one = len(set(zip(a.ratios["point"], a.ratios["backend"], a.ratios["gc_mode"], strict=True))
+                   ^ set(zip(b.ratios["point"], b.ratios["backend"], b.ratios["gc_mode"], strict=True)))
+    if not len(c):
+        return (f"{b.folder}: no setting-vs-default ratio in common with this sweep.",
+                Table("reproducibility", "Ratios that did not agree between the two runs", "", [], []))
+    per_metric = []
+    for metric, label in RERUN_METRICS:
+        m = c[c["metric"] == metric]
+        if len(m):
+            moved = m["change"][np.isfinite(m["change"]) & (m["change"] > 0)]
+            med = (f", median change x{fmt_ratio(float(np.exp(np.abs(np.log(moved))).median()))}" if len(moved) else "")
+            per_metric.append(f"{int(m['agree'].sum())} of {len(m)} {label} ratios ({fmt_pct(float(m['agree'].mean()))}"
+                              f"{med})")
+    bad = c[~c["agree"]]
+    reasons = bad["reason"].str.split(":").str[0].value_counts()
+    why = ("; ".join(f"{n} {r}" for r, n in reasons.items()))
+    text = (f"{b.folder} measured the same grid again. {rerun_verdict(c)}. By metric: " + "; ".join(per_metric) + "."
+            + (f" The {len(bad)} that did not agree: {why}; the table lists each with its reason." if len(bad) else
+               " Every ratio agreed.")
+            + (f" {only_one} ratio(s) exist in one run only (a point or cell not measured in both) and are not "
+               "counted." if only_one else "")
+            + " Dead-time ratios rest on a few pauses per chain (one full collection more or less inside the "
+            "measured chains moves them), so they vary more than chain-latency ratios.")
+    # defined in one run only first, then the largest change; a change from 0 (no log) last
+    size = np.abs(np.log(bad["change"].where(bad["change"] > 0))).fillna(-1.0)
+    size[bad["first"].isna() | bad["second"].isna()] = math.inf
+    order = bad.assign(size=size).sort_values("size", ascending=False, kind="stable")
+    rows = [[r.label, a.point_label(r.heap_objects, r.profile), f"{r.backend}/{r.gc_mode}",
+             f"{fmt_ratio(r.first)} {fmt_ci(r.first_lo, r.first_hi)}" if r.first == r.first else "-",
+             f"{fmt_ratio(r.second)} {fmt_ci(r.second_lo, r.second_hi)}" if r.second == r.second else "-",
+             f"x{fmt_ratio(r.change)}" if r.change == r.change else "-", r.reason] for r in order.itertuples()]
+    table = Table("reproducibility", "Ratios that did not agree between the two runs",
+                  f"Ratio of a setting to its runtime's default at the same grid point in each run, with its 95% "
+                  f"bootstrap CI; change = re-run / first run. Agreeing = within {tol}; target: "
+                  f"{fmt_pct(RERUN_TARGET)} of all ratios.",
+                  ["ratio of", "point", "setting", "first run", "re-run", "change", "why"], rows, {3, 4, 5})
     return text, table

@@ -98,6 +98,21 @@ func TestStepsCounted(t *testing.T) {
 	}
 }
 
+// A pair read while the thread was descheduled (its monotonic reads 4 ms apart) knows its offset only
+// to within 2 ms: an apparent change of 2.5 ms is not a step, a real 40 s step after it still is. The
+// old rule counted both (a Go run on a loaded machine reported 2 clock steps that never happened).
+func TestAPairReadAcrossAPreemptionIsNotAStep(t *testing.T) {
+	var r clockRing
+	wide := sample(sec, wall0+2500_000, 0)
+	wide.widthNs = 4 * ms
+	for _, c := range []clockSample{sample(0, wall0, 0), wide, sample(2*sec, wall0+40*sec, 0)} {
+		r.add(c)
+	}
+	if r.steps != 1 {
+		t.Fatalf("steps %d, want 1 (the 40 s step only)", r.steps)
+	}
+}
+
 // With no step, every cycle converts exactly, including one before the first sample (start-up) and
 // one after the last response (converted at flush with the drain's own sample).
 func TestNoStepExact(t *testing.T) {
