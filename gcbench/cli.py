@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -17,7 +16,6 @@ from gcbench.errors import GcbenchError, printable
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_CELL_FAILED = 3
-MAX_TIMEOUT_S = 86_400.0  # a day: poll() takes at most ~24 days, and no call is meant to take longer
 
 
 def _fail(msg: str) -> None:
@@ -31,14 +29,6 @@ _OUT_HELP = ("A regular file is replaced atomically (never left half-written); a
              "target replaced; a character device or FIFO (/dev/stdout, /dev/null, a named pipe) is written "
              "through in place, without figure files; a directory or block device is refused.")
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
-
-
-def _check_seconds(option: str, value: float) -> float:
-    """click's FloatRange lets nan through (every comparison with it is false), and inf or 1e308 overflow
-    the nanosecond deadlines in every cell: refused here, once."""
-    if not math.isfinite(value) or value > MAX_TIMEOUT_S:
-        raise GcbenchError(f"{option}: expected seconds from 0.001 to {MAX_TIMEOUT_S:g}, got {value}")
-    return value
 
 
 def _stdout_failed(e: OSError, run_path: Path) -> GcbenchError:
@@ -167,98 +157,59 @@ def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events
     cells measured so far are saved; a second signal stops at once). The summary cannot be written to stdout
     (full, or a closed pipe): one ERROR line, exit 2, the run folder is complete.
     """
-    from gcbench import procs
-    from gcbench.analysis import summarize
-    from gcbench.backends import all_backends, select_backends
-    from gcbench.gcmode import parse_gc_modes
-    from gcbench.memwatch import parse_memory_cap, total_memory_bytes
-    from gcbench.report import export
-    from gcbench.report.summary import hiccup_records, summary_document
-    from gcbench.report.tools import tools_records
-    from gcbench.runner import Interrupted, RunConfig, execute
-    from gcbench.scenario import check_tool_args, load_scenario
-    from gcbench.store import load_run
+    from gcbench.config import RunConfig
+    from gcbench.runner import Interrupted, execute
 
-    if url and transport != "http":
-        raise GcbenchError("--url: the server --server-cmd starts speaks HTTP only with --transport http")
-    if server_url:
-        transport = "http"  # what the run records: a running server is driven over Streamable HTTP
-    sc = load_scenario(scenario)
-    if trace_file is not None:
-        from gcbench.trace import load_trace
-
-        if tool is not None or tool_args is not None:
-            raise GcbenchError("--trace: the trace names each call's tool and arguments; leave out --tool and --tool-args")
-        sc = sc.with_trace(load_trace(trace_file), str(trace_file))
-    sc = sc.with_overrides(chains=chains, calls=calls, rate_per_s=rate_per_s)
-    names = [n.strip() for n in backends.split(",") if n.strip()] if backends is not None else None
-    if names == []:  # "" or ",": not "every default backend"
-        raise GcbenchError(f"--backend: no backend named in {backends!r}; see `gcbench backends`")
-    if server_cmd is not None and not server_cmd.strip():
-        raise GcbenchError("--server-cmd: empty command; leave the option out to run the built-in servers")
-    call_timeout = _check_seconds("--call-timeout", call_timeout)
-    start_timeout = _check_seconds("--start-timeout", start_timeout)
-    args = sc.server.tool_args
-    if tool_args is not None:
-        try:
-            args = json.loads(tool_args)
-        except ValueError as e:
-            raise GcbenchError(f"--tool-args: not valid JSON ({e})") from None
-        except RecursionError:
-            raise GcbenchError("--tool-args: nested too deeply") from None
-        if not isinstance(args, dict):
-            raise GcbenchError("--tool-args: must be a JSON object")
-        check_tool_args("--tool-args", args)
-    try:
-        memory_cap = parse_memory_cap(max_server_memory, total_memory_bytes())
-    except ValueError as e:
-        raise GcbenchError(f"--max-server-memory: {e}") from None
-    if pythons and not any("@" in n for n in names or ()):
-        click.echo("gcbench: --python only makes an interpreter selectable; name it with its version, "
-                   "e.g. -b python@3.12 (see `gcbench backends --python PATH`)", err=True)
-    if not names and not (server_cmd or sc.server.command or server_url or sc.server.real):
-        for b in all_backends():  # the default set: say which ones cannot run here, and why
-            a = b.availability() if b.in_default_run else None
-            if a is not None and not a.ok:
-                click.echo(f"gcbench: not running backend {b.name}: {a.reason}", err=True)
-    config = RunConfig(
-        scenario=sc,
-        backends=select_backends(names, server_cmd or sc.server.command, tool or sc.server.tool, args,
-                                 runtime=runtime, pythons=pythons, url=url, server_url=server_url,
-                                 server_events=server_events, real=sc.server.real),
-        gc_modes=parse_gc_modes(gc_modes),
-        out_dir=out_dir,
-        reps=reps,
-        transport=transport,
-        call_timeout_s=call_timeout,
-        start_timeout_s=start_timeout,
-        max_server_memory_bytes=memory_cap,
-        pin=pin,
-        hiccup_us=hiccup_us or (1000 if meter_overhead else 0),
-        hiccup_floor_us=hiccup_floor_us,
-        meter_overhead=meter_overhead,
-    )
-    _install_signal_handlers(Interrupted)
-    stdout_error = None
+    config = RunConfig.from_options(
+        scenario=scenario, backends=backends, gc_modes=gc_modes, server_cmd=server_cmd, url=url,
+        server_url=server_url, server_events=server_events, runtime=runtime, tool=tool, tool_args=tool_args,
+        trace_file=trace_file, chains=chains, calls=calls, rate_per_s=rate_per_s, reps=reps, out_dir=out_dir,
+        transport=transport, call_timeout=call_timeout, start_timeout=start_timeout,
+        max_server_memory=max_server_memory, pin=pin, hiccup_us=hiccup_us, hiccup_floor_us=hiccup_floor_us,
+        meter_overhead=meter_overhead, pythons=pythons)
+    for note in config.notes:
+        click.echo(note, err=True)
+    _install_signal_handlers()
     try:
         result = execute(config)
-        with procs.raising():  # the run folder is complete: a signal now only cuts the summary short
-            data = load_run(result.path)
-            summary = summarize(data.calls, data.gc_events, sc.chain.calls, cells=data.meta.get("cells"))
-            doc = summary_document(summary, sc.chain.calls, data)
-            if as_json:  # the JSON form: the summary's records, the cells that failed, the hiccup tables
-                doc.data = {"run": str(result.path), "summary": summary.to_dict(orient="records"), "failed_cells":
-                            result.failed, "call_error_cells": result.call_errors, "tools": tools_records(data),
-                            **hiccup_records(data)}
-            try:
-                click.echo(export(doc, "json" if as_json else "text"), nl=False)
-                if not as_json:
-                    click.echo(f"Run folder: {result.path}")
-            except OSError as e:
-                stdout_error = _stdout_failed(e, result.path)
+        stdout_error = _print_summary(result, config.scenario.chain.calls, as_json)
     except Interrupted as e:
         click.echo("gcbench: interrupted; cells measured so far are saved", err=True)
         sys.exit(e.exit_code)
+    _print_failures(result)
+    if stdout_error is not None:
+        raise stdout_error
+    sys.exit(EXIT_CELL_FAILED if result.failed or result.call_errors else EXIT_OK)
+
+
+def _print_summary(result, calls: int, as_json: bool) -> GcbenchError | None:
+    """The run's summary (a Document) on stdout; the error to raise once the failures are listed when stdout
+    cannot take it (the run folder is complete)."""
+    from gcbench import procs
+    from gcbench.analysis import summarize
+    from gcbench.report import export
+    from gcbench.report.summary import hiccup_records, summary_document
+    from gcbench.report.tools import tools_records
+    from gcbench.store import load_run
+
+    with procs.raising():  # the run folder is complete: a signal now only cuts the summary short
+        data = load_run(result.path)
+        summary = summarize(data.calls, data.gc_events, calls, cells=data.meta.get("cells"))
+        doc = summary_document(summary, calls, data)
+        if as_json:  # the JSON form: the summary's records, the cells that failed, the hiccup tables
+            doc.data = {"run": str(result.path), "summary": summary.to_dict(orient="records"), "failed_cells":
+                        result.failed, "call_error_cells": result.call_errors, "tools": tools_records(data),
+                        **hiccup_records(data)}
+        try:
+            click.echo(export(doc, "json" if as_json else "text"), nl=False)
+            if not as_json:
+                click.echo(f"Run folder: {result.path}")
+        except OSError as e:
+            return _stdout_failed(e, result.path)
+    return None
+
+
+def _print_failures(result) -> None:
     # what a server wrote (reasons, error texts) is escaped: it cannot rewrite these lines on a terminal
     for cell in result.failed:
         click.echo(f"FAILED cell {cell['backend']} gc={cell['gc_mode']} rep={cell['rep']}: "
@@ -267,12 +218,9 @@ def run(scenario, backends, gc_modes, server_cmd, url, server_url, server_events
         click.echo(f"CALL ERRORS in cell {cell['backend']} gc={cell['gc_mode']} rep={cell['rep']}: "
                    f"{cell['call_errors']} calls answered with an error (first: {printable(cell['first_call_error'])}); "
                    f"they are kept with ok=false", err=True)
-    if stdout_error is not None:
-        raise stdout_error
-    sys.exit(EXIT_CELL_FAILED if result.failed or result.call_errors else EXIT_OK)
 
 
-def _install_signal_handlers(interrupted_cls=None) -> None:
+def _install_signal_handlers() -> None:
     """First SIGINT/SIGTERM: where the run waits on a server it stops at once, else after the step under way
     (stopping a server, saving a cell); every server is ended and the run folder marked 'interrupted'. A second
     signal kills every server at once and exits. gcbench also adopts what a server detaches (procs.py)."""
@@ -338,7 +286,7 @@ def sweep(sweep_file, out_dir, shard, transport):
     spec = load_sweep(sweep_file)
     part = parse_shard(shard)
     folder = out_dir or Path("runs") / spec.name
-    _install_signal_handlers(Interrupted)
+    _install_signal_handlers()
     try:
         run_sweep(spec, folder, part, transport=transport, log=lambda m: click.echo(m, err=True))
     except Interrupted as e:
@@ -697,47 +645,24 @@ def advise(server_cmd, backends, scenario, gc_modes, runtime, tool, tool_args, c
 def _advise_measure(server_cmd, backends, scenario, gc_modes, runtime, tool, tool_args, chains, calls, reps,
                     runs_dir, transport, call_timeout, start_timeout, max_server_memory, pythons):
     """advise's run: the same RunConfig and runner.execute as `gcbench run`, with the modes advise picks."""
+    import dataclasses
+
     from gcbench import procs
     from gcbench.advise import modes_by_backend
-    from gcbench.backends import select_backends
+    from gcbench.config import RunConfig
     from gcbench.gcmode import parse_gc_modes
-    from gcbench.memwatch import parse_memory_cap, total_memory_bytes
-    from gcbench.runner import Interrupted, RunConfig, execute
-    from gcbench.scenario import check_tool_args, load_scenario
+    from gcbench.runner import Interrupted, execute
     from gcbench.store import load_run
 
-    sc = load_scenario(scenario).with_overrides(chains=chains, calls=calls, rate_per_s=None)
-    names = [n.strip() for n in backends.split(",") if n.strip()] if backends is not None else None
-    if names == []:
-        raise GcbenchError(f"--backend: no backend named in {backends!r}; see `gcbench backends`")
-    if server_cmd is not None and not server_cmd.strip():
-        raise GcbenchError("--server-cmd: empty command")
-    if not names and not server_cmd and not sc.server.command and not sc.server.real:
-        raise GcbenchError("advise: give the server to advise on: --server-cmd COMMAND, -b BACKEND, or a scenario "
-                           "with a [server] command")
-    args = sc.server.tool_args
-    if tool_args is not None:
-        try:
-            args = json.loads(tool_args)
-        except (ValueError, RecursionError) as e:
-            raise GcbenchError(f"--tool-args: not valid JSON ({e.__class__.__name__})") from None
-        if not isinstance(args, dict):
-            raise GcbenchError("--tool-args: must be a JSON object")
-        check_tool_args("--tool-args", args)
-    try:
-        memory_cap = parse_memory_cap(max_server_memory, total_memory_bytes())
-    except ValueError as e:
-        raise GcbenchError(f"--max-server-memory: {e}") from None
-    chosen = select_backends(names, server_cmd or sc.server.command, tool or sc.server.tool, args,
-                             runtime=runtime, pythons=pythons, real=sc.server.real)
-    by_backend, notes = modes_by_backend(chosen, parse_gc_modes(gc_modes) if gc_modes is not None else None)
-    config = RunConfig(scenario=sc, backends=chosen, gc_modes=list(dict.fromkeys(m for ms in by_backend.values()
-                                                                                for m in ms)),
-                       out_dir=runs_dir, reps=reps, transport=transport,
-                       call_timeout_s=_check_seconds("--call-timeout", call_timeout),
-                       start_timeout_s=_check_seconds("--start-timeout", start_timeout),
-                       max_server_memory_bytes=memory_cap, modes_by_backend=by_backend)
-    _install_signal_handlers(Interrupted)
+    config = RunConfig.from_options(
+        scenario=scenario, backends=backends, gc_modes=None, server_cmd=server_cmd, runtime=runtime, tool=tool,
+        tool_args=tool_args, chains=chains, calls=calls, reps=reps, out_dir=runs_dir, transport=transport,
+        call_timeout=call_timeout, start_timeout=start_timeout, max_server_memory=max_server_memory,
+        pythons=pythons, require_server="advise")
+    by_backend, notes = modes_by_backend(config.backends, parse_gc_modes(gc_modes) if gc_modes is not None else None)
+    config = dataclasses.replace(config, modes_by_backend=by_backend,
+                                 gc_modes=list(dict.fromkeys(m for ms in by_backend.values() for m in ms)))
+    _install_signal_handlers()
     try:
         result = execute(config)
         with procs.raising():

@@ -1,13 +1,11 @@
-"""The cell loop: for each (repetition, backend, gc mode) a fresh server, warm-up, measured chains, stop."""
+"""One cell: a fresh server, warm-up, measured chains, stop (the run around it: gcbench/scheduler.py)."""
 
 from __future__ import annotations
 
 import gc
-import os
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,240 +16,32 @@ from gcbench.analysis import attribute
 from gcbench.analysis.harness_load import due_gap_ns, harness_figures, harness_limits
 from gcbench.backends.base import FAILED_STOP_GRACE_S, Backend, CellContext
 from gcbench.chain import CallRecords, chain_agents, drive_chains, settle_replies, think_schedule_ns
-from gcbench.errors import CellError, GcbenchError
+from gcbench.config import RunConfig
 from gcbench.gcmode import GcMode
-from gcbench.hiccup import (
-    DEFAULT_FLOOR_US,
-    ControlProcess,
-    control_binary,
-    meter_hiccup_us,
-    rep_order,
-    with_meter,
-)
+from gcbench.hiccup import ControlProcess, meter_hiccup_us
 from gcbench.memory import cell_memory
-from gcbench.memwatch import INTERVAL_S
-from gcbench.metadata import collect_environment
 from gcbench.probes.python_gc import GcProbe
 from gcbench.procs import Interrupted
+from gcbench.progress import Progress
 from gcbench.scenario import Scenario
+from gcbench.scheduler import RunResult, Scheduler, _log
+from gcbench.scheduler import cell_meta as _cell_meta
 from gcbench.side_channel import read_side_channel
-from gcbench.store import RUN_JSON, RunWriter, new_run_id
-from gcbench.wakeup import measure_floor
+from gcbench.store import RunWriter
 
 __all__ = ["Interrupted", "RunConfig", "RunResult", "execute", "measure_cell", "read_side_channel"]
 
 
-@dataclass
-class RunConfig:
-    scenario: Scenario
-    backends: list[Backend]
-    gc_modes: list[GcMode]
-    out_dir: Path
-    reps: int = 1
-    transport: str = "stdio"
-    call_timeout_s: float = 30.0
-    start_timeout_s: float = 60.0
-    max_server_memory_bytes: int | None = None  # RSS cap of a server's process tree; None: no cap
-    pin: bool = False  # harness on one core, servers on the others
-    modes_by_backend: dict[str, list[GcMode]] | None = None  # per-backend modes (a sweep); else gc_modes for all
-    run_id: str | None = None  # the run folder's name (a sweep's point); default: date, time and scenario
-    hiccup_us: int = 0  # the servers' hiccup meter interval (0: off); with it, a control process beside each cell
-    hiccup_floor_us: int = DEFAULT_FLOOR_US  # only wake-ups later than this are recorded
-    meter_overhead: bool = False  # every backend twice, meter off and on (`<name>+meter`), to show its cost
-    rss_interval_s: float = INTERVAL_S  # the memory watcher's RSS sampling interval
-
-    def modes_for(self, backend: Backend) -> list[GcMode]:
-        if self.modes_by_backend is not None:
-            return self.modes_by_backend.get(backend.name, [])
-        return self.gc_modes
-
-    def to_dict(self) -> dict:
-        return {
-            "backends": [b.name for b in self.backends],
-            "gc_modes": [str(m) for m in self.gc_modes],
-            "reps": self.reps,
-            "transport": self.transport,
-            "call_timeout_s": self.call_timeout_s,
-            "start_timeout_s": self.start_timeout_s,
-            "max_server_memory_bytes": self.max_server_memory_bytes,
-            "pin": self.pin,
-            "modes_by_backend": {b: [str(m) for m in ms] for b, ms in self.modes_by_backend.items()}
-            if self.modes_by_backend is not None else None,
-            "hiccup_us": self.hiccup_us,
-            "hiccup_floor_us": self.hiccup_floor_us,
-            "meter_overhead": self.meter_overhead,
-            "rss_interval_ms": self.rss_interval_s * 1e3,
-        }
-
-
-@dataclass
-class RunResult:
-    path: Path
-    meta: dict
-    failed: list[dict] = field(default_factory=list)
-    call_errors: list[dict] = field(default_factory=list)  # cells measured whole, some calls answered an error
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def execute(config: RunConfig, log: Callable[[str], None] = _log,
-            on_cell: Callable[[dict], None] = lambda cell: None) -> RunResult:
-    """Measure every cell of the config into a new run folder; `on_cell` sees each cell's entry as it ends.
+            on_cell: Callable[[dict], None] = lambda cell: None, progress: Progress | None = None) -> RunResult:
+    """Measure every cell of the config into a new run folder; `on_cell` sees each cell's entry as it ends
+    (gcbench/scheduler.py: prepare, run_cell -> CellOutcome, record, finish).
 
     A cell that fails (server crash, hang, protocol violation, memory cap, a backend that cannot be prepared)
     is recorded as failed with its reason and the run goes on; every finished cell is on disk before the next
     starts. On Interrupted the run folder is marked 'interrupted' and the exception goes on to the caller.
     """
-    procs.check()  # a signal before anything started: no run folder
-    scenario = config.scenario
-    env = collect_environment()
-    env["backend_versions"] = {b.name: b.availability().version for b in config.backends}
-    env["pinning"] = pin_cores(config.pin)
-    env["wakeup_floor"] = measure_floor(env["pinning"])  # the machine's own round trip (gcbench/wakeup.py)
-    writer = RunWriter(
-        config.out_dir,
-        config.run_id or new_run_id(scenario.name),
-        {
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": sys.argv,
-            "scenario": scenario.to_dict(),
-            "scenario_source": scenario.source,
-            **({"trace_source": scenario.trace_source} if scenario.trace is not None else {}),
-            "config": config.to_dict(),
-            "environment": env,
-        },
-    )
-    procs.set_run_json(writer.path / RUN_JSON)
-    log(f"gcbench: run folder {writer.path}")
-    run_backends = with_meter(config.backends, config.hiccup_us, config.hiccup_floor_us, config.meter_overhead)
-    cells = [(rep, b, m) for rep in range(config.reps) for b in rep_order(run_backends, rep)
-             for m in config.modes_for(b.base_backend())]
-    failed: list[dict] = []
-    call_errors: list[dict] = []
-    unprepared: dict[str, str] = {}
-    spent = [0.0, 0]  # seconds and count of cells started so far: the time-left estimate
-
-    def time_left(i: int) -> str:
-        left = len(cells) - i
-        return f" (about {left * spent[0] / spent[1]:.0f} s left)" if left and spent[1] else ""
-
-    try:
-        control = (None, "")
-        if config.hiccup_us > 0:
-            with procs.raising():
-                control = control_binary(log)
-            if control[0] is None:
-                log(f"gcbench: no hiccup control process: {control[1]}")
-        for backend in run_backends:
-            procs.check()
-            try:
-                with procs.raising():
-                    backend.prepare(log)
-            except (CellError, GcbenchError) as e:  # e.g. a build that fails: this backend's cells fail
-                unprepared[backend.name] = f"backend not ready: {e}"
-                log(f"gcbench: {backend.name}: {e}; its cells will be failed")
-            _end_strays(log, backend.name)
-        # per backend, once prepared: e.g. a Python backend's exact interpreter, its build and GC thresholds
-        writer.meta["environment"]["backend_runtimes"] = {
-            b.name: b.runtime_metadata() for b in run_backends if b.name not in unprepared}
-        for i, (rep, backend, mode) in enumerate(cells, 1):
-            procs.check()  # a signal held while the last cell was stopped and saved
-            label = f"[{i}/{len(cells)}] {backend.name} gc={mode} rep={rep}"
-            reason = backend.unsupported_reason(mode)
-            if reason:
-                writer.add_cell(_cell_meta(backend, mode, rep, status="skipped", reason=reason))
-                log(f"{label}: skipped: {reason}")
-                on_cell(writer.meta["cells"][-1])
-                continue
-            t0 = time.monotonic()
-            calls = events = None
-            try:
-                if backend.name in unprepared:
-                    raise CellError(unprepared[backend.name])
-                cell, calls, events = measure_cell(backend, mode, rep, scenario, config, writer, control)
-            except (CellError, GcbenchError) as e:
-                cell = _cell_meta(backend, mode, rep, status="failed", reason=str(e))
-            except Exception as e:  # noqa: BLE001  (a fault no check foresaw fails this cell, not the run)
-                cell = _cell_meta(backend, mode, rep, status="failed",
-                                  reason=f"internal error: {e.__class__.__name__}: {e}")
-            spent[0] += time.monotonic() - t0
-            spent[1] += 1
-            strays = _end_strays(log, label)
-            if strays:
-                cell["stray_processes_killed"] = strays
-            if cell["status"] == "failed":
-                failed.append(cell)
-                writer.add_cell(cell)
-                log(f"{label}: FAILED: {cell['reason']}{time_left(i)}")
-                on_cell(cell)
-                continue
-            errs = int((~calls["ok"]).sum())
-            if errs:
-                cell["call_errors"] = errs
-                cell["first_call_error"] = str(calls.loc[~calls["ok"], "error"].iloc[0])
-                call_errors.append(cell)
-            writer.add_cell(cell, calls, events)
-            log(
-                f"{label}: {len(calls)} calls in {time.monotonic() - t0:.1f} s, "
-                f"{int(((events['source'] == 'server') & (events['type'] != 'hiccup')).sum()) if len(events) else 0}"
-                " GC events"
-                + (f", {int(((events['type'] == 'hiccup') & (events['source'] == 'server')).sum())} hiccups"
-                   if cell.get("hiccup_us") else "")
-                + (f", {int((events['source'] == 'control').sum())} control hiccups" if cell.get("control") else "")
-                + (f", {errs} call errors (first: {cell['first_call_error']})" if errs else "")
-                + (f", {cell['side_channel_bad_lines']} malformed side-channel lines dropped"
-                   if cell.get("side_channel_bad_lines") else "")
-                + "".join(f"; WARNING: {w}" for w in cell.get("warnings", []))
-                + time_left(i)
-            )
-            on_cell(cell)
-    except (Interrupted, KeyboardInterrupt):
-        _end_strays(log, "interrupted run")
-        _mark(log, writer.finish_quietly("interrupted", load_average_after=list(os.getloadavg())))
-        procs.set_run_json(None)
-        raise
-    except BaseException as e:
-        _end_strays(log, "aborted run")
-        _mark(log, writer.finish_quietly("aborted", error=f"{e.__class__.__name__}: {e}",
-                                         load_average_after=list(os.getloadavg())))
-        procs.set_run_json(None)
-        raise
-    status = "complete" if not (failed or call_errors) else "complete-with-failures"
-    writer.finish(status, load_average_after=list(os.getloadavg()))
-    procs.set_run_json(None)
-    return RunResult(writer.path, writer.meta, failed, call_errors)
-
-
-def _mark(log: Callable[[str], None], failure: str | None) -> None:
-    if failure:  # e.g. a full disk: the error that stopped the run is the one raised
-        log(f"gcbench: run.json not marked (it still says 'running'; the cells it lists are intact): {failure}")
-
-
-def _end_strays(log: Callable[[str], None], label: str) -> int:
-    """Kill what a server or build left running after it was stopped (only under the CLI); say so."""
-    n = procs.kill_strays()
-    if n:
-        log(f"{label}: ended {n} process(es) a server or helper left running")
-    return n
-
-
-def pin_cores(pin: bool) -> dict:
-    """--pin: the harness keeps the first allowed core, servers get the rest (when there are at least two)."""
-    cores = sorted(os.sched_getaffinity(0))
-    if not pin:
-        return {"pinned": False, "harness_cores": cores, "server_cores": cores}
-    if len(cores) < 2:
-        return {"pinned": False, "reason": f"only {len(cores)} core allowed", "harness_cores": cores,
-                "server_cores": cores}
-    os.sched_setaffinity(0, cores[:1])
-    return {"pinned": True, "harness_cores": cores[:1], "server_cores": cores[1:]}
-
-
-def _cell_meta(backend: Backend, mode: GcMode, rep: int, **kw) -> dict:
-    return {"backend": backend.name, "runtime": backend.runtime, "gc_mode": str(mode), "rep": rep,
-            "in_process": backend.in_process, **kw}
+    return Scheduler(config, log, on_cell, progress).run()
 
 
 def cell_id(backend: Backend, mode: GcMode, rep: int) -> str:

@@ -20,6 +20,7 @@ from gcbench.errors import GcbenchError
 from gcbench.formats import SWEEP_FORMAT, SWEEP_KIND, check_version, upgrade_manifest
 from gcbench.gcmode import GcMode, parse_gc_mode
 from gcbench.metadata import SWEEP_MACHINE_KEYS, collect_environment, machine_label, machine_of
+from gcbench.progress import Progress
 from gcbench.scenario import (
     MAX_AGENTS,
     MAX_OBJECTS,
@@ -380,8 +381,6 @@ def run_sweep(spec: SweepSpec, out_dir: Path, shard: tuple[int, int] = (0, 1), *
 
 def _run_points(spec: SweepSpec, out_dir: Path, shard: tuple[int, int], transport: str, log: Callable[[str], None],
                 backends: list) -> list[Path]:
-    from gcbench.runner import RunConfig, execute
-
     manifest = _manifest(spec, shard)
     if (out_dir / MANIFEST).exists():
         check_compatible(read_manifest(out_dir), manifest, f"{out_dir} holds another sweep")
@@ -394,25 +393,19 @@ def _run_points(spec: SweepSpec, out_dir: Path, shard: tuple[int, int], transpor
     total = len(todo) * cells_per_point
     log(f"gcbench sweep {spec.name}: {len(mine)} points in this shard, {len(mine) - len(todo)} already measured, "
         f"{len(todo)} to run ({total} cells) into {out_dir}")
-    done = 0
-    measured_s = 0.0
-    measured = 0
-    t_start = time.monotonic()
-    t_cell = [time.monotonic()]
+    progress = Progress(total)
 
     def on_cell(cell: dict) -> None:
-        nonlocal done, measured_s, measured
-        done += 1
-        now = time.monotonic()
-        if cell["status"] != "skipped":
-            measured += 1
-            measured_s += now - t_cell[0]
-        t_cell[0] = now
-        left = total - done
-        eta = left * (measured_s / measured) if measured else 0.0
-        width = 30
-        bar = "#" * int(width * done / max(total, 1))
-        log(f"  [{bar:<{width}}] {done}/{total} cells, {now - t_start:.0f} s elapsed, about {eta:.0f} s left")
+        if not progress.live:  # on a terminal the bar shows it
+            log(progress.bar_line())
+
+    with progress:
+        _run_todo(spec, out_dir, transport, log, backends, points, todo, progress, on_cell)
+    return [out_dir / p.id for p in mine]
+
+
+def _run_todo(spec, out_dir, transport, log, backends, points, todo, progress, on_cell) -> None:
+    from gcbench.runner import RunConfig, execute
 
     for p in todo:
         folder = out_dir / p.id
@@ -421,12 +414,10 @@ def _run_points(spec: SweepSpec, out_dir: Path, shard: tuple[int, int], transpor
             os.replace(folder, aside)
             log(f"point {p.id}: an earlier attempt did not finish; kept as {aside.name}, measuring again")
         log(f"point {p.index + 1}/{len(points)} {p.id}")
-        t_cell[0] = time.monotonic()
         execute(RunConfig(scenario=p.scenario, backends=backends, gc_modes=[], out_dir=out_dir, reps=spec.reps,
                           transport=transport, modes_by_backend={b: list(m) for b, m in spec.gc_modes.items()},
-                          run_id=p.id), log=log, on_cell=on_cell)
+                          run_id=p.id), log=log, on_cell=on_cell, progress=progress)
         _record_point_machine(out_dir, p.id)
-    return [out_dir / p.id for p in mine]
 
 
 def point_machine(folder: Path) -> dict:
