@@ -191,7 +191,7 @@ def companion_points(study: Study) -> list[str]:
     if len(think_cells(study)):
         s = think_sentences(study)
         if s:
-            out.append(f"Think time: {s[0]}")
+            out.append(f"Think time: {s[0][0].lower()}{s[0][1:]}")
     return out
 
 
@@ -937,7 +937,7 @@ def jvm_items(study: Study) -> list:
                    "reported by the JVM): count, median and largest (ms).",
                    ["collector", "phase", "pauses", "median (ms)", "largest (ms)"], phase_rows, {2, 3, 4})
     text = "The JVM's collectors over the grid: " + "; ".join(
-        f"{r[0]}: worst mean dead time per chain {r[3]} ms, " + (f"largest pause {r[4]} ms" if r[5] != "0" else "no pause")
+        f"{r[0]}: worst mean dead time per chain (ms) {r[3]}, " + (f"largest pause {r[4]} ms" if r[5] != "0" else "no pause")
         for r in rows) + "."
     if len(ph):
         top = ph.loc[ph.groupby("gc_mode", sort=False)["max_ms"].idxmax()]
@@ -1193,8 +1193,8 @@ def companion_sections(study: Study, first: int) -> list[Section]:
 
     out = []
     n = first
-    src = ", ".join(str(c.folder) for c in study.companions)
     if len(agents_cells(study)):
+        src = ", ".join(str(c.folder) for c in study.companions if c.varies_agents)
         out.append(Section(number=str(n), key="agents", title="Many agents", items=[
             f"Several agents call one server at once (companion sweep {src}): one server pause then delays every "
             f"call in flight, so the dead time summed over the agents' chains grows with the agents while the "
@@ -1203,7 +1203,8 @@ def companion_sections(study: Study, first: int) -> list[Section]:
         n += 1
     if len(think_cells(study)):
         out.append(Section(number=str(n), key="think", title="Think time", items=[
-            "An agent thinks between tool calls. With idle gaps a runtime may collect there, where no call waits; "
-            "this is measured from where each server pause fell, not assumed.", Bullets(think_sentences(study)),
+            f"An agent thinks between tool calls (companion sweep "
+            f"{', '.join(str(c.folder) for c in study.companions if c.varies_think)}). With idle gaps a runtime may "
+            "collect there, where no call waits; this is measured from where each server pause fell, not assumed.", Bullets(think_sentences(study)),
             figure(study, "think"), think_table(study)]))
     return out

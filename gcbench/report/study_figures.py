@@ -397,8 +397,11 @@ def think(study: Study) -> FigureSpec:
         for b, m in groups:
             r = c[(c["backend"] == b) & (c["gc_mode"] == m) & (c["think_ms"] == t)]
             ys.append(float(r["idle_gc_share"].iloc[0]) * 100 if len(r) else np.nan)
-        ax.bar(np.arange(len(groups)) + (j - (len(thinks) - 1) / 2) * w, ys, w, color=f"C{j}",
-               label=f"think {t:g} ms")
+        xs = np.arange(len(groups)) + (j - (len(thinks) - 1) / 2) * w
+        ax.bar(xs, ys, w, color=f"C{j}", label=f"think {t:g} ms")
+        for x, y in zip(xs, ys, strict=True):  # 0% and "no pause" look alike as bars: say which
+            ax.text(x, (y if y == y else 0) + 1, "no GC" if y != y else f"{y:.2g}%", ha="center", va="bottom",
+                    fontsize=7)
     ax.set_xticks(np.arange(len(groups)), [f"{b}\n{m}" for b, m in groups], fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("server GC time in idle gaps (%)")
