@@ -670,3 +670,16 @@ def test_covered_ns_counts_the_overlap_with_disjoint_covers():
     got = covered_ns(np.array([0, 5, 12, 30, 1]), np.array([3, 15, 13, 40, 1]), np.array([2, 10]), np.array([6, 14]))
     assert got.tolist() == [1, 1 + 4, 1, 0, 0]
     assert covered_ns(np.array([0]), np.array([9]), np.array([], np.int64), np.array([], np.int64)).tolist() == [0]
+
+
+def test_a_grid_of_cpython_versions_reads_its_full_collections_from_python_at_a_version(v2_study):
+    """claim-check-v2 has python@3.11/3.12/3.13 and no plain `python`: the old code read section 2's full
+    collections from `python` only and said none happened."""
+    from gcbench.report.study_document import full_gc_sentence
+
+    assert v2_study.full_gc_backend == "python@3.12"
+    assert v2_study.crossings["base"].status == "crossed"
+    assert v2_study.crossings["base"].heap_objects == pytest.approx(v2_study.crossings_by_backend["python@3.12"][0]
+                                                                    .heap_objects)
+    text = full_gc_sentence(v2_study)
+    assert text.startswith("Where a CPython full collection (python@3.12/default") and "No CPython" not in text

@@ -128,6 +128,7 @@ class Study:
     crossings_by_backend: dict[str, tuple[Crossing, Crossing]] = field(default_factory=dict)  # CPython backend ->
     # where its full collection (median, largest; all profiles) reaches 10 ms, on its tracked objects
     companions: list[Companion] = field(default_factory=list)  # gcbench study --with: many agents, think time
+    full_gc_backend: str = FULL_COLLECTION_BACKEND  # the CPython server whose full collections sections 2 reads
     cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -230,7 +231,8 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
     profiles = [p for p in grid.get("profiles", {}) if p in set(cells_df["profile"])]
     profiles += [p for p in dict.fromkeys(cells_df["profile"]) if p not in profiles]
     heaps = sorted(set(cells_df["heap_objects"].astype(int)))
-    full_gc = _full_gc_table(pauses_df, cells_df, heaps, profiles)
+    fgb = full_gc_backend(groups)
+    full_gc = _full_gc_table(pauses_df, cells_df, heaps, profiles, backend=fgb)
     crossings, crossings_max = {}, {}
     for prof, g in full_gc.groupby("profile", sort=False):
         crossings[prof] = full_gc_crossing(g, "p50_ms")
@@ -249,7 +251,7 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
             if (t["python_measured"]).any():
                 by_backend[b] = (full_gc_crossing(t, "p50_ms"), full_gc_crossing(t, "max_ms"))
     return Study(
-        crossings_by_backend=by_backend,
+        crossings_by_backend=by_backend, full_gc_backend=fgb,
         load=load, load_hold=max_rate_holding(load, target), p99_target_ms=target, p99_target_source=target_source,
         claim_point=claim_point,
         folder=folder, manifest=manifest, metas=[run.meta for _, run in pairs],
@@ -482,6 +484,15 @@ def rerun_comparison(a: Study, b: Study) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------- second edition
 
 CI_LEVEL = (2.5, 97.5)
+
+
+def full_gc_backend(groups: list[tuple[str, str]]) -> str:
+    """The stdlib CPython server whose full collections the pause-growth section reads: `python` when measured in
+    its default mode, else the first `python@<version>` of the grid (a grid of several versions, claim-check-v2,
+    has no plain `python`; the CPython versions section gives each)."""
+    if (FULL_COLLECTION_BACKEND, DEFAULT_MODE) in groups:
+        return FULL_COLLECTION_BACKEND
+    return next((b for b, m in groups if b.startswith("python@") and m == DEFAULT_MODE), FULL_COLLECTION_BACKEND)
 
 
 def is_cpython(backend: str) -> bool:

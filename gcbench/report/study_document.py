@@ -21,7 +21,6 @@ from gcbench.report.document import Bullets, Details, Document, Facts, Figure, S
 from gcbench.report.numbers import signed
 from gcbench.report.study import (
     DEFAULT_MODE,
-    FULL_COLLECTION_BACKEND,
     RERUN_METRICS,
     RERUN_TARGET,
     RERUN_TOLERANCE,
@@ -145,7 +144,7 @@ def headline_points(study: Study) -> tuple[str, list[str]]:
         p = max(gc_rows, key=lambda r: r["pause_max_ms"])
         points.append(f"Pauses: the largest single pause was {fmt_ms(p['pause_max_ms'])} ms ({p['backend']} at "
                       f"{p['pause_point']}). {full_gc_sentence(study)}"
-                      if (FULL_COLLECTION_BACKEND, DEFAULT_MODE) in study.groups else
+                      if (study.full_gc_backend, DEFAULT_MODE) in study.groups else
                       f"Pauses: the largest single pause was {fmt_ms(p['pause_max_ms'])} ms ({p['backend']} at "
                       f"{p['pause_point']}).")
     cross = crossing_sentence(study)
@@ -227,10 +226,10 @@ def full_gc_sentence(study: Study) -> str:
     """Where a CPython full collection reaches the claim's pause, over all profiles (or the only one)."""
     key = "all" if "all" in study.crossings else next(iter(study.crossings), None)
     c = study.crossings.get(key) if key else None
-    what = (f"a CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, median full-collection "
+    what = (f"a CPython full collection ({study.full_gc_backend}/{DEFAULT_MODE}, median full-collection "
             "pause" + (", all profiles)" if key == "all" else ")"))
     if c is None or c.status == "no-data":
-        return (f"No CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}: "
+        return (f"No CPython full collection ({study.full_gc_backend}/{DEFAULT_MODE}: "
                 f"{FULL_COLLECTION_NOTE}) happened inside a measurement window of this sweep, so where it "
                 f"reaches {CLAIM_PAUSE_MS:g} ms cannot be said from it.")
     on = (f"on the points' machines ({len(study.machines)} machines: the interpolation may join heap sizes measured "
@@ -333,7 +332,7 @@ def full_gc_table(study: Study) -> Table:
             cells.append("not measured" if not r.python_measured else f"none{tracked}" if not r.count
                          else f"{fmt_ms(r.p50_ms)} / {fmt_ms(r.max_ms)} (n={r.count}){tracked}{per_obj}")
         rows.append([prof, *cells, study.crossings[prof].text, study.crossings_max[prof].text])
-    return Table("full-gc", f"CPython full collections ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}: "
+    return Table("full-gc", f"CPython full collections ({study.full_gc_backend}/{DEFAULT_MODE}: "
                  f"{FULL_COLLECTION_NOTE})",
                  f"Median / largest full-collection pause (ms) and their number per grid heap size; the GC-tracked "
                  f"objects the probe counted in those cells (gc.get_objects(), the server's own import-time heap "

@@ -14,7 +14,6 @@ from gcbench.analysis import CLAIM_PAUSE_MS, fmt_ms
 from gcbench.report.figures import CLAIM_COLOR, FigureSpec, _empty, _plain_log
 from gcbench.report.study import (
     DEFAULT_MODE,
-    FULL_COLLECTION_BACKEND,
     Study,
     fmt_heap,
     wilson,
@@ -167,7 +166,7 @@ def pause_growth(study: Study) -> FigureSpec:
     keys = [Line2D([], [], color="0.3", marker="o", lw=1.8, label="largest pause"),
             Line2D([], [], color="0.3", marker="s", ls="--", mfc="none", label="p99 pause"),
             Line2D([], [], color=FULL_GC_COLOR, marker="D", ls=":", mfc="none",
-                   label=f"{FULL_COLLECTION_BACKEND} full collection, median"),
+                   label=f"{study.full_gc_backend} full collection, median"),
             Line2D([], [], color=CLAIM_COLOR, ls="--", label=f"the claim's {CLAIM_PAUSE_MS:g} ms")]
     _legend(fig, axes, keys)
     fig.suptitle(title)
