@@ -426,6 +426,11 @@ def test_jvm_section_gives_the_largest_pause_per_phase(v2_study):
     assert got == {("default", "gen0"): (2, 7.0), ("default", "gen1"): (2, 12.0), ("zgc", "gen0"): (2, 0.5)}
     doc = export(study_document(v2_study), "text")
     assert "The JVM's collectors" in doc and "default gen1 12 ms" in doc
+    from gcbench.report.study import pause_phases
+
+    every = {(r.backend, r.kind): r.max_ms for r in pause_phases(v2_study).itertuples()}  # defaults only
+    assert every == {("python@3.12", "gen2"): V2_GEN2_MS[100_000], ("python@3.12", "gen0"): GEN0_MS,
+                     ("java", "gen1"): 12.0, ("java", "gen0"): 7.0}
 
 
 def test_memory_and_what_to_do_come_from_the_measured_cells(v2_study):

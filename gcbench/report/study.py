@@ -523,6 +523,21 @@ def _memory(run) -> pd.DataFrame:
     return t[cols] if len(t) else pd.DataFrame(columns=cols)
 
 
+def pause_phases(study: Study) -> pd.DataFrame:
+    """Every runtime in its default setting: count, median and largest measured pause per kind of pause (the
+    stop-the-world phase or generation the runtime names), over every grid point."""
+    cols = ["backend", "kind", "count", "p50_ms", "max_ms"]
+    p = study.pauses
+    if not len(p):
+        return pd.DataFrame(columns=cols)
+    keep = pd.Series(list(zip(p["backend"], p["gc_mode"], strict=True)), index=p.index).isin(study.default_groups())
+    g = p[keep].groupby(["backend", "kind"], sort=False, observed=True)["duration_ms"]
+    out = pd.DataFrame({"count": g.size(), "p50_ms": g.median(), "max_ms": g.max()}).reset_index()
+    order = {b: i for i, b in enumerate(study.backends)}
+    out["o"] = out["backend"].map(order)
+    return out.sort_values(["o", "max_ms"], ascending=[True, False]).drop(columns="o")[cols].reset_index(drop=True)
+
+
 def jvm_phases(study: Study, backend: str = "java") -> pd.DataFrame:
     """The JVM's measured pauses per collector (gc mode) and stop-the-world phase (the event's kind): count,
     median and largest pause (ms), over every grid point."""

@@ -322,6 +322,18 @@ def pause_tables(study: Study) -> list[Table]:
                    study.default_groups(), text)
 
 
+def phase_table(study: Study) -> Table:
+    from gcbench.report.study import pause_phases
+
+    rows = [[r.backend, str(r.kind), str(int(r.count)), fmt_ms(r.p50_ms), fmt_ms(r.max_ms)]
+            for r in pause_phases(study).itertuples()]
+    return Table("pause-phases", "Largest single pause per runtime and phase",
+                 "Each runtime in its default setting, every measured server pause over the grid by its kind (the "
+                 "stop-the-world phase or the generation the runtime reports): count, median and largest (ms)."
+                 + _across_points(study),
+                 ["runtime", "phase", "pauses", "median (ms)", "largest (ms)"], rows, {2, 3, 4})
+
+
 def full_gc_table(study: Study) -> Table:
     rows = []
     for prof, g in study.full_gc.groupby("profile", sort=False):
@@ -692,7 +704,7 @@ def sections(study: Study) -> list[Section]:
     out.append(Section(number="2", key="pause-growth", title="How pause size grows with the live heap", items=[
         "Each runtime in its default setting: the largest and the 99th-percentile GC pause at each live-heap size."
         + _across_points(study),
-        cross_text, figure(study, "pause_growth"), *pause_tables(study), full_gc_table(study)]))
+        cross_text, figure(study, "pause_growth"), *pause_tables(study), phase_table(study), full_gc_table(study)]))
 
     items: list = []
     if len(study.ratios):
