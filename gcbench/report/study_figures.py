@@ -11,6 +11,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from gcbench.analysis import CLAIM_PAUSE_MS, fmt_ms
+from gcbench.format import fmt_pct
 from gcbench.report.figures import CLAIM_COLOR, FigureSpec, _empty, _plain_log
 from gcbench.report.study import (
     DEFAULT_MODE,
@@ -399,7 +400,7 @@ def think(study: Study) -> FigureSpec:
         xs = np.arange(len(groups)) + (j - (len(thinks) - 1) / 2) * w
         ax.bar(xs, ys, w, color=f"C{j}", label=f"think {t:g} ms")
         for x, y in zip(xs, ys, strict=True):  # 0% and "no pause" look alike as bars: say which
-            ax.text(x, (y if y == y else 0) + 1, "no GC" if y != y else f"{y:.2g}%", ha="center", va="bottom",
+            ax.text(x, (y if y == y else 0) + 1, "no GC" if y != y else fmt_pct(y / 100), ha="center", va="bottom",
                     fontsize=7)
     ax.set_xticks(np.arange(len(groups)), [f"{b}\n{m}" for b, m in groups], fontsize=8)
     ax.set_ylim(0, 100)
