@@ -568,6 +568,10 @@ def test_think_time_section_says_where_each_runtime_collected(with_study):
 
 
 def test_with_refuses_a_folder_that_is_not_a_companion_sweep(sweep_dir, agents_dir, tmp_path):
+    import shutil
+
+    from gcbench.report.study import build_companion
+
     res = run_cli("study", str(sweep_dir), "--with", str(tmp_path), "-o", str(tmp_path / "s.md"), timeout=120)
     assert res.returncode == 2 and res.stderr.strip().count("\n") == 0
     assert f"{tmp_path}: not a sweep folder" in res.stderr and "Traceback" not in res.stderr
@@ -575,6 +579,12 @@ def test_with_refuses_a_folder_that_is_not_a_companion_sweep(sweep_dir, agents_d
     res = run_cli("study", str(sweep_dir), "--with", str(sweep_dir), "-o", str(tmp_path / "s.md"), timeout=120)
     assert res.returncode == 2 and res.stderr.strip().count("\n") == 0
     assert "--with takes a companion sweep with several agents or a think time" in res.stderr
+    # a companion whose only measured point is its 1-agent one: not yet a companion, and said so
+    part = tmp_path / "part"
+    shutil.copytree(agents_dir, part)
+    shutil.rmtree(part / "h0-base-a8")
+    with pytest.raises(GcbenchError, match="no point with several agents or a think time measured yet"):
+        build_companion(part)
     res = run_cli("study", str(sweep_dir), "--with", str(agents_dir), "-o", str(tmp_path / "s.md"), timeout=180)
     assert res.returncode == 0, res.stderr
     assert "## 11. Many agents" in (tmp_path / "s.md").read_text()

@@ -584,6 +584,11 @@ def build_companion(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: i
     if not pairs:
         raise GcbenchError(f"{folder}: --with: no measured point in this sweep folder yet (run `gcbench sweep` first)")
     if not any(info["agents"] > 1 or info["think_ms"] > 0 for info, _ in pairs):
+        grid = manifest["grid"]
+        if any(type(a) is int and a > 1 for a in grid.get("agents") or []) or any(
+                type(t) in (int, float) and t > 0 for t in grid.get("think_ms") or []):
+            raise GcbenchError(f"{folder}: --with: no point with several agents or a think time measured yet (run "
+                               f"`gcbench sweep` into it to the end)")
         raise GcbenchError(f"{folder}: --with takes a companion sweep with several agents or a think time; every "
                            f"point of this one has 1 agent and no think time (a main grid: give it as SWEEP_DIR)")
     rows = []
