@@ -324,7 +324,10 @@ def merge(out_dir, shards):
 @click.option("--p99-target-ms", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS",
               help="Latency under load: the corrected p99 call latency an offered rate must hold (default: the "
                    "sweep file's sweep.p99_target_ms, else 50).")
-def study(sweep_dir, outs, fmt, rerun, p99_target_ms):
+@click.option("--with", "companions", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="A companion sweep folder whose points have several agents or a think time (repeatable): adds "
+                   "the 'Many agents' and 'Think time' sections.")
+def study(sweep_dir, outs, fmt, rerun, p99_target_ms, companions):
     """The study report of a sweep folder: the claim check across runtimes, GC settings and heap sizes.
 
     Answers, with confidence intervals: GC dead time per chain against the claim, pause size against the
@@ -338,6 +341,12 @@ def study(sweep_dir, outs, fmt, rerun, p99_target_ms):
     # a bad suffix fails before the analysis runs
     formats = [format_for(out, fmt, FORMATS, "study report") for out in outs]
     st = build_study(sweep_dir, p99_target_ms=p99_target_ms)
+    if companions:
+        from dataclasses import replace
+
+        from gcbench.report.study import build_companion
+
+        st = replace(st, companions=[build_companion(c) for c in companions], cache={})
     if rerun is not None:
         from dataclasses import replace
 

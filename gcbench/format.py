@@ -54,6 +54,13 @@ def fmt_ci(lo: float, hi: float, fmt=fmt_ratio) -> str:
     return "" if lo != lo or hi != hi else f"[{fmt(lo)}, {fmt(hi)}]"
 
 
+def fmt_mib(v: float) -> str:
+    """A memory size in MiB, three significant digits ('-' for NaN: not recorded)."""
+    if v != v:
+        return "-"
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+
+
 def fmt_count(n: float) -> str:
     """An object count in full, 3 significant digits: 316,000."""
     return f"{float(f'{n:.3g}'):,.0f}" if n == n else "-"

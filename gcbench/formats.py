@@ -194,8 +194,12 @@ def upgrade_run(run: RunTables, found: int) -> RunTables:
 #      a resumed sweep must match. A format 1 or 2 manifest named one machine, without its architecture field: the
 #      upgrade lists that one (architecture None) and leaves point_machines empty, as format 1 did not record
 #      them (readers take a point's machine from its run.json).
+#   4  grid.think_ms: the think-time axis (a list of fixed think times between calls, ms; a grid without the axis
+#      holds its base chain's one value, which grid_hash and the point ids leave out, so a format 3 grid keeps its
+#      hash and its points their folders). The upgrade fills it from grid.base.chain.think.ms (the only think time
+#      a format 3 grid measured).
 SWEEP_KIND = "gcbench-sweep"
-SWEEP_FORMAT = 3
+SWEEP_FORMAT = 4
 
 
 def _add_load_axes(manifest: dict) -> dict:
@@ -220,7 +224,18 @@ def _add_machines(manifest: dict) -> dict:
     return manifest
 
 
-SWEEP_UPGRADES: dict[int, Callable[[dict], dict]] = {2: _add_load_axes, 3: _add_machines}
+def _add_think_axis(manifest: dict) -> dict:
+    grid = manifest.get("grid")
+    if isinstance(grid, dict):
+        base = grid.get("base")
+        chain = base.get("chain") if isinstance(base, dict) else None
+        think = chain.get("think") if isinstance(chain, dict) else None
+        ms = think.get("ms", 0.0) if isinstance(think, dict) else 0.0
+        grid.setdefault("think_ms", [float(ms) if type(ms) in (int, float) else 0.0])
+    return manifest
+
+
+SWEEP_UPGRADES: dict[int, Callable[[dict], dict]] = {2: _add_load_axes, 3: _add_machines, 4: _add_think_axis}
 
 
 def upgrade_manifest(manifest: dict, found: int) -> dict:

@@ -1,4 +1,5 @@
-"""Sweeps: a grid of scenarios (live-heap size x allocation profile x agents x offered rate) x backends x their
+"""Sweeps: a grid of scenarios (live-heap size x allocation profile x agents x offered rate x think time) x
+backends x their
 GC modes, one run folder per grid point, resumable, shardable across machines and mergeable."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gcbench.progress import Progress
 from gcbench.scenario import (
     MAX_AGENTS,
     MAX_OBJECTS,
+    MAX_THINK_MS,
     Scenario,
     _check_float,
     _check_int,
@@ -54,6 +56,7 @@ class SweepSpec:
     agents: tuple[int, ...] = ()  # () : the base scenario's chain.agents, no axis
     rates: tuple[float, ...] = ()  # chain.rate_per_s values; () : the base scenario's, no axis
     p99_target_ms: float | None = None  # the load study's p99 target (not part of the grid)
+    think: tuple[float, ...] = ()  # fixed chain.think_ms values; () : the base scenario's, no axis
 
     @property
     def agents_axis(self) -> tuple[int, ...]:
@@ -63,18 +66,23 @@ class SweepSpec:
     def rate_axis(self) -> tuple[float, ...]:
         return self.rates or (self.base.chain.rate_per_s,)
 
+    @property
+    def think_axis(self) -> tuple[float, ...]:
+        return self.think or (self.base.chain.think.ms,)
+
     def to_dict(self) -> dict:
         return {
             "name": self.name, "base": self.base.to_dict(), "backends": list(self.backends),
             "gc_modes": {b: [str(m) for m in ms] for b, ms in self.gc_modes.items()},
             "heap_objects": list(self.heap_objects), "profiles": self.profiles, "reps": self.reps,
-            "agents": list(self.agents_axis), "rate_per_s": list(self.rate_axis),
+            "agents": list(self.agents_axis), "rate_per_s": list(self.rate_axis), "think_ms": list(self.think_axis),
         }
 
     def grid_hash(self) -> str:
         d = self.to_dict()
         # an axis of one value, the base scenario's, is what every grid built before the axes existed
-        for key, base in (("agents", self.base.chain.agents), ("rate_per_s", self.base.chain.rate_per_s)):
+        for key, base in (("agents", self.base.chain.agents), ("rate_per_s", self.base.chain.rate_per_s),
+                          ("think_ms", self.base.chain.think.ms)):
             if d[key] == [base]:
                 del d[key]
         # `lists` is what every grid built before heap shapes existed: left out, such a sweep resumes and merges
@@ -93,23 +101,35 @@ class Point:
     scenario: Scenario
     agents: int = 1
     rate_per_s: float = 0.0
+    think_ms: float = 0.0
 
 
-def point_id(heap: int, profile: str, agents: int, rate: float, agents_axis: bool, rate_axis: bool) -> str:
-    """h{heap}-{profile}, then -a{agents} and -r{rate} when the grid has that axis (ids of older grids kept)."""
+def point_id(heap: int, profile: str, agents: int, rate: float, agents_axis: bool, rate_axis: bool,
+             think: float = 0.0, think_axis: bool = False) -> str:
+    """h{heap}-{profile}, then -a{agents}, -r{rate} and -t{think ms} when the grid has that axis (ids of older
+    grids kept)."""
     return (f"h{heap}-{profile}" + (f"-a{agents}" if agents_axis else "")
-            + (f"-r{rate:g}" if rate_axis else ""))
+            + (f"-r{rate:g}" if rate_axis else "") + (f"-t{think:g}" if think_axis else ""))
+
+
+def _base_think_ms(chain: dict) -> float:
+    think = chain.get("think") if isinstance(chain, dict) else None
+    ms = think.get("ms", 0.0) if isinstance(think, dict) else 0.0
+    return float(ms) if type(ms) in (int, float) else 0.0
 
 
 def grid_points(grid: dict) -> dict[str, dict]:
-    """point id -> {heap_objects, profile, agents, rate_per_s} of a manifest's grid (expand's order)."""
+    """point id -> {heap_objects, profile, agents, rate_per_s, think_ms} of a manifest's grid (expand's order)."""
     chain = grid.get("base", {}).get("chain", {}) if isinstance(grid.get("base"), dict) else {}
-    base_agents, base_rate = chain.get("agents", 1), chain.get("rate_per_s", 0.0)
+    base_agents, base_rate, base_think = chain.get("agents", 1), chain.get("rate_per_s", 0.0), _base_think_ms(chain)
     agents = grid.get("agents") or [base_agents]
     rates = grid.get("rate_per_s") or [base_rate]
-    a_axis, r_axis = agents != [base_agents], rates != [base_rate]
-    return {point_id(h, p, a, r, a_axis, r_axis): {"heap_objects": h, "profile": p, "agents": a, "rate_per_s": r}
-            for h in grid.get("heap_objects", []) for p in grid.get("profiles", {}) for a in agents for r in rates}
+    thinks = grid.get("think_ms") or [base_think]
+    a_axis, r_axis, t_axis = agents != [base_agents], rates != [base_rate], thinks != [base_think]
+    return {point_id(h, p, a, r, a_axis, r_axis, t, t_axis): {"heap_objects": h, "profile": p, "agents": a,
+                                                               "rate_per_s": r, "think_ms": float(t)}
+            for h in grid.get("heap_objects", []) for p in grid.get("profiles", {}) for a in agents for r in rates
+            for t in thinks}
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
@@ -125,7 +145,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise GcbenchError(f"{src}: field 'sweep': a sweep file needs a [sweep] table (backends, gc_modes, ...)")
     base = parse_scenario(data, src, default_name=p.stem)
     _only_keys(src, "sweep.", sweep, {"backends", "gc_modes", "heap_objects", "profiles", "reps",
-                                        "agents", "rate_per_s", "p99_target_ms"})
+                                        "agents", "rate_per_s", "think_ms", "p99_target_ms"})
     backends = sweep.get("backends")
     if not isinstance(backends, list) or not backends or not all(isinstance(b, str) for b in backends):
         raise GcbenchError(f"{src}: field 'sweep.backends': expected a non-empty array of backend names")
@@ -164,6 +184,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
     reps = _check_int(src, "sweep.reps", sweep.get("reps", 1), 1, 1000)
     agents = _axis(src, sweep, "agents", lambda f, v: _check_int(src, f, v, 1, MAX_AGENTS))
     rates = _axis(src, sweep, "rate_per_s", lambda f, v: _check_rate(src, f, v))
+    think = _axis(src, sweep, "think_ms", lambda f, v: _check_float(src, f, v, 0.0, MAX_THINK_MS))
+    if think and base.chain.think.dist != "fixed":
+        raise GcbenchError(f"{src}: field 'sweep.think_ms': the axis sets a fixed think time per point; the base "
+                           f"chain.think_ms is a {base.chain.think.dist} distribution (make it a number)")
     target = sweep.get("p99_target_ms")
     if target is not None:
         target = _check_float(src, "sweep.p99_target_ms", target, 0.0, 3_600_000.0)
@@ -171,7 +195,8 @@ def load_sweep(path: str | Path) -> SweepSpec:
             raise GcbenchError(f"{src}: field 'sweep.p99_target_ms': expected a time above 0 ms, got {target:g}")
     for r in rates:  # every point's chain as a scenario: the totals and limits a run would check
         parse_scenario({**data, "chain": {**data.get("chain", {}), "rate_per_s": r}}, f"{src} (rate_per_s {r:g})")
-    return SweepSpec(base.name, base, tuple(backends), gc_modes, heaps, profiles, reps, src, agents, rates, target)
+    return SweepSpec(base.name, base, tuple(backends), gc_modes, heaps, profiles, reps, src, agents, rates, target,
+                     think)
 
 
 def _axis(src: str, sweep: dict, key: str, check) -> tuple:
@@ -196,18 +221,21 @@ def expand(spec: SweepSpec) -> list[Point]:
     points = []
     base = spec.base.chain
     a_axis, r_axis = spec.agents_axis != (base.agents,), spec.rate_axis != (base.rate_per_s,)
+    t_axis = spec.think_axis != (base.think.ms,)
     for heap in spec.heap_objects:
         for profile, overrides in spec.profiles.items():
             work = replace(spec.base.work, **overrides) if overrides else spec.base.work
             for agents in spec.agents_axis:
                 for rate in spec.rate_axis:
-                    pid = point_id(heap, profile, agents, rate, a_axis, r_axis)
-                    sc = replace(
-                        spec.base, name=f"{spec.name}-{pid}", work=work,
-                        server=replace(spec.base.server, heap_objects=heap),
-                        chain=replace(base, agents=agents, rate_per_s=rate),
-                    )
-                    points.append(Point(len(points), pid, heap, profile, sc, agents, rate))
+                    for think in spec.think_axis:
+                        pid = point_id(heap, profile, agents, rate, a_axis, r_axis, think, t_axis)
+                        sc = replace(
+                            spec.base, name=f"{spec.name}-{pid}", work=work,
+                            server=replace(spec.base.server, heap_objects=heap),
+                            chain=replace(base, agents=agents, rate_per_s=rate,
+                                          think=replace(base.think, ms=think) if t_axis else base.think),
+                        )
+                        points.append(Point(len(points), pid, heap, profile, sc, agents, rate, think))
     return points
 
 
@@ -535,9 +563,10 @@ def load_sweep_runs(folder: Path) -> list[tuple[dict, object]]:
             where = known.get(sub.name)
             profile = where["profile"] if where else (sub.name.split("-", 1)[1] if "-" in sub.name else "")
             agents, rate = chain.get("agents", 1), chain.get("rate_per_s", 0.0)
+            think = _base_think_ms(chain)
             if type(agents) is not int or type(rate) not in (int, float):
                 raise GcbenchError(f"{sub / 'run.json'}: field 'scenario.chain' should hold integer agents and a "
                                    f"numeric rate_per_s")
             out.append(({"point": sub.name, "heap_objects": heap, "profile": profile, "agents": agents,
-                         "rate_per_s": float(rate), "grid_hash": manifest["grid_hash"]}, run))
+                         "rate_per_s": float(rate), "think_ms": think, "grid_hash": manifest["grid_hash"]}, run))
     return out

@@ -108,3 +108,49 @@ def write_run(out_dir: Path, cells: list[Cell], scenario_name: str = "synthetic"
         t += 10**9
     writer.finish("complete")
     return writer.path
+
+
+def lockstep_cell(backend: str, gc_mode: str, agents: int, calls: int, latency_ns: int,
+                  pause_rounds: dict[int, int] | None = None, runtime: str = "python", gap_ns: int = 1_000,
+                  t0: int = CLOCK_START_NS) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """`agents` agents in lockstep, one chain each: in round i every agent sends call i at the same time and is
+    answered latency_ns later. `pause_rounds` {round: pause ns}: a server pause starting 1 us into that round,
+    which delays every agent's call (amplification = agents). Returns (calls, events, the clock after)."""
+    calls_rows, event_rows = [], []
+    t = t0
+    for i in range(calls):
+        for a in range(agents):
+            calls_rows.append({"backend": backend, "gc_mode": gc_mode, "rep": 0, "agent": a, "chain": a, "call": i,
+                               "t_send_ns": t, "t_recv_ns": t + latency_ns, "t_intended_ns": 0,
+                               "latency_ns": latency_ns, "ok": True, "error": None, "gc_overlap_ns": 0})
+        d = (pause_rounds or {}).get(i)
+        if d:
+            s = t + 1_000
+            event_rows.append({"backend": backend, "gc_mode": gc_mode, "rep": 0, "source": "server", "type": "gc",
+                               "runtime": runtime, "kind": "gen0", "generation": 0, "start_ns": s, "end_ns": s + d,
+                               "duration_ns": d, "collected": 0, "measured": True})
+        t += latency_ns + gap_ns
+    calls_df = pd.DataFrame(calls_rows)
+    events_df = pd.DataFrame(event_rows)
+    calls_df["gc_overlap_ns"] = attribute(calls_df, events_df)
+    return calls_df, events_df, t
+
+
+def write_frames(out_dir: Path, run_id: str, cells: list[tuple[dict, pd.DataFrame, pd.DataFrame]],
+                 scenario: dict) -> Path:
+    """A run folder of ready-made frames: each (run.json cell fields, calls, events) is one cell (rep 0)."""
+    meta = {
+        "created_utc": "2026-01-01T00:00:00Z", "command": ["synthetic"], "scenario": scenario,
+        "scenario_source": "<synthetic>",
+        "config": {"backends": list(dict.fromkeys(i["backend"] for i, _, _ in cells)),
+                   "gc_modes": list(dict.fromkeys(i["gc_mode"] for i, _, _ in cells)), "reps": 1},
+        "environment": {"hostname": "host-a", "cpu_model": "Test CPU", "cpu_count": 2, "machine": "x86_64",
+                        "platform": "Linux-test", "python_version": "3.11.7", "gcbench_version": "test",
+                        "backend_versions": {i["backend"]: "test 1.0" for i, _, _ in cells}},
+    }
+    writer = RunWriter(Path(out_dir), run_id, meta)
+    for info, calls_df, events_df in cells:
+        writer.add_cell({"runtime": "python", "rep": 0, "in_process": False, "status": "ok", **info}, calls_df,
+                        events_df)
+    writer.finish("complete")
+    return writer.path

@@ -31,6 +31,7 @@ GOLDEN_RUNS = {
     "run-format-4": 4,
     "sweep-format-1/h0-base": 2,  # a sweep point written at acd07a8: says 1, holds t_intended_ns
     "sweep-format-2/h0-base": 4,
+    "sweep-format-3/h0-base": 4,
 }
 
 
@@ -238,8 +239,8 @@ def test_an_older_sweep_manifest_is_upgraded_on_load(tmp_path):
     machine is invented (point_machines empty: readers use each run.json) (3)."""
     folder = _copy(tmp_path, "sweep-format-1")
     m = read_manifest(folder)
-    assert m["schema_version"] == formats.SWEEP_FORMAT == 3 and m["p99_target_ms"] is None
-    assert (m["grid"]["agents"], m["grid"]["rate_per_s"]) == ([1], [0.0])
+    assert m["schema_version"] == formats.SWEEP_FORMAT == 4 and m["p99_target_ms"] is None
+    assert (m["grid"]["agents"], m["grid"]["rate_per_s"], m["grid"]["think_ms"]) == ([1], [0.0], [0.0])
     stored = json.loads((folder / MANIFEST).read_text())
     assert m["machines"] == [{"hostname": stored["machine"]["hostname"], "cpu_model": stored["machine"]["cpu_model"],
                               "cpu_count": stored["machine"]["cpu_count"], "machine": None}]
@@ -253,10 +254,25 @@ def test_a_format_2_sweep_manifest_keeps_its_axes_and_gets_its_machine(tmp_path)
     folder = _copy(tmp_path, "sweep-format-2")
     stored = json.loads((folder / MANIFEST).read_text())
     m = read_manifest(folder)
-    assert stored["schema_version"] == 2 and m["schema_version"] == 3
+    assert stored["schema_version"] == 2 and m["schema_version"] == 4
     assert (m["grid"]["agents"], m["grid"]["rate_per_s"], m["p99_target_ms"]) == ([1], [0.0], None)
     assert [x["hostname"] for x in m["machines"]] == [stored["machine"]["hostname"]] and m["point_machines"] == {}
     assert m["grid_hash"] == stored["grid_hash"]
+
+
+def test_a_format_3_sweep_manifest_gets_the_think_axis_of_its_base_chain_and_keeps_its_hash(tmp_path):
+    """Format 3 -> 4: grid.think_ms is the base chain's one think time; the hash and the point ids stay."""
+    from gcbench.sweep import grid_points, load_sweep
+
+    folder = _copy(tmp_path, "sweep-format-3")
+    stored = json.loads((folder / MANIFEST).read_text())
+    m = read_manifest(folder)
+    assert stored["schema_version"] == 3 and "think_ms" not in stored["grid"] and m["schema_version"] == 4
+    assert m["grid"]["think_ms"] == [0.0] and m["machines"] == stored["machines"]
+    assert m["grid_hash"] == stored["grid_hash"] == load_sweep(DATA / "golden-sweep.toml").grid_hash()
+    assert list(grid_points(m["grid"])) == ["h0-base"]
+    (info, run), = load_sweep_runs(folder)
+    assert (info["point"], info["think_ms"]) == ("h0-base", 0.0) and len(run.calls) == 6
 
 
 def test_the_sweep_manifest_is_written_atomically(tmp_path, monkeypatch):

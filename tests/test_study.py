@@ -348,3 +348,353 @@ def test_a_study_of_points_from_two_machines_says_so_and_compares_them_through_r
     assert st.ratios[cols].equals(study.ratios[cols])
     one = headline_text(study)
     assert "Measured on this machine" in one and "machines" not in one
+
+
+# ---------------------------------------------------------------------------------------------- second edition
+
+MIB = 1024 * 1024
+V2_HEAPS = [0, 100_000]
+V2_GEN2_MS = {0: 4.0, 100_000: 16.0}
+V2_RSS_MIB = {"default": 100, "freeze": 110, "disabled": 300}
+
+
+def _v2_point_cells(heap: int) -> list[Cell]:
+    def lat(ms: float) -> np.ndarray:
+        return np.full((1, 4, 5), int(ms * MS), np.int64)
+
+    full = [Pause(0, 0, 0, 1_000, int(V2_GEN2_MS[heap] * MS), generation=2)]
+    young = [Pause(0, 1, 2, 1_000, int(GEN0_MS * MS), generation=0)]
+
+    def info(mode: str) -> dict:
+        return {"stats": {"type": "stats", "runtime": "python", "tracked_objects": heap + BASE_TRACKED},
+                "memory": {"peak_rss_bytes": V2_RSS_MIB[mode] * MIB}}
+
+    return [
+        Cell("python@3.12", "default", lat(30), full + young, info=info("default")),
+        Cell("python@3.12", "freeze", lat(29), young, info=info("freeze")),
+        Cell("python@3.12", "disabled", lat(28), info=info("disabled")),
+        Cell("java", "default", lat(2), [Pause(0, 0, 1, 1_000, 7 * MS, generation=0),
+                                         Pause(0, 2, 3, 1_000, 12 * MS, generation=1)], runtime="java"),
+        Cell("java", "zgc", lat(2), [Pause(0, 3, 1, 1_000, MS // 2, generation=0)], runtime="java"),
+    ]
+
+
+def _manifest(root, name: str, grid: dict) -> None:
+    (root / "sweep.json").write_text(json.dumps({
+        "kind": "gcbench-sweep", "schema_version": 4, "name": name, "grid_hash": "0123456789abcdef",
+        "grid": grid, "source": f"scenarios/{name}.toml", "shard": "1/1", "gcbench_version": "test",
+        "machine": {"hostname": "host-a"}, "machines": [], "point_machines": {}, "p99_target_ms": None,
+        "created_utc": "2026-01-01T00:00:00Z"}))
+
+
+@pytest.fixture(scope="module")
+def v2_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("v2")
+    modes = {"python@3.12": ["default", "freeze", "disabled"], "java": ["default", "zgc"]}
+    _manifest(root, "v2", {"backends": list(modes), "gc_modes": modes, "heap_objects": V2_HEAPS,
+                           "profiles": {"base": {}}, "reps": 1, "base": {"chain": {"agents": 1}}})
+    for heap in V2_HEAPS:
+        write_run(root, _v2_point_cells(heap), run_id=f"h{heap}-base", scenario_extra={"server": {"heap_objects": heap}})
+    return build_study(root, n_boot=200)
+
+
+def test_cpython_versions_section_gives_each_version_its_numbers_and_crossing(v2_study):
+    from gcbench.report.study_document import cpython_table
+
+    st = v2_study
+    cross, cross_max = st.crossings_by_backend["python@3.12"]
+    # log-log between (100,000 + base) objects: 16 ms and (0 + base): 4 ms, on the tracked objects
+    want = math.exp(math.log(BASE_TRACKED) + (math.log(10) - math.log(4)) / (math.log(16) - math.log(4))
+                    * (math.log(100_000 + BASE_TRACKED) - math.log(BASE_TRACKED)))
+    assert cross.status == "crossed" and cross.heap_objects == pytest.approx(want, rel=1e-9)
+    assert "java" not in st.crossings_by_backend
+    row, = cpython_table(st).rows
+    worst = (V2_GEN2_MS[100_000] + GEN0_MS) / 4
+    assert row[0] == "python@3.12" and row[3].startswith(f"{worst:.3g} [")  # the worst mean with its CI
+    # 1 call of the 40 lost >= 10 ms (the 16 ms full collection at 100k; 4 ms at 0), 1 of the 20 at that point
+    assert (row[4], row[5]) == ("2.5%", "5%")
+    assert row[6].startswith(f"{V2_GEN2_MS[100_000]:.3g} (100k objects")
+    assert fmt_count(want) in row[7]
+
+
+def test_jvm_section_gives_the_largest_pause_per_phase(v2_study):
+    from gcbench.report.study import jvm_phases
+
+    ph = jvm_phases(v2_study)
+    got = {(r.gc_mode, r.kind): (int(r.count), r.max_ms) for r in ph.itertuples()}
+    # one gen0 and one gen1 pause per point in G1, one gen0 in ZGC
+    assert got == {("default", "gen0"): (2, 7.0), ("default", "gen1"): (2, 12.0), ("zgc", "gen0"): (2, 0.5)}
+    doc = export(study_document(v2_study), "text")
+    assert "The JVM's collectors" in doc and "default gen1 12 ms" in doc
+    from gcbench.report.study import pause_phases
+
+    every = {(r.backend, r.kind): r.max_ms for r in pause_phases(v2_study).itertuples()}  # defaults only
+    assert every == {("python@3.12", "gen2"): V2_GEN2_MS[100_000], ("python@3.12", "gen0"): GEN0_MS,
+                     ("java", "gen1"): 12.0, ("java", "gen0"): 7.0}
+
+
+def test_memory_and_what_to_do_come_from_the_measured_cells(v2_study):
+    from gcbench.report.study_document import memory_rows, what_to_do_rows
+
+    rows = {(r["backend"], r["gc_mode"]): r for r in memory_rows(v2_study)}
+    assert rows[("python@3.12", "disabled")]["rss_vs_default_median"] == pytest.approx(3.0)
+    assert rows[("python@3.12", "freeze")]["rss_median_mib"] == pytest.approx(110)
+    todo = {r["gc_mode"]: r for r in what_to_do_rows(v2_study)}
+    assert set(todo) == {"freeze", "disabled"}  # python only: java is no Python server
+    # at the default's worst point (100k): the full collection's 16 ms per 4 chains is what freeze saves
+    assert todo["freeze"]["saved_ms"] == pytest.approx(V2_GEN2_MS[100_000] / 4)
+    assert todo["freeze"]["rss_mib"] == pytest.approx(10) and todo["disabled"]["rss_mib"] == pytest.approx(200)
+    assert todo["disabled"]["saved_ms"] == pytest.approx((V2_GEN2_MS[100_000] + GEN0_MS) / 4)
+    md = export(study_document(v2_study), "md")
+    for title in ("CPython versions", "The JVM's collectors", "Memory: GC dead time against peak RSS",
+                  "What to do: a Python server owner"):
+        assert f". {title}\n" in md
+    assert "+200 (x3)" in md and "+10 (x1.1)" in md
+
+
+def test_the_headline_gives_each_runtime_its_worst_dead_time_ci_and_calls_lost(v2_study):
+    doc = study_document(v2_study)
+    table = next(i for i in doc.sections[0].items if getattr(i, "key", "") == "headline")
+    py = next(r for r in table.rows if r[0] == "python@3.12")
+    worst = (V2_GEN2_MS[100_000] + GEN0_MS) / 4
+    assert py[4].startswith(f"{worst:.3g} [") and "(100k objects)" in py[4]
+    # 1 call of the 40 over both points lost >= 10 ms (the 16 ms full collection at 100k), 1 of 20 at that point
+    assert py[6] == "2.5% (at most 5%)"
+    assert "CPython versions: Where a CPython full collection" in headline_text(v2_study)
+
+
+# ---------------------------------------------------------------------------------------------- companions
+
+AGENTS = [1, 8]
+AGENT_PAUSE_MS = 4
+
+
+def _chain(calls: int, chains: int, agents: int = 1, think_ms: float = 0.0) -> dict:
+    return {"calls": calls, "chains": chains, "agents": agents, "warmup_calls": 0, "seed": 1,
+            "think": {"dist": "fixed", "ms": think_ms, "min_ms": 0.0, "max_ms": 0.0, "sigma": 0.5}, "rate_per_s": 0.0}
+
+
+@pytest.fixture(scope="module")
+def agents_dir(tmp_path_factory):
+    from tests.synthetic import lockstep_cell, write_frames
+
+    root = tmp_path_factory.mktemp("agents")
+    modes = {"python@3.12": ["default", "disabled"]}
+    _manifest(root, "agents", {"backends": list(modes), "gc_modes": modes, "heap_objects": [0],
+                               "profiles": {"base": {}}, "reps": 1, "agents": AGENTS, "think_ms": [0.0],
+                               "base": {"chain": _chain(5, 1)}})
+    for k in AGENTS:
+        calls, events, t = lockstep_cell("python@3.12", "default", k, 5, 10 * MS, {2: AGENT_PAUSE_MS * MS})
+        off, off_ev, _ = lockstep_cell("python@3.12", "disabled", k, 5, 9 * MS, t0=t + 10**9)
+        write_frames(root, f"h0-base-a{k}", [({"backend": "python@3.12", "gc_mode": "default"}, calls, events),
+                                             ({"backend": "python@3.12", "gc_mode": "disabled"}, off, off_ev)],
+                     {"name": "agents", "chain": _chain(5, k, k), "server": {"heap_objects": 0}})
+    return root
+
+
+THINK_GAP_MS = 250
+T_LAT_MS, T_PAUSE_MS = 10, 3
+
+
+@pytest.fixture(scope="module")
+def think_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("think")
+    modes = {"python@3.12": ["default"], "node": ["default"]}
+    _manifest(root, "think", {"backends": list(modes), "gc_modes": modes, "heap_objects": [0],
+                              "profiles": {"base": {}}, "reps": 1, "agents": [1], "think_ms": [0.0, 250.0],
+                              "base": {"chain": _chain(3, 2)}})
+    for think in (0, THINK_GAP_MS):
+        gap = think * MS if think else 1_000
+        lat = np.full((1, 2, 3), T_LAT_MS * MS, np.int64)
+        inside = [Pause(0, 0, 1, 1_000, T_PAUSE_MS * MS)]
+        # node's pause: in the gap after call 1 of chain 0 when there is one, else inside the call
+        node = [Pause(0, 0, 1, (T_LAT_MS + 100) * MS if think else 1_000, T_PAUSE_MS * MS)]
+        cells = [Cell("python@3.12", "default", lat, inside, gap_ns=gap),
+                 Cell("node", "default", lat, node, gap_ns=gap, runtime="node")]
+        write_run(root, cells, run_id=f"h0-base-t{think}",
+                  scenario_extra={"chain": _chain(3, 2, think_ms=float(think)), "server": {"heap_objects": 0}})
+    return root
+
+
+@pytest.fixture(scope="module")
+def with_study(v2_study, agents_dir, think_dir):
+    from dataclasses import replace
+
+    from gcbench.report.study import build_companion
+
+    return replace(v2_study, companions=[build_companion(agents_dir, n_boot=200),
+                                         build_companion(think_dir, n_boot=200)], cache={})
+
+
+def test_many_agents_section_measures_amplification_and_calls_delayed(with_study):
+    from gcbench.report.study import agents_cells
+    from gcbench.report.study_document import agents_table
+
+    c = agents_cells(with_study).set_index(["gc_mode", "agents"])
+    for k in AGENTS:  # one 4 ms pause in a round of k calls in flight: k calls delayed, dead = k x 4 ms
+        r = c.loc[("default", k)]
+        assert r["amplification"] == pytest.approx(k) and r["calls_delayed_mean"] == pytest.approx(k)
+        assert r["dead_mean_ms"] == pytest.approx(AGENT_PAUSE_MS)  # every agent's chain lost the pause once
+        assert r["latency_p99_ms"] == pytest.approx(10)
+    assert math.isnan(c.loc[("disabled", 8), "amplification"])  # no GC: no figure, never 0
+    rows = {(r[1], r[2]): r for r in agents_table(with_study).rows}
+    assert rows[("default", "8")][5] == "x8" and rows[("default", "8")][6] == "8"
+    assert rows[("disabled", "8")][5] == "- (no GC)"
+    md = export(study_document(with_study), "md")
+    assert ". Many agents\n" in md and "At 8 agents: amplification python@3.12/default x8 (8 calls delayed" in md
+    assert "Many agents: with 8 agents one server pause" in headline_text(with_study)
+
+
+def test_think_time_section_says_where_each_runtime_collected(with_study):
+    from gcbench.report.study import think_cells
+    from gcbench.report.study_document import think_sentences
+
+    c = think_cells(with_study).set_index(["backend", "think_ms"])
+    assert c.loc[("python@3.12", 250.0), "idle_gc_share"] == 0  # its pause fell inside a call
+    assert c.loc[("node", 250.0), "idle_gc_share"] == 1  # its pause fell in the gap between two calls
+    assert c.loc[("node", 0.0), "idle_gc_share"] == 0
+    assert c.loc[("node", 250.0), "dead_mean_ms"] == 0 and c.loc[("node", 0.0), "dead_mean_ms"] == pytest.approx(1.5)
+    # the window: 6 calls of 10 ms and 5 gaps of 250 ms; no call in flight for 1250 of its 1310 ms
+    assert c.loc[("node", 250.0), "window_idle_share"] == pytest.approx(1250 / 1310)
+    text = " ".join(think_sentences(with_study))
+    assert "Collect mostly in the idle gaps (>= 50% of their GC time there): node." in text
+    assert "Collect mostly inside calls (under 50% of their GC time in the gaps): python@3.12" in text
+    md = export(study_document(with_study), "md")
+    assert ". Think time\n" in md
+    from gcbench.report.study_figures import agents, think
+
+    for draw in (agents, think):  # drawn from the companions' cells (an empty figure has no caption)
+        assert draw(with_study).caption
+
+
+def test_with_refuses_a_folder_that_is_not_a_companion_sweep(sweep_dir, agents_dir, tmp_path):
+    import shutil
+
+    from gcbench.report.study import build_companion
+
+    res = run_cli("study", str(sweep_dir), "--with", str(tmp_path), "-o", str(tmp_path / "s.md"), timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0
+    assert f"{tmp_path}: not a sweep folder" in res.stderr and "Traceback" not in res.stderr
+    # a main grid (one agent, no think time) given as a companion
+    res = run_cli("study", str(sweep_dir), "--with", str(sweep_dir), "-o", str(tmp_path / "s.md"), timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0
+    assert "--with takes a companion sweep with several agents or a think time" in res.stderr
+    # a companion whose only measured point is its 1-agent one: not yet a companion, and said so
+    part = tmp_path / "part"
+    shutil.copytree(agents_dir, part)
+    shutil.rmtree(part / "h0-base-a8")
+    with pytest.raises(GcbenchError, match="no point with several agents or a think time measured yet"):
+        build_companion(part)
+    res = run_cli("study", str(sweep_dir), "--with", str(agents_dir), "-o", str(tmp_path / "s.md"), timeout=180)
+    assert res.returncode == 0, res.stderr
+    assert "## 11. Many agents" in (tmp_path / "s.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- the think axis
+
+THINK_SWEEP = """name = "think-test"
+[chain]
+calls = 3
+chains = 2
+warmup_calls = 0
+[sweep]
+backends = ["python"]
+heap_objects = [0]
+"""
+
+
+def test_the_think_axis_expands_the_grid_with_a_t_suffix(write_scenario):
+    from gcbench.sweep import expand, grid_points, load_sweep
+
+    spec = load_sweep(write_scenario(THINK_SWEEP + "think_ms = [0, 250]\n"))
+    points = expand(spec)
+    assert [p.id for p in points] == ["h0-base-t0", "h0-base-t250"]
+    assert [(p.scenario.chain.think.dist, p.scenario.chain.think.ms, p.think_ms) for p in points] == [
+        ("fixed", 0.0, 0.0), ("fixed", 250.0, 250.0)]
+    assert spec.to_dict()["think_ms"] == [0.0, 250.0]
+    assert list(grid_points(spec.to_dict())) == [p.id for p in points]  # what the study reads back
+    agents = load_sweep(write_scenario(THINK_SWEEP + "agents = [1, 8]\nthink_ms = [0, 250.5]\n", "both.toml"))
+    assert [p.id for p in expand(agents)] == ["h0-base-a1-t0", "h0-base-a1-t250.5", "h0-base-a8-t0",
+                                              "h0-base-a8-t250.5"]
+
+
+def test_a_think_axis_of_the_base_value_keeps_the_ids_and_the_hash(write_scenario):
+    from gcbench.sweep import expand, load_sweep
+
+    plain = load_sweep(write_scenario(THINK_SWEEP, "plain.toml"))
+    same = load_sweep(write_scenario(THINK_SWEEP + "think_ms = [0]\n", "same.toml"))
+    assert plain.grid_hash() == same.grid_hash() and [p.id for p in expand(same)] == ["h0-base"]
+    based = THINK_SWEEP.replace("warmup_calls = 0", "warmup_calls = 0\nthink_ms = 100")
+    b1 = load_sweep(write_scenario(based, "b1.toml"))
+    b2 = load_sweep(write_scenario(based + "think_ms = [100]\n", "b2.toml"))
+    assert b1.grid_hash() == b2.grid_hash() and [p.id for p in expand(b2)] == ["h0-base"]
+    other = load_sweep(write_scenario(THINK_SWEEP + "think_ms = [250]\n", "other.toml"))
+    assert other.grid_hash() != plain.grid_hash() and [p.id for p in expand(other)] == ["h0-base-t250"]
+
+
+@pytest.mark.parametrize("extra, field, problem", [
+    ("think_ms = []", "sweep.think_ms", "non-empty array"),
+    ("think_ms = [-1]", "sweep.think_ms[0]", ""),
+    ("think_ms = [0, 0]", "sweep.think_ms[1]", "listed twice"),
+    ("think_ms = [\"slow\"]", "sweep.think_ms[0]", ""),
+])
+def test_a_bad_think_axis_names_the_field(write_scenario, extra, field, problem):
+    from gcbench.sweep import load_sweep
+
+    with pytest.raises(GcbenchError, match=re.escape(f"'{field}'") + ".*" + re.escape(problem)):
+        load_sweep(write_scenario(THINK_SWEEP + extra + "\n", "bad.toml"))
+
+
+def test_a_think_axis_over_a_think_distribution_is_refused(write_scenario):
+    from gcbench.sweep import load_sweep
+
+    src = THINK_SWEEP.replace("warmup_calls = 0", "warmup_calls = 0\nthink_ms = { dist = \"exponential\", mean = 50 }")
+    with pytest.raises(GcbenchError, match=r"'sweep.think_ms'.*exponential distribution"):
+        load_sweep(write_scenario(src + "think_ms = [0, 250]\n", "dist.toml"))
+
+
+def test_a_format_3_manifest_upgrades_to_the_base_chains_think_time():
+    from gcbench import formats
+    from gcbench.sweep import grid_points
+
+    grid = {"backends": ["python"], "gc_modes": {}, "heap_objects": [0], "profiles": {"base": {}}, "agents": [1],
+            "rate_per_s": [0.0], "base": {"chain": _chain(3, 2, think_ms=100.0)}}
+    m = formats.upgrade_manifest({"schema_version": 3, "grid": grid}, 3)
+    assert m["schema_version"] == 4 and m["grid"]["think_ms"] == [100.0]
+    assert list(grid_points(m["grid"])) == ["h0-base"]  # the one value: no -t in the ids of a format 3 grid
+
+
+def test_the_shipped_companion_sweeps_measure_the_axes_the_study_reads():
+    from gcbench.sweep import expand, load_sweep
+
+    agents = load_sweep("claim-check-v2-concurrency")
+    assert agents.agents == (1, 8, 32) and agents.think_axis == (0.0,) and agents.base.chain.chains >= 32
+    think = load_sweep("claim-check-v2-think")
+    assert think.think == (0.0, 250.0) and think.agents_axis == (1,)
+    assert [p.id for p in expand(think)] == ["h300000-heavy-t0", "h300000-heavy-t250"]
+    for spec in (agents, think):  # every runtime of the issue, one live heap
+        assert set(spec.backends) == {"python@3.12", "python-sdk", "node", "go", "java", "rust"}
+        assert spec.heap_objects == (300_000,) and spec.base.chain.calls == 50
+    # the many-agents file carries each runtime's GC-off or GC-quiet reference beside its default
+    assert {b: [str(m) for m in ms] for b, ms in agents.gc_modes.items()}["node"] == ["default", "semi:256"]
+
+
+def test_covered_ns_counts_the_overlap_with_disjoint_covers():
+    from gcbench.analysis.amplification import covered_ns
+
+    got = covered_ns(np.array([0, 5, 12, 30, 1]), np.array([3, 15, 13, 40, 1]), np.array([2, 10]), np.array([6, 14]))
+    assert got.tolist() == [1, 1 + 4, 1, 0, 0]
+    assert covered_ns(np.array([0]), np.array([9]), np.array([], np.int64), np.array([], np.int64)).tolist() == [0]
+
+
+def test_a_grid_of_cpython_versions_reads_its_full_collections_from_python_at_a_version(v2_study):
+    """claim-check-v2 has python@3.11/3.12/3.13 and no plain `python`: the old code read section 2's full
+    collections from `python` only and said none happened."""
+    from gcbench.report.study_document import full_gc_sentence
+
+    assert v2_study.full_gc_backend == "python@3.12"
+    assert v2_study.crossings["base"].status == "crossed"
+    assert v2_study.crossings["base"].heap_objects == pytest.approx(v2_study.crossings_by_backend["python@3.12"][0]
+                                                                    .heap_objects)
+    text = full_gc_sentence(v2_study)
+    assert text.startswith("Where a CPython full collection (python@3.12/default") and "No CPython" not in text

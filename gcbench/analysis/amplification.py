@@ -169,3 +169,60 @@ def amplification_findings(summary: pd.DataFrame) -> list[Amplification]:
         return []
     return [Amplification(f"{r.backend}/{r.gc_mode}", int(r.amp_pauses), float(r.amp_gc_ms), float(r.amp_dead_ms),
                           float(r.amplification), float(r.calls_delayed_mean)) for r in summary.itertuples()]
+
+
+# ---------------------------------------------------------------------------------------------- idle gaps
+
+IDLE_COLUMNS = [*GROUP_KEYS, "idle_gc_ms", "busy_gc_ms", "idle_gc_share", "window_ms", "window_idle_share"]
+
+
+def covered_ns(starts: np.ndarray, ends: np.ndarray, cover_s: np.ndarray, cover_e: np.ndarray) -> np.ndarray:
+    """For each interval [starts, ends], how many ns of it the disjoint sorted intervals [cover_s, cover_e]
+    (merge_intervals' output) cover: C(end) - C(start), C(t) the covered length up to t, from cumulative sums."""
+    starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+    if len(cover_s) == 0:
+        return np.zeros(len(starts), np.int64)
+    cum = np.concatenate([[0], np.cumsum(cover_e - cover_s)])
+
+    def upto(t: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(cover_s, t, side="right") - 1  # the last cover starting at or before t
+        inside = np.where(i >= 0, np.clip(t - cover_s[np.maximum(i, 0)], 0,
+                                          (cover_e - cover_s)[np.maximum(i, 0)]), 0)
+        return np.where(i >= 0, cum[np.maximum(i, 0)] + inside, 0)
+
+    return upto(ends) - upto(starts)
+
+
+def idle_gap_table(calls: pd.DataFrame, events: pd.DataFrame, cells: list[dict] | None = None) -> pd.DataFrame:
+    """Where the server's GC time fell, per (backend, gc mode) over its repetitions: inside a call (some call of
+    the cell in flight: busy_gc_ms) or between calls (no call in flight: idle_gc_ms), each the union of the
+    measured pauses clipped to the measured window; idle_gc_share = idle / (idle + busy), NaN without GC time.
+    window_idle_share: the share of the measured windows with no call in flight (a collector timed without
+    regard to the calls would put about that share of its time in the gaps)."""
+    if len(calls) == 0:
+        return pd.DataFrame(columns=IDLE_COLUMNS)
+    ev = _server_gc(events)
+    windows = _windows(calls, cells)
+    by_cell = {k: g for k, g in ev.groupby(CELL_KEYS, sort=False, observed=True)} if len(ev) else {}
+    rows = []
+    for key, g in calls.groupby(CELL_KEYS, sort=False, observed=True):
+        w0, w1 = windows[key]
+        cs, ce = merge_intervals(np.clip(g["t_send_ns"].to_numpy(np.int64), w0, w1),
+                                 np.clip(g["t_recv_ns"].to_numpy(np.int64), w0, w1))
+        busy_window = int((ce - cs).sum())
+        p = by_cell.get(key)
+        gc = busy = 0
+        if p is not None:
+            ps, pe = merge_intervals(p["start_ns"].to_numpy(np.int64), p["end_ns"].to_numpy(np.int64))
+            ps, pe = np.clip(ps, w0, w1), np.clip(pe, w0, w1)
+            gc = int((pe - ps).sum())
+            busy = int(covered_ns(ps, pe, cs, ce).sum())
+        rows.append({"backend": key[0], "gc_mode": key[1], "gc_ns": gc, "busy_ns": busy,
+                     "window_ns": w1 - w0, "idle_window_ns": (w1 - w0) - busy_window})
+    c = pd.DataFrame(rows).groupby(GROUP_KEYS, sort=False)[["gc_ns", "busy_ns", "window_ns", "idle_window_ns"]].sum()
+    out = pd.DataFrame({"busy_gc_ms": c["busy_ns"] / 1e6, "idle_gc_ms": (c["gc_ns"] - c["busy_ns"]) / 1e6,
+                        "window_ms": c["window_ns"] / 1e6}).reset_index()
+    gc_ms = out["busy_gc_ms"] + out["idle_gc_ms"]
+    out["idle_gc_share"] = out["idle_gc_ms"] / gc_ms.where(gc_ms > 0)
+    out["window_idle_share"] = (c["idle_window_ns"].to_numpy() / c["window_ns"].where(c["window_ns"] > 0).to_numpy())
+    return out[IDLE_COLUMNS]

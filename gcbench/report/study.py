@@ -125,6 +125,10 @@ class Study:
     p99_target_ms: float = P99_TARGET_MS  # --p99-target-ms, else the sweep file's sweep.p99_target_ms
     p99_target_source: str = "default"
     claim_point: str = ""  # a grid of several agents or rates: the one sections 1 to 6 read (e.g. "rate 20 chains/s")
+    crossings_by_backend: dict[str, tuple[Crossing, Crossing]] = field(default_factory=dict)  # CPython backend ->
+    # where its full collection (median, largest; all profiles) reaches 10 ms, on its tracked objects
+    companions: list[Companion] = field(default_factory=list)  # gcbench study --with: many agents, think time
+    full_gc_backend: str = FULL_COLLECTION_BACKEND  # the CPython server whose full collections sections 2 reads
     cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -194,13 +198,16 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
     point_machines = {}
     for info, run in pairs:
         where = {"point": info["point"], "heap_objects": int(info["heap_objects"]), "profile": info["profile"],
-                 "agents": info.get("agents", 1), "rate_per_s": info.get("rate_per_s", 0.0)}
+                 "agents": info.get("agents", 1), "rate_per_s": info.get("rate_per_s", 0.0),
+                 "think_ms": info.get("think_ms", 0.0)}
         point_machines[info["point"]] = machine_label(machine_of(run.meta.get("environment") or {}))
         n = calls_per_chain_of(run)
         calls = run.calls
         s = summarize(calls, run.gc_events, n, n_boot, seed, cells=run.meta.get("cells"))
         ch = chain_table(calls).assign(**where)
         s = s.merge(_per_group(ch), on=GROUP_KEYS, how="left")
+        s = s.merge(dead_ci(ch, info["point"], n_boot, seed), on=GROUP_KEYS, how="left")
+        s = s.merge(_memory(run), on=GROUP_KEYS, how="left")
         tracked = tracked_objects(run.meta)
         s["tracked_objects"] = [_median([v for (b, m, _), v in tracked.items() if (b, m) == (r.backend, r.gc_mode)])
                                 for r in s.itertuples()]
@@ -224,7 +231,8 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
     profiles = [p for p in grid.get("profiles", {}) if p in set(cells_df["profile"])]
     profiles += [p for p in dict.fromkeys(cells_df["profile"]) if p not in profiles]
     heaps = sorted(set(cells_df["heap_objects"].astype(int)))
-    full_gc = _full_gc_table(pauses_df, cells_df, heaps, profiles)
+    fgb = full_gc_backend(groups)
+    full_gc = _full_gc_table(pauses_df, cells_df, heaps, profiles, backend=fgb)
     crossings, crossings_max = {}, {}
     for prof, g in full_gc.groupby("profile", sort=False):
         crossings[prof] = full_gc_crossing(g, "p50_ms")
@@ -235,7 +243,15 @@ def build_study(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int =
         load = load_table(pd.concat([c for _, c in loaded], ignore_index=True), n_load, n_boot, seed)
     else:
         load = load_table(pd.DataFrame(), 0)
+    by_backend = {}
+    for b in dict.fromkeys(g[0] for g in groups):
+        if is_cpython(b):
+            t = _full_gc_table(pauses_df, cells_df, heaps, profiles, backend=b)
+            t = t[t["profile"] == ("all" if "all" in set(t["profile"]) else profiles[0])]
+            if (t["python_measured"]).any():
+                by_backend[b] = (full_gc_crossing(t, "p50_ms"), full_gc_crossing(t, "max_ms"))
     return Study(
+        crossings_by_backend=by_backend, full_gc_backend=fgb,
         load=load, load_hold=max_rate_holding(load, target), p99_target_ms=target, p99_target_source=target_source,
         claim_point=claim_point,
         folder=folder, manifest=manifest, metas=[run.meta for _, run in pairs],
@@ -250,16 +266,19 @@ def _claim_points(grid: dict, cells: pd.DataFrame, chains: pd.DataFrame, pauses:
     """The claim's sections compare heap sizes, profiles and GC settings at one load: with several (agents,
     rate) values in the grid they read the first one measured in grid order (the latency under load section
     reads every rate). Returns the three tables kept and that load in words ("" when there is only one)."""
-    present = list(dict.fromkeys(zip(cells["agents"], cells["rate_per_s"], strict=True)))
+    present = list(dict.fromkeys(zip(cells["agents"], cells["rate_per_s"], cells["think_ms"], strict=True)))
     if len(present) < 2:
         return cells, chains, pauses, ""
-    order = [(a, float(r)) for a in grid.get("agents", []) for r in grid.get("rate_per_s", [])]
-    agents, rate = next((k for k in order if k in present), present[0])
+    order = [(a, float(r), float(t)) for a in grid.get("agents", []) for r in grid.get("rate_per_s", [])
+             for t in (grid.get("think_ms") or [present[0][2]])]
+    agents, rate, think = next((k for k in order if k in present), present[0])
 
     def keep(df: pd.DataFrame) -> pd.DataFrame:
-        return df[(df["agents"] == agents) & (df["rate_per_s"] == rate)].reset_index(drop=True) if len(df) else df
+        return df[(df["agents"] == agents) & (df["rate_per_s"] == rate)
+                  & (df["think_ms"] == think)].reset_index(drop=True) if len(df) else df
 
-    text = f"{agents} agent(s), " + (f"{rate:g} chains/s offered (open loop)" if rate > 0 else "closed loop")
+    text = (f"{agents} agent(s), " + (f"{rate:g} chains/s offered (open loop)" if rate > 0 else "closed loop")
+            + (f", think time {think:g} ms" if think else ""))
     return keep(cells), keep(chains), keep(pauses), text
 
 
@@ -324,13 +343,14 @@ def full_gc_crossing(rows: pd.DataFrame, col: str) -> Crossing:
     return heap_crossing(list(rows["tracked_objects"]), list(rows[col]), noun="tracked objects")
 
 
-def _full_gc_table(pauses: pd.DataFrame, cells: pd.DataFrame, heaps: list[int], profiles: list[str]) -> pd.DataFrame:
+def _full_gc_table(pauses: pd.DataFrame, cells: pd.DataFrame, heaps: list[int], profiles: list[str],
+                   backend: str = FULL_COLLECTION_BACKEND) -> pd.DataFrame:
     """CPython full-collection pauses (the `full` column: what is full depends on the interpreter, see
     pygc_kinds) of the python backend in its default mode: count, median and max per heap size, per profile
     and over all profiles ("all"); the tracked objects the probe counted there (median over the cells) and the
     median cost per tracked object of one full collection (each pause / its cell's count). `python_measured`
     says whether that cell exists at all."""
-    key = (FULL_COLLECTION_BACKEND, DEFAULT_MODE)
+    key = (backend, DEFAULT_MODE)
     sel = pauses[(pauses["backend"] == key[0]) & (pauses["gc_mode"] == key[1])
                  & pauses["full"].astype(bool)] if len(pauses) else pauses
     c = cells[(cells["backend"] == key[0]) & (cells["gc_mode"] == key[1])]
@@ -459,3 +479,140 @@ def rerun_comparison(a: Study, b: Study) -> pd.DataFrame:
     cols = [*keys, "metric", "label", "first", "first_lo", "first_hi", "second", "second_lo", "second_hi", "change",
             "agree", "reason"]
     return pd.DataFrame(rows, columns=cols)
+
+
+# ---------------------------------------------------------------------------------------------- second edition
+
+CI_LEVEL = (2.5, 97.5)
+
+
+def full_gc_backend(groups: list[tuple[str, str]]) -> str:
+    """The stdlib CPython server whose full collections the pause-growth section reads: `python` when measured in
+    its default mode, else the first `python@<version>` of the grid (a grid of several versions, claim-check-v2,
+    has no plain `python`; the CPython versions section gives each)."""
+    if (FULL_COLLECTION_BACKEND, DEFAULT_MODE) in groups:
+        return FULL_COLLECTION_BACKEND
+    return next((b for b, m in groups if b.startswith("python@") and m == DEFAULT_MODE), FULL_COLLECTION_BACKEND)
+
+
+def is_cpython(backend: str) -> bool:
+    """A server on CPython: the stdlib server (`python`, `python@3.12`) or the official SDK's (`python-sdk`)."""
+    return backend == "python" or backend.startswith(("python@", "python-sdk"))
+
+
+def dead_ci(ch: pd.DataFrame, point: str, n_boot: int = BOOTSTRAP_SAMPLES,
+            seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    """Per (backend, gc mode) of one point: the 95% bootstrap CI of the mean GC dead time per chain (chains,
+    and repetitions when there are several, resampled: analysis.bootstrap_stat)."""
+    rows = []
+    for (b, m), g in ch.groupby(GROUP_KEYS, sort=False, observed=True):
+        x = g["dead_ns"].to_numpy() / 1e6
+        boot = bootstrap_stat(x, cell_rng(seed, point, b, m, "dead-ci"), n_boot, groups=g["rep"].to_numpy())
+        lo, hi = np.percentile(boot, CI_LEVEL) if len(x) else (math.nan, math.nan)
+        rows.append({"backend": b, "gc_mode": m, "dead_lo_ms": float(lo), "dead_hi_ms": float(hi)})
+    return pd.DataFrame(rows, columns=[*GROUP_KEYS, "dead_lo_ms", "dead_hi_ms"])
+
+
+def _memory(run) -> pd.DataFrame:
+    """Per (backend, gc mode) of one point: the peak RSS of the server's process tree (MiB, mean over
+    repetitions; NaN where not recorded) and its ratio to the same backend's default (gcbench.memory)."""
+    from gcbench.memory import memory_table
+
+    cols = [*GROUP_KEYS, "peak_rss_mib", "peak_rss_vs_default"]
+    t = memory_table(run)
+    return t[cols] if len(t) else pd.DataFrame(columns=cols)
+
+
+def pause_phases(study: Study) -> pd.DataFrame:
+    """Every runtime in its default setting: count, median and largest measured pause per kind of pause (the
+    stop-the-world phase or generation the runtime names), over every grid point."""
+    cols = ["backend", "kind", "count", "p50_ms", "max_ms"]
+    p = study.pauses
+    if not len(p):
+        return pd.DataFrame(columns=cols)
+    keep = pd.Series(list(zip(p["backend"], p["gc_mode"], strict=True)), index=p.index).isin(study.default_groups())
+    g = p[keep].groupby(["backend", "kind"], sort=False, observed=True)["duration_ms"]
+    out = pd.DataFrame({"count": g.size(), "p50_ms": g.median(), "max_ms": g.max()}).reset_index()
+    order = {b: i for i, b in enumerate(study.backends)}
+    out["o"] = out["backend"].map(order)
+    return out.sort_values(["o", "max_ms"], ascending=[True, False]).drop(columns="o")[cols].reset_index(drop=True)
+
+
+def jvm_phases(study: Study, backend: str = "java") -> pd.DataFrame:
+    """The JVM's measured pauses per collector (gc mode) and stop-the-world phase (the event's kind): count,
+    median and largest pause (ms), over every grid point."""
+    cols = ["gc_mode", "kind", "count", "p50_ms", "max_ms"]
+    p = study.pauses[study.pauses["backend"] == backend] if len(study.pauses) else study.pauses
+    if not len(p):
+        return pd.DataFrame(columns=cols)
+    g = p.groupby(["gc_mode", "kind"], sort=False, observed=True)["duration_ms"]
+    out = pd.DataFrame({"count": g.size(), "p50_ms": g.median(), "max_ms": g.max()}).reset_index()
+    order = {m: i for i, (b, m) in enumerate(study.groups) if b == backend}
+    out["o"] = out["gc_mode"].map(order).fillna(len(order))
+    return out.sort_values(["o", "max_ms"], ascending=[True, False]).drop(columns="o")[cols].reset_index(drop=True)
+
+
+@dataclass
+class Companion:
+    """A companion sweep of the study (gcbench study --with): points with several agents or a think time,
+    one row per point and (backend, gc mode)."""
+
+    folder: Path
+    name: str
+    calls_per_chain: int
+    cells: pd.DataFrame  # summarize columns, dead CI, idle gaps (analysis.amplification.idle_gap_table), axes
+
+    @property
+    def varies_agents(self) -> bool:
+        return self.cells["agents"].nunique() > 1
+
+    @property
+    def varies_think(self) -> bool:
+        return self.cells["think_ms"].nunique() > 1
+
+
+def build_companion(folder: str | Path, n_boot: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> Companion:
+    """A companion sweep folder as a Companion; one line (GcbenchError) for a folder that is not a sweep, holds
+    no measured point, or measured only one agent without think time (that is a main grid)."""
+    from gcbench.analysis.amplification import idle_gap_table
+    from gcbench.report.model import calls_per_chain_of
+    from gcbench.sweep import load_sweep_runs, read_manifest
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)  # "not a sweep folder" and every damaged manifest: one line
+    pairs = [(info, run) for info, run in load_sweep_runs(folder) if len(run.calls)]
+    if not pairs:
+        raise GcbenchError(f"{folder}: --with: no measured point in this sweep folder yet (run `gcbench sweep` first)")
+    if not any(info["agents"] > 1 or info["think_ms"] > 0 for info, _ in pairs):
+        grid = manifest["grid"]
+        if any(type(a) is int and a > 1 for a in grid.get("agents") or []) or any(
+                type(t) in (int, float) and t > 0 for t in grid.get("think_ms") or []):
+            raise GcbenchError(f"{folder}: --with: no point with several agents or a think time measured yet (run "
+                               f"`gcbench sweep` into it to the end)")
+        raise GcbenchError(f"{folder}: --with takes a companion sweep with several agents or a think time; every "
+                           f"point of this one has 1 agent and no think time (a main grid: give it as SWEEP_DIR)")
+    rows = []
+    for info, run in pairs:
+        n = calls_per_chain_of(run)
+        cells = run.meta.get("cells")
+        s = summarize(run.calls, run.gc_events, n, n_boot, seed, cells=cells)
+        ch = chain_table(run.calls)
+        s = s.merge(dead_ci(ch, info["point"], n_boot, seed), on=GROUP_KEYS, how="left")
+        s = s.merge(idle_gap_table(run.calls, run.gc_events, cells), on=GROUP_KEYS, how="left")
+        rows.append(s.assign(point=info["point"], heap_objects=int(info["heap_objects"]), profile=info["profile"],
+                             agents=int(info["agents"]), think_ms=float(info["think_ms"]), calls_per_chain=n))
+    cells_df = pd.concat(rows, ignore_index=True)
+    return Companion(folder, str(manifest.get("name", folder.name)),
+                     int(cells_df["calls_per_chain"].mode().iloc[0]), cells_df)
+
+
+def agents_cells(study: Study) -> pd.DataFrame:
+    """The cells of the companions with an agents axis, at their smallest think time (the "Many agents" rows)."""
+    parts = [c.cells[c.cells["think_ms"] == c.cells["think_ms"].min()] for c in study.companions if c.varies_agents]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def think_cells(study: Study) -> pd.DataFrame:
+    """The cells of the companions with a think-time axis, at their fewest agents (the "Think time" rows)."""
+    parts = [c.cells[c.cells["agents"] == c.cells["agents"].min()] for c in study.companions if c.varies_think]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -15,13 +15,12 @@ from gcbench.analysis import (
     CONTROL_BACKEND,
     fmt_ms,
 )
-from gcbench.format import fmt_duration
+from gcbench.format import fmt_duration, fmt_mib
 from gcbench.probes.pygc_kinds import FULL_COLLECTION_NOTE
 from gcbench.report.document import Bullets, Details, Document, Facts, Figure, Section, Table
 from gcbench.report.numbers import signed
 from gcbench.report.study import (
     DEFAULT_MODE,
-    FULL_COLLECTION_BACKEND,
     RERUN_METRICS,
     RERUN_TARGET,
     RERUN_TOLERANCE,
@@ -32,6 +31,7 @@ from gcbench.report.study import (
     fmt_heap,
     fmt_pct,
     fmt_ratio,
+    is_cpython,
     rerun_comparison,
     wilson,
 )
@@ -63,7 +63,10 @@ def headline_rows(study: Study) -> list[dict]:
     for b, m in study.default_groups():
         c = study.group_cells(b, m)
         worst, big = study.worst_point(b, m), c.loc[c["pause_max_ms"].idxmax()]
+        lost, lost_top = _lost_claim(c)
         out.append({
+            "worst_lo": worst.get("dead_lo_ms", math.nan), "worst_hi": worst.get("dead_hi_ms", math.nan),
+            "lost_claim_share": lost, "lost_claim_top": lost_top,
             "backend": b, "gc_mode": m, "points": len(c), "typical_ms": float(c["dead_mean_ms"].median()),
             "worst_ms": float(worst["dead_mean_ms"]), "worst_point": study.point_label(worst.heap_objects, worst.profile),
             "worst_chain_ms": float(c["dead_max_ms"].max()), "pause_max_ms": float(big["pause_max_ms"]),
@@ -98,18 +101,24 @@ def headline_table(study: Study) -> Table:
         cost = "-"
         if r["cost_ref"] and r["cost_ref"] != f"{r['backend']}/{r['gc_mode']}" and r["cost_ms"] == r["cost_ms"]:
             cost = f"{signed(r['cost_ms'])} {fmt_ci(r['cost_lo'], r['cost_hi'], signed)} vs {r['cost_ref']}"
+        ci = fmt_ci(r["worst_lo"], r["worst_hi"], fmt_ms)
         rows.append([r["backend"], r["gc_mode"], str(r["points"]), fmt_ms(r["typical_ms"]),
-                     f"{fmt_ms(r['worst_ms'])} ({r['worst_point']})" if r["worst_ms"] > 0 else "0", fmt_ms(r["worst_chain_ms"]), pause,
-                     fmt_pct(r["vs_claim"]), cost])
+                     f"{fmt_ms(r['worst_ms'])} {ci} ({r['worst_point']})" if r["worst_ms"] > 0 else "0",
+                     fmt_ms(r["worst_chain_ms"]), f"{fmt_pct(r['lost_claim_share'])} (at most "
+                     f"{fmt_pct(r['lost_claim_top'])})", pause, fmt_pct(r["vs_claim"]), cost])
     return Table("headline", "Headline: each runtime in its default GC setting",
                  f"GC dead time per {study.calls_per_chain}-call chain (ms): typical = median over the grid points "
                  f"of the mean per chain; worst = the largest mean at one grid point (named); worst chain = the "
                  f"single chain with the most dead time anywhere. 'vs claim' = worst mean / the claim's "
                  f"{fmt_ms(study.claim_ms)} ms. GC cost = mean chain latency minus the GC-off reference at the worst "
-                 f"point, 95% bootstrap CI; only against the same runtime (GC off, or a GC-quiet cell), never another runtime."
+                 f"point, 95% bootstrap CI; only against the same runtime (GC off, or a GC-quiet cell), never another runtime. "
+                 f"Worst dead/chain with its 95% bootstrap CI (chains and repetitions resampled). Calls lost >= "
+                 f"{CLAIM_PAUSE_MS:g} ms: the share of every call of the grid that lost at least that much to GC "
+                 f"(and the largest share at one point)."
                  + _across_points(study),
-                 ["runtime", "gc mode", "points", "typical dead/chain", "worst dead/chain", "worst chain",
-                  "largest pause (ms)", "vs claim", "GC cost at worst point (ms)"], rows, {2, 3, 5, 7})
+                 ["runtime", "gc mode", "points", "typical dead/chain", "worst dead/chain [95% CI]", "worst chain",
+                  f"calls lost >= {CLAIM_PAUSE_MS:g} ms", "largest pause (ms)", "vs claim",
+                  "GC cost at worst point (ms)"], rows, {2, 3, 5, 8})
 
 
 def headline_points(study: Study) -> tuple[str, list[str]]:
@@ -135,11 +144,15 @@ def headline_points(study: Study) -> tuple[str, list[str]]:
         p = max(gc_rows, key=lambda r: r["pause_max_ms"])
         points.append(f"Pauses: the largest single pause was {fmt_ms(p['pause_max_ms'])} ms ({p['backend']} at "
                       f"{p['pause_point']}). {full_gc_sentence(study)}"
-                      if (FULL_COLLECTION_BACKEND, DEFAULT_MODE) in study.groups else
+                      if (study.full_gc_backend, DEFAULT_MODE) in study.groups else
                       f"Pauses: the largest single pause was {fmt_ms(p['pause_max_ms'])} ms ({p['backend']} at "
                       f"{p['pause_point']}).")
+    cross = crossing_sentence(study)
+    if cross:
+        points.append(f"CPython versions: {cross}")
     points += [f"Frequency: the claim's arithmetic needs every call to lose {CLAIM_PAUSE_MS:g} ms. {s}"
                for s in hits_sentences(study)]
+    points += companion_points(study)
     best = mitigation_bests(study)
     if best:
         points.append("Settings (median ratio of mean chain latency to the runtime's default over the grid; below 1 "
@@ -158,6 +171,27 @@ def headline_points(study: Study) -> tuple[str, list[str]]:
         points.append(f"Context: with an assumed LLM think time per call, that worst case is {shares} of an agent "
                       f"chain's wall time.")
     return intro, points
+
+
+def companion_points(study: Study) -> list[str]:
+    """The headline's findings from the companion sweeps: amplification at the most agents, and which runtimes
+    collected in the idle gaps (both measured; none without --with)."""
+    from gcbench.report.study import agents_cells, think_cells
+
+    out = []
+    a = agents_cells(study)
+    if len(a) and a["agents"].max() > 1:
+        k = int(a["agents"].max())
+        x = a[(a["agents"] == k) & a["amplification"].notna()]
+        if len(x):
+            out.append(f"Many agents: with {k} agents one server pause delays many calls at once; GC amplification "
+                       f"(dead time summed over calls / server GC time): " + "; ".join(
+                           f"{r.backend}/{r.gc_mode} x{fmt_ratio(r.amplification)}" for r in x.itertuples()) + ".")
+    if len(think_cells(study)):
+        s = think_sentences(study)
+        if s:
+            out.append(f"Think time: {s[0][0].lower()}{s[0][1:]}")
+    return out
 
 
 def headline_text(study: Study) -> str:
@@ -192,10 +226,10 @@ def full_gc_sentence(study: Study) -> str:
     """Where a CPython full collection reaches the claim's pause, over all profiles (or the only one)."""
     key = "all" if "all" in study.crossings else next(iter(study.crossings), None)
     c = study.crossings.get(key) if key else None
-    what = (f"a CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}, median full-collection "
+    what = (f"a CPython full collection ({study.full_gc_backend}/{DEFAULT_MODE}, median full-collection "
             "pause" + (", all profiles)" if key == "all" else ")"))
     if c is None or c.status == "no-data":
-        return (f"No CPython full collection ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}: "
+        return (f"No CPython full collection ({study.full_gc_backend}/{DEFAULT_MODE}: "
                 f"{FULL_COLLECTION_NOTE}) happened inside a measurement window of this sweep, so where it "
                 f"reaches {CLAIM_PAUSE_MS:g} ms cannot be said from it.")
     on = (f"on the points' machines ({len(study.machines)} machines: the interpolation may join heap sizes measured "
@@ -288,6 +322,18 @@ def pause_tables(study: Study) -> list[Table]:
                    study.default_groups(), text)
 
 
+def phase_table(study: Study) -> Table:
+    from gcbench.report.study import pause_phases
+
+    rows = [[r.backend, str(r.kind), str(int(r.count)), fmt_ms(r.p50_ms), fmt_ms(r.max_ms)]
+            for r in pause_phases(study).itertuples()]
+    return Table("pause-phases", "Largest single pause per runtime and phase",
+                 "Each runtime in its default setting, every measured server pause over the grid by its kind (the "
+                 "stop-the-world phase or the generation the runtime reports): count, median and largest (ms)."
+                 + _across_points(study),
+                 ["runtime", "phase", "pauses", "median (ms)", "largest (ms)"], rows, {2, 3, 4})
+
+
 def full_gc_table(study: Study) -> Table:
     rows = []
     for prof, g in study.full_gc.groupby("profile", sort=False):
@@ -298,7 +344,7 @@ def full_gc_table(study: Study) -> Table:
             cells.append("not measured" if not r.python_measured else f"none{tracked}" if not r.count
                          else f"{fmt_ms(r.p50_ms)} / {fmt_ms(r.max_ms)} (n={r.count}){tracked}{per_obj}")
         rows.append([prof, *cells, study.crossings[prof].text, study.crossings_max[prof].text])
-    return Table("full-gc", f"CPython full collections ({FULL_COLLECTION_BACKEND}/{DEFAULT_MODE}: "
+    return Table("full-gc", f"CPython full collections ({study.full_gc_backend}/{DEFAULT_MODE}: "
                  f"{FULL_COLLECTION_NOTE})",
                  f"Median / largest full-collection pause (ms) and their number per grid heap size; the GC-tracked "
                  f"objects the probe counted in those cells (gc.get_objects(), the server's own import-time heap "
@@ -658,7 +704,7 @@ def sections(study: Study) -> list[Section]:
     out.append(Section(number="2", key="pause-growth", title="How pause size grows with the live heap", items=[
         "Each runtime in its default setting: the largest and the 99th-percentile GC pause at each live-heap size."
         + _across_points(study),
-        cross_text, figure(study, "pause_growth"), *pause_tables(study), full_gc_table(study)]))
+        cross_text, figure(study, "pause_growth"), *pause_tables(study), phase_table(study), full_gc_table(study)]))
 
     items: list = []
     if len(study.ratios):
@@ -696,6 +742,14 @@ def sections(study: Study) -> list[Section]:
 
     if len(study.load):
         out.append(Section(number="7", key="load", title="Latency under load", items=load_items(study)))
+    n = 8 if len(study.load) else 7
+    for key, title, items in (("cpython", "CPython versions", cpython_items(study)),
+                              ("jvm", "The JVM's collectors", jvm_items(study)),
+                              ("memory", "Memory: GC dead time against peak RSS", memory_items(study)),
+                              ("what-to-do", "What to do: a Python server owner", what_to_do_items(study))):
+        out.append(Section(number=str(n), key=key, title=title, items=items))
+        n += 1
+    out += companion_sections(study, n)
 
     out.append(Section(key="variation", title="What varies between repetitions", items=[*_variation_text(study),
                                                                           *spread_tables(study)]))
@@ -791,3 +845,377 @@ def reproducibility(a: Study, b: Study) -> tuple[str, Table]:
                   f"{fmt_pct(RERUN_TARGET)} of all ratios.",
                   ["ratio of", "point", "setting", "first run", "re-run", "change", "why"], rows, {3, 4, 5})
     return text, table
+
+
+# ---------------------------------------------------------------------------------------------- second edition
+
+
+def _dead(r) -> str:
+    """Mean GC dead time per chain with its 95% CI, of a cell row (namedtuple or Series)."""
+    if r.dead_mean_ms == 0 and r.dead_hi_ms == 0:
+        return "0"  # no dead time in any chain: no interval to give
+    ci = fmt_ci(r.dead_lo_ms, r.dead_hi_ms, fmt_ms)
+    return f"{fmt_ms(r.dead_mean_ms)} {ci}".strip()
+
+
+def _lost_claim(c) -> tuple[float, float]:
+    """Share of all calls (of the cells c) that lost >= 10 ms to GC, and the largest share at one cell."""
+    calls = c["calls"].astype(float)
+    lost = (c["calls_lost_claim_share"] * calls).sum()
+    return (float(lost / calls.sum()) if calls.sum() else math.nan,
+            float(c["calls_lost_claim_share"].max()) if len(c) else math.nan)
+
+
+def cpython_backends(study: Study) -> list[str]:
+    return [b for b in study.backends if is_cpython(b)]
+
+
+def crossing_sentence(study: Study) -> str:
+    """Per CPython backend (version): where a full collection's median pause reaches 10 ms."""
+    parts = [f"{b}: {c.text}" for b, (c, _) in study.crossings_by_backend.items()]
+    if not parts:
+        return ""
+    return (f"Where a CPython full collection (median pause) reaches {CLAIM_PAUSE_MS:g} ms, on the tracked objects "
+            f"the probe counted: " + "; ".join(parts) + ".")
+
+
+def cpython_table(study: Study) -> Table:
+    rows = []
+    for b in cpython_backends(study):
+        c = study.group_cells(b, DEFAULT_MODE)
+        if not len(c):
+            continue
+        w = study.worst_point(b, DEFAULT_MODE)
+        big = c.loc[c["pause_max_ms"].idxmax()]
+        share, top = _lost_claim(c)
+        cross = study.crossings_by_backend.get(b)
+        rows.append([b, str(len(c)), fmt_ms(float(c["dead_mean_ms"].median())),
+                     f"{_dead(w)} ({study.point_label(w.heap_objects, w.profile)})" if w.dead_mean_ms > 0 else "0",
+                     fmt_pct(share), fmt_pct(top),
+                     f"{fmt_ms(big['pause_max_ms'])} ({study.point_label(big.heap_objects, big.profile)})",
+                     cross[0].text if cross else "-", cross[1].text if cross else "-"])
+    return Table("cpython-versions", "CPython versions in their default GC setting",
+                 f"GC dead time per {study.calls_per_chain}-call chain (ms): typical = median over the grid points "
+                 f"of the mean per chain; worst = the largest mean at one point, with its 95% bootstrap CI (chains and "
+                 f"repetitions resampled). Calls lost >= {CLAIM_PAUSE_MS:g} ms: over every call of the grid, and the "
+                 f"largest share at one point. The last two columns: the tracked objects (gc.get_objects(), the "
+                 f"server's own heap included) at which a full collection's median and largest pause reach "
+                 f"{CLAIM_PAUSE_MS:g} ms, interpolated log-log between measured points." + _across_points(study),
+                 ["backend", "points", "typical dead/chain", "worst dead/chain [95% CI]",
+                  f"calls lost >= {CLAIM_PAUSE_MS:g} ms", "largest share at a point", "largest pause (ms)",
+                  f"median full collection reaches {CLAIM_PAUSE_MS:g} ms", f"largest reaches {CLAIM_PAUSE_MS:g} ms"],
+                 rows, {1, 2, 3, 4, 5, 6})
+
+
+def cpython_items(study: Study) -> list:
+    bs = cpython_backends(study)
+    if not bs:
+        return ["No CPython server was measured in this sweep."]
+    rows = [(b, study.worst_point(b, DEFAULT_MODE)) for b in bs if len(study.group_cells(b, DEFAULT_MODE))]
+    text = ("Each CPython server in its default setting over the grid. Worst mean dead time per chain: "
+            + "; ".join(f"{b} {_dead(w)} ms at {study.point_label(w.heap_objects, w.profile)}" for b, w in rows)
+            + ".") if rows else "No CPython server was measured in its default setting."
+    cross = crossing_sentence(study)
+    return [text, *([cross] if cross else []), cpython_table(study)]
+
+
+def jvm_items(study: Study) -> list:
+    from gcbench.report.study import jvm_phases
+
+    modes = [m for b, m in study.groups if b == "java"]
+    if not modes:
+        return ["No JVM server (java) was measured in this sweep."]
+    rows = []
+    for m in modes:
+        c = study.group_cells("java", m)
+        w = study.worst_point("java", m)
+        rows.append([m, str(len(c)), fmt_ms(float(c["dead_mean_ms"].median())),
+                     f"{_dead(w)} ({study.point_label(w.heap_objects, w.profile)})" if w.dead_mean_ms > 0 else "0",
+                     fmt_ms(float(c["pause_max_ms"].max())) if c["gc_events"].sum() else "no pause",
+                     str(int(c["gc_events"].sum()))])
+    summary = Table("jvm-collectors", "The JVM's collectors: GC dead time per chain",
+                    f"Per collector (gc mode; default = G1, the JVM's ergonomic choice here), over the grid points: "
+                    f"typical = median of the mean dead time per {study.calls_per_chain}-call chain, worst = the "
+                    f"largest mean at one point with its 95% bootstrap CI." + _across_points(study),
+                    ["collector", "points", "typical dead/chain (ms)", "worst dead/chain [95% CI]",
+                     "largest pause (ms)", "pauses"], rows, {1, 2, 3, 4, 5})
+    ph = jvm_phases(study)
+    phase_rows = [[r.gc_mode, str(r.kind), str(int(r.count)), fmt_ms(r.p50_ms), fmt_ms(r.max_ms)]
+                  for r in ph.itertuples()]
+    phases = Table("jvm-phases", "The JVM's pauses per stop-the-world phase",
+                   "Every measured pause of the java server over the grid, by collector and phase (the event's kind "
+                   "as the JVM's log names it; ZGC's stalls are allocation or relocation stalls of the application, "
+                   "reported by the JVM): count, median and largest (ms).",
+                   ["collector", "phase", "pauses", "median (ms)", "largest (ms)"], phase_rows, {2, 3, 4})
+    text = "The JVM's collectors over the grid: " + "; ".join(
+        f"{r[0]}: worst mean dead time per chain (ms) {r[3]}, " + (f"largest pause {r[4]} ms" if r[5] != "0" else "no pause")
+        for r in rows) + "."
+    if len(ph):
+        top = ph.loc[ph.groupby("gc_mode", sort=False)["max_ms"].idxmax()]
+        text += " Largest pause per collector by phase: " + "; ".join(
+            f"{r.gc_mode} {r.kind} {fmt_ms(r.max_ms)} ms" for r in top.itertuples()) + "."
+    return [text, summary, phases]
+
+
+def memory_rows(study: Study) -> list[dict]:
+    """Per (backend, gc mode): dead time per chain and peak RSS, median over the grid points, and at the point
+    where the backend's default lost the most (its worst point), with the ratios to the default there."""
+    out = []
+    for b, m in study.groups:
+        c = study.group_cells(b, m)
+        if not len(c) or "peak_rss_mib" not in c or c["peak_rss_mib"].isna().all():
+            continue
+        d = study.group_cells(b, DEFAULT_MODE)
+        w = study.worst_point(b, DEFAULT_MODE) if len(d) else None
+        here = study.cell(w.heap_objects, w.profile, b, m) if w is not None else None
+        out.append({"backend": b, "gc_mode": m, "dead_median_ms": float(c["dead_mean_ms"].median()),
+                    "rss_median_mib": float(c["peak_rss_mib"].median()),
+                    "rss_vs_default_median": float(c["peak_rss_vs_default"].median()),
+                    "point": study.point_label(w.heap_objects, w.profile) if w is not None else "-",
+                    "here": here, "default": (study.cell(w.heap_objects, w.profile, b, DEFAULT_MODE)
+                                              if w is not None else None)})
+    return out
+
+
+def memory_table_doc(study: Study) -> Table:
+    rows = []
+    for r in memory_rows(study):
+        h, d = r["here"], r["default"]
+        rows.append([r["backend"], r["gc_mode"], fmt_ms(r["dead_median_ms"]), fmt_mib(r["rss_median_mib"]),
+                     f"x{fmt_ratio(r['rss_vs_default_median'])}", r["point"],
+                     _dead(h) if h is not None else "-", fmt_mib(h.peak_rss_mib) if h is not None else "-",
+                     f"x{fmt_ratio(h.peak_rss_vs_default)}" if h is not None else "-",
+                     f"x{fmt_ratio(h.dead_mean_ms / d.dead_mean_ms)}" if h is not None and d is not None
+                     and d.dead_mean_ms > 0 else "-"])
+    return Table("memory", "Pauses against memory: GC dead time per chain and peak RSS per setting",
+                 "Peak RSS: the server's process tree over its whole life (start-up, warm-up, measured window, "
+                 "shutdown: what a deployment provisions), mean over repetitions (gcbench.memory). Medians over the "
+                 "grid points, then at the point where the runtime's default lost the most GC dead time per chain "
+                 "(its worst point): dead time with its 95% CI, peak RSS, and both against the same runtime's "
+                 "default at that point." + _across_points(study),
+                 ["backend", "gc mode", "dead/chain median (ms)", "peak RSS median (MiB)", "RSS vs default (median)",
+                  "default's worst point", "dead/chain there [95% CI]", "peak RSS there (MiB)", "RSS vs default",
+                  "dead vs default"], rows, {2, 3, 4, 6, 7, 8, 9})
+
+
+def memory_items(study: Study) -> list:
+    rows = memory_rows(study)
+    if not rows:
+        return ["No cell of this sweep recorded its memory (peak RSS): the pause-vs-memory trade-off cannot be "
+                "read from it."]
+    costly = [r for r in rows if r["gc_mode"] != DEFAULT_MODE and r["rss_vs_default_median"] == r["rss_vs_default_median"]]
+    costly.sort(key=lambda r: -r["rss_vs_default_median"])
+    text = ("What a setting saves in GC dead time it may pay in memory. Peak RSS against the same runtime's "
+            "default (median over the grid points): " + "; ".join(
+                f"{r['backend']}/{r['gc_mode']} x{fmt_ratio(r['rss_vs_default_median'])}" for r in costly) + ".")
+    return [text, memory_table_doc(study)]
+
+
+def what_to_do_rows(study: Study) -> list[dict]:
+    """Per CPython backend and non-default setting, measured cells only: at the default's worst point, the dead
+    time per chain the setting leaves (95% CI) against the default's, the mean chain-latency ratio to the default
+    (95% CI), and the peak RSS it costs (MiB and the ratio); the median dead-time ratio over the grid."""
+    out = []
+    r = study.ratios
+    for b in cpython_backends(study):
+        if not len(study.group_cells(b, DEFAULT_MODE)):
+            continue
+        w = study.worst_point(b, DEFAULT_MODE)
+        d = study.cell(w.heap_objects, w.profile, b, DEFAULT_MODE)
+        for bb, m in study.groups:
+            if bb != b or m == DEFAULT_MODE:
+                continue
+            x = study.cell(w.heap_objects, w.profile, b, m)
+            if x is None:
+                continue
+            g = r[(r["backend"] == b) & (r["gc_mode"] == m)]
+            at = g[g["point"] == w.point]
+            out.append({"backend": b, "gc_mode": m, "point": study.point_label(w.heap_objects, w.profile),
+                        "default": d, "cell": x, "saved_ms": d.dead_mean_ms - x.dead_mean_ms,
+                        "chain_ratio": at["chain_ratio"].iloc[0] if len(at) else math.nan,
+                        "chain_lo": at["chain_lo"].iloc[0] if len(at) else math.nan,
+                        "chain_hi": at["chain_hi"].iloc[0] if len(at) else math.nan,
+                        "dead_ratio_median": float(g["dead_ratio"].median()) if len(g) else math.nan,
+                        "rss_mib": x.peak_rss_mib - d.peak_rss_mib, "rss_ratio": x.peak_rss_vs_default})
+    return out
+
+
+def what_to_do_table(study: Study) -> Table:
+    rows = []
+    for r in what_to_do_rows(study):
+        d, x = r["default"], r["cell"]
+        rows.append([r["backend"], r["gc_mode"], r["point"], f"{_dead(d)} -> {_dead(x)}", fmt_ms(r["saved_ms"]),
+                     f"x{fmt_ratio(r['dead_ratio_median'])}",
+                     f"x{fmt_ratio(r['chain_ratio'])} {fmt_ci(r['chain_lo'], r['chain_hi'])}".strip(),
+                     f"{fmt_mib(d.peak_rss_mib)} -> {fmt_mib(x.peak_rss_mib)}",
+                     f"{signed(r['rss_mib'], fmt_mib)} (x{fmt_ratio(r['rss_ratio'])})"])
+    return Table("what-to-do", "What to do: a Python server owner's settings, what they buy and what they cost",
+                 f"Measured cells only, each setting against the same server's default at the point where the "
+                 f"default lost the most GC dead time per {study.calls_per_chain}-call chain: the dead time per "
+                 f"chain (default -> setting, ms, 95% bootstrap CIs) and the saving; the median dead-time ratio over "
+                 f"every grid point; the mean chain-latency ratio there (95% CI: what the user sees, GC's indirect "
+                 f"costs included); and the peak RSS of the server's process tree (MiB) it costs.",
+                 ["server", "setting", "at", "dead/chain (ms)", "saved (ms)", "dead ratio (median)",
+                  "chain latency ratio", "peak RSS (MiB)", "RSS cost (MiB)"], rows, {3, 4, 5, 6, 7, 8})
+
+
+def what_to_do_items(study: Study) -> list:
+    rows = what_to_do_rows(study)
+    if not rows:
+        return ["No CPython server was measured in a setting besides its default: nothing to recommend from "
+                "measurements."]
+    out = []
+    for b in dict.fromkeys(r["backend"] for r in rows):
+        mine = [r for r in rows if r["backend"] == b]
+        best = max(mine, key=lambda r: r["saved_ms"])
+        on = [r for r in mine if r["gc_mode"] != "disabled"]
+        cheap = max(on, key=lambda r: r["saved_ms"]) if on else None
+        s = (f"{b} (at {best['point']}): {best['gc_mode']} saves the most, {fmt_ms(best['saved_ms'])} ms of "
+             f"{fmt_ms(best['default'].dead_mean_ms)} ms dead time per chain, for "
+             f"{signed(best['rss_mib'], fmt_mib)} MiB of peak RSS (x{fmt_ratio(best['rss_ratio'])})")
+        if cheap is not None and cheap is not best:
+            s += (f"; with the GC kept on, {cheap['gc_mode']} saves {fmt_ms(cheap['saved_ms'])} ms for "
+                  f"{signed(cheap['rss_mib'], fmt_mib)} MiB (x{fmt_ratio(cheap['rss_ratio'])})")
+        out.append(s + ".")
+    return [Bullets(out), what_to_do_table(study)]
+
+
+# ---------------------------------------------------------------------------------------------- companions
+
+
+def _companion_groups(c) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(zip(c["backend"], c["gc_mode"], strict=True)))
+
+
+def agents_table(study: Study) -> Table:
+    from gcbench.report.study import agents_cells
+
+    c = agents_cells(study)
+    rows = []
+    for b, m in _companion_groups(c):
+        for r in c[(c["backend"] == b) & (c["gc_mode"] == m)].sort_values("agents").itertuples():
+            amp = f"x{fmt_ratio(r.amplification)}" if r.amplification == r.amplification else "- (no GC)"
+            rows.append([b, m, str(r.agents), _dead(r), fmt_ms(r.latency_p99_ms), amp,
+                         fmt_ratio(r.calls_delayed_mean) if r.calls_delayed_mean == r.calls_delayed_mean else "-",
+                         str(int(r.gc_events)), fmt_ms(r.pause_max_ms) if r.gc_events else "-"])
+    return Table("agents", "Many agents: GC dead time, tail latency and amplification per agents count",
+                 "Per runtime and setting and the number of agents calling the server at once (think time 0): mean "
+                 "GC dead time per chain with its 95% bootstrap CI; p99 call latency; GC amplification = dead time "
+                 "summed over every call / the server's own GC time in the measured window (analysis.amplification: "
+                 "how many calls one nanosecond of GC delays; at most 1 with one agent, up to k with k); calls "
+                 "delayed per pause (mean); pauses and the largest.",
+                 ["backend", "gc mode", "agents", "dead/chain (ms) [95% CI]", "p99 call (ms)", "amplification",
+                  "calls delayed per pause", "pauses", "largest pause (ms)"], rows, {2, 3, 4, 5, 6, 7, 8})
+
+
+def agents_sentences(study: Study) -> list[str]:
+    from gcbench.report.study import agents_cells
+
+    c = agents_cells(study)
+    out = []
+    for k in sorted(set(c["agents"])):
+        if k == 1:
+            continue
+        x = c[(c["agents"] == k) & c["amplification"].notna()]
+        if len(x):
+            out.append(f"At {k} agents: amplification " + "; ".join(
+                f"{r.backend}/{r.gc_mode} x{fmt_ratio(r.amplification)} ({fmt_ratio(r.calls_delayed_mean)} calls "
+                f"delayed per pause)" for r in x.itertuples()) + ".")
+    one = c[(c["agents"] == 1) & c["amplification"].notna()]
+    if len(one):
+        out.append("At 1 agent (the main grid's load): amplification " + "; ".join(
+            f"{r.backend}/{r.gc_mode} x{fmt_ratio(r.amplification)}" for r in one.itertuples()) + ".")
+    return out
+
+
+def think_rows(study: Study) -> list[dict]:
+    from gcbench.report.study import think_cells
+
+    c = think_cells(study)
+    out = []
+    for b, m in _companion_groups(c):
+        g = c[(c["backend"] == b) & (c["gc_mode"] == m)].sort_values("think_ms")
+        out.extend({"backend": b, "gc_mode": m, "row": r} for r in g.itertuples())
+    return out
+
+
+IDLE_MOSTLY = 0.5  # a runtime "collects in the idle gaps" when at least this share of its GC time fell there
+
+
+def think_table(study: Study) -> Table:
+    rows = []
+    for x in think_rows(study):
+        r = x["row"]
+        gc = r.idle_gc_ms + r.busy_gc_ms
+        rows.append([x["backend"], x["gc_mode"], f"{r.think_ms:g}", _dead(r), str(int(r.gc_events)), fmt_ms(gc),
+                     fmt_ms(r.busy_gc_ms), fmt_ms(r.idle_gc_ms),
+                     fmt_pct(r.idle_gc_share) if r.idle_gc_share == r.idle_gc_share else "- (no GC)",
+                     fmt_pct(r.window_idle_share)])
+    return Table("think", "Think time: where the server's GC time fell, inside calls or in the idle gaps",
+                 "Per runtime at 1 agent, back-to-back calls (think 0) and with a fixed think time between calls: "
+                 "mean GC dead time per chain (95% bootstrap CI); the server's GC time in the measured window (the "
+                 "union of its pauses), split into the part during a call and the part between calls (no call in "
+                 "flight: the idle gaps); and, for scale, the share of the window with no call in flight (a collector "
+                 "timed without regard to the calls would put about that share of its time in the gaps).",
+                 ["backend", "gc mode", "think (ms)", "dead/chain (ms) [95% CI]", "pauses", "GC time (ms)",
+                  "inside calls (ms)", "in idle gaps (ms)", "share in idle gaps", "window idle"],
+                 rows, {2, 3, 4, 5, 6, 7, 8, 9})
+
+
+def think_sentences(study: Study) -> list[str]:
+    rows = think_rows(study)
+    if not rows:
+        return []
+    top = max(x["row"].think_ms for x in rows)
+    at_top = [x for x in rows if x["row"].think_ms == top]
+    idle = [x for x in at_top if x["row"].idle_gc_share == x["row"].idle_gc_share
+            and x["row"].idle_gc_share >= IDLE_MOSTLY]
+    busy = [x for x in at_top if x["row"].idle_gc_share == x["row"].idle_gc_share
+            and x["row"].idle_gc_share < IDLE_MOSTLY]
+    none = [x for x in at_top if x["row"].idle_gc_share != x["row"].idle_gc_share]
+
+    def name(x) -> str:
+        return f"{x['backend']}/{x['gc_mode']} {fmt_pct(x['row'].idle_gc_share)}"
+
+    out = [f"With {top:g} ms of think time between calls, the share of each server's GC time that fell in the idle "
+           f"gaps (measured): " + "; ".join(name(x) for x in at_top if x not in none) + "."]
+    if idle:
+        out.append(f"Collect mostly in the idle gaps (>= {fmt_pct(IDLE_MOSTLY)} of their GC time there): "
+                   + ", ".join(x["backend"] for x in idle) + ".")
+    if busy:
+        out.append(f"Collect mostly inside calls (under {fmt_pct(IDLE_MOSTLY)} of their GC time in the gaps): "
+                   + ", ".join(x["backend"] for x in busy) + ".")
+    if none:
+        out.append("No GC pause in the measured window at this think time: " + ", ".join(
+            f"{x['backend']}/{x['gc_mode']}" for x in none) + ".")
+    by = {}
+    for x in rows:
+        by.setdefault((x["backend"], x["gc_mode"]), {})[x["row"].think_ms] = x["row"]
+    base = min(x["row"].think_ms for x in rows)
+    moved = [f"{b}/{m} {_dead(v[base])} -> {_dead(v[top])} ms" for (b, m), v in by.items() if base in v and top in v]
+    if moved:
+        out.append(f"GC dead time per chain, think {base:g} -> {top:g} ms: " + "; ".join(moved) + ".")
+    return out
+
+
+def companion_sections(study: Study, first: int) -> list[Section]:
+    """The "Many agents" and "Think time" sections from the companion sweeps (gcbench study --with)."""
+    from gcbench.report.study import agents_cells, think_cells
+
+    out = []
+    n = first
+    if len(agents_cells(study)):
+        src = ", ".join(str(c.folder) for c in study.companions if c.varies_agents)
+        out.append(Section(number=str(n), key="agents", title="Many agents", items=[
+            f"Several agents call one server at once (companion sweep {src}): one server pause then delays every "
+            f"call in flight, so the dead time summed over the agents' chains grows with the agents while the "
+            f"server's GC time need not.", Bullets(agents_sentences(study)), figure(study, "agents"),
+            agents_table(study)]))
+        n += 1
+    if len(think_cells(study)):
+        out.append(Section(number=str(n), key="think", title="Think time", items=[
+            f"An agent thinks between tool calls (companion sweep "
+            f"{', '.join(str(c.folder) for c in study.companions if c.varies_think)}). With idle gaps a runtime may "
+            "collect there, where no call waits; this is measured from where each server pause fell, not assumed.", Bullets(think_sentences(study)),
+            figure(study, "think"), think_table(study)]))
+    return out

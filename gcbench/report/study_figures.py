@@ -11,10 +11,10 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from gcbench.analysis import CLAIM_PAUSE_MS, fmt_ms
+from gcbench.format import fmt_pct
 from gcbench.report.figures import CLAIM_COLOR, FigureSpec, _empty, _plain_log
 from gcbench.report.study import (
     DEFAULT_MODE,
-    FULL_COLLECTION_BACKEND,
     Study,
     fmt_heap,
     wilson,
@@ -30,6 +30,8 @@ TITLES = {
     "mitigations": "What each GC setting does to chain latency",
     "chains_hit": "How often a chain meets a GC pause",
     "latency_vs_load": "Call latency vs offered load (open loop)",
+    "agents": "Many agents: GC dead time per chain and amplification vs agents",
+    "think": "Think time: the share of server GC time in the idle gaps",
 }
 
 
@@ -165,7 +167,7 @@ def pause_growth(study: Study) -> FigureSpec:
     keys = [Line2D([], [], color="0.3", marker="o", lw=1.8, label="largest pause"),
             Line2D([], [], color="0.3", marker="s", ls="--", mfc="none", label="p99 pause"),
             Line2D([], [], color=FULL_GC_COLOR, marker="D", ls=":", mfc="none",
-                   label=f"{FULL_COLLECTION_BACKEND} full collection, median"),
+                   label=f"{study.full_gc_backend} full collection, median"),
             Line2D([], [], color=CLAIM_COLOR, ls="--", label=f"the claim's {CLAIM_PAUSE_MS:g} ms")]
     _legend(fig, axes, keys)
     fig.suptitle(title)
@@ -328,3 +330,84 @@ def latency_vs_load(study: Study) -> FigureSpec:
                f"Solid: latency from when the call was due (coordinated omission corrected); dashed: from when it "
                f"was sent. The dotted line is the p99 target ({fmt_ms(study.p99_target_ms)} ms).")
     return FigureSpec("latency_vs_load", title, caption, fig)
+
+
+# ---------------------------------------------------------------------------------------------- companions
+
+
+def agents(study: Study) -> FigureSpec:
+    """Two panels against the number of agents (log): mean GC dead time per chain with its 95% CI, and GC
+    amplification; one line per (backend, gc mode) that had GC time, with the y = agents line for scale."""
+    from gcbench.report.study import agents_cells
+
+    title = TITLES["agents"]
+    c = agents_cells(study)
+    c = c[c["gc_events"] > 0] if len(c) else c
+    if not len(c):
+        return FigureSpec("agents", title, "", _empty(title, "no companion sweep with an agents axis (--with)"))
+    fig, axes = _grid(2, sharey=False)
+    groups = list(dict.fromkeys(zip(c["backend"], c["gc_mode"], strict=True)))
+    ks = sorted(set(c["agents"].astype(int)))
+    for i, (b, m) in enumerate(groups):
+        g = c[(c["backend"] == b) & (c["gc_mode"] == m)].sort_values("agents")
+        kw = {"color": f"C{i % 10}", "lw": 1.6, "ms": 4, "label": f"{b}/{m}"}
+        x = g["agents"].to_numpy(float)
+        y = g["dead_mean_ms"].to_numpy(float)
+        err = np.vstack([np.clip(y - g["dead_lo_ms"].to_numpy(float), 0, None),
+                         np.clip(g["dead_hi_ms"].to_numpy(float) - y, 0, None)])
+        axes[0].errorbar(x, np.where(y > 0, y, np.nan), yerr=np.nan_to_num(err), fmt="o-", capsize=2, **kw)
+        axes[1].plot(x, g["amplification"].to_numpy(float), "o-", **kw)
+    axes[1].plot(ks, ks, ":", color="0.5", lw=1, label="amplification = agents")
+    for ax, ylab, t in ((axes[0], "GC dead time per chain (ms, log)", "dead time per chain (95% CI)"),
+                        (axes[1], "amplification (log)", "GC amplification")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log(ax.yaxis)
+        ax.xaxis.set_major_locator(FixedLocator(ks))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("agents calling the server at once")
+        ax.set_ylabel(ylab)
+        ax.set_title(t, loc="left", fontsize=10, fontweight="bold")
+        ax.grid(True, which="both", alpha=0.3)
+    _legend(fig, axes)
+    fig.suptitle(title)
+    caption = ("Each point: one cell of the companion sweep (think time 0). Left: mean GC dead time per chain, 95% "
+               "bootstrap CI. Right: GC amplification = dead time summed over every call / the server's GC time; "
+               "the dotted line is amplification = agents (every agent's call in flight during every pause).")
+    return FigureSpec("agents", title, caption, fig)
+
+
+def think(study: Study) -> FigureSpec:
+    """Bars per (backend, gc mode): the share of its GC time that fell in the idle gaps, one bar per think time."""
+    from gcbench.report.study import think_cells
+
+    title = TITLES["think"]
+    c = think_cells(study)
+    c = c[c["gc_events"] > 0] if len(c) else c
+    if not len(c):
+        return FigureSpec("think", title, "", _empty(title, "no companion sweep with a think-time axis (--with)"))
+    fig, axes = _grid(1)
+    ax = axes[0]
+    groups = list(dict.fromkeys(zip(c["backend"], c["gc_mode"], strict=True)))
+    thinks = sorted(set(c["think_ms"].astype(float)))
+    w = 0.8 / len(thinks)
+    for j, t in enumerate(thinks):
+        ys = []
+        for b, m in groups:
+            r = c[(c["backend"] == b) & (c["gc_mode"] == m) & (c["think_ms"] == t)]
+            ys.append(float(r["idle_gc_share"].iloc[0]) * 100 if len(r) else np.nan)
+        xs = np.arange(len(groups)) + (j - (len(thinks) - 1) / 2) * w
+        ax.bar(xs, ys, w, color=f"C{j}", label=f"think {t:g} ms")
+        for x, y in zip(xs, ys, strict=True):  # 0% and "no pause" look alike as bars: say which
+            ax.text(x, (y if y == y else 0) + 1, "no GC" if y != y else fmt_pct(y / 100), ha="center", va="bottom",
+                    fontsize=7)
+    ax.set_xticks(np.arange(len(groups)), [f"{b}\n{m}" for b, m in groups], fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("server GC time in idle gaps (%)")
+    ax.grid(True, axis="y", alpha=0.3)
+    _legend(fig, axes)
+    fig.suptitle(title)
+    caption = ("The share of each server's GC time (the union of its pauses in the measured window) that fell "
+               "while no call was in flight, at each think time; 1 agent. Runtimes with no pause are left out.")
+    return FigureSpec("think", title, caption, fig)
