@@ -327,7 +327,10 @@ def merge(out_dir, shards):
 @click.option("--with", "companions", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
               help="A companion sweep folder whose points have several agents or a think time (repeatable): adds "
                    "the 'Many agents' and 'Think time' sections.")
-def study(sweep_dir, outs, fmt, rerun, p99_target_ms, companions):
+@click.option("--real", "real_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="A folder of run folders measured from the real-* scenarios (`gcbench advise -s "
+                                  "real-NAME --runs-dir DIR`): adds the 'Real servers from the registries' section.")
+def study(sweep_dir, outs, fmt, rerun, p99_target_ms, companions, real_dir):
     """The study report of a sweep folder: the claim check across runtimes, GC settings and heap sizes.
 
     Answers, with confidence intervals: GC dead time per chain against the claim, pause size against the
@@ -347,6 +350,12 @@ def study(sweep_dir, outs, fmt, rerun, p99_target_ms, companions):
         from gcbench.report.study import build_companion
 
         st = replace(st, companions=[build_companion(c) for c in companions], cache={})
+    if real_dir is not None:
+        from dataclasses import replace
+
+        from gcbench.report.study_real import build_real
+
+        st = replace(st, real=build_real(real_dir), cache={})
     if rerun is not None:
         from dataclasses import replace
 

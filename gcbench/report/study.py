@@ -128,6 +128,7 @@ class Study:
     crossings_by_backend: dict[str, tuple[Crossing, Crossing]] = field(default_factory=dict)  # CPython backend ->
     # where its full collection (median, largest; all profiles) reaches 10 ms, on its tracked objects
     companions: list[Companion] = field(default_factory=list)  # gcbench study --with: many agents, think time
+    real: list = field(default_factory=list)  # gcbench study --real: report.study_real.RealServer per server
     full_gc_backend: str = FULL_COLLECTION_BACKEND  # the CPython server whose full collections sections 2 reads
     cache: dict = field(default_factory=dict, repr=False)
 

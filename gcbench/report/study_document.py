@@ -749,7 +749,12 @@ def sections(study: Study) -> list[Section]:
                               ("what-to-do", "What to do: a Python server owner", what_to_do_items(study))):
         out.append(Section(number=str(n), key=key, title=title, items=items))
         n += 1
-    out += companion_sections(study, n)
+    companions = companion_sections(study, n)
+    out += companions
+    if study.real:
+        from gcbench.report.study_real import section as real_section
+
+        out.append(real_section(study.real, str(n + len(companions))))
 
     out.append(Section(key="variation", title="What varies between repetitions", items=[*_variation_text(study),
                                                                           *spread_tables(study)]))
