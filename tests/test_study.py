@@ -450,6 +450,17 @@ def test_memory_and_what_to_do_come_from_the_measured_cells(v2_study):
                   "What to do: a Python server owner"):
         assert f". {title}\n" in md
     assert "+200 (x3)" in md and "+10 (x1.1)" in md
+    assert "three virtual addresses" not in md  # no zgc cell with memory here: no ZGC caveat
+
+
+def test_a_zgc_cells_rss_comes_with_the_multi_mapping_caveat(v2_study, monkeypatch):
+    from gcbench.report import study_document as sd
+
+    rows = [{"backend": "java", "gc_mode": m, "rss_vs_default_median": v} for m, v in (("default", 1.0), ("zgc", 9.0))]
+    monkeypatch.setattr(sd, "memory_rows", lambda study: rows)
+    monkeypatch.setattr(sd, "memory_table_doc", lambda study: "table")
+    items = sd.memory_items(v2_study)
+    assert items[0].endswith("java/zgc x9.") and items[1] == sd.ZGC_RSS_NOTE and items[2] == "table"
 
 
 def test_the_headline_gives_each_runtime_its_worst_dead_time_ci_and_calls_lost(v2_study):
