@@ -72,7 +72,7 @@ def _row(s: RealServer) -> list[str]:
     return [f"{s.scenario} ({s.package}, {s.registry})", s.runtime, str(s.tools), str(d.chains),
             f"{fmt_ms(d.dead_mean_ms)} ms",
             best.gc_mode if best else "-",
-            f"{fmt_signed(best.cut_ms)} ms ({fmt_ci(best.cut_lo_ms, best.cut_hi_ms, fmt_ms)})" if best else "-",
+            f"{fmt_signed(best.cut_ms)} ms {fmt_ci(best.cut_lo_ms, best.cut_hi_ms, fmt_ms)}" if best else "-",
             fmt_signed(best.rss_increase, fmt_share) if best and best.rss_increase == best.rss_increase else "-",
             f"{fmt_ms(off.cut_ms)} ms ({fmt_signed(off.rss_increase, fmt_share)})"
             if off and off.rss_increase == off.rss_increase else (f"{fmt_ms(off.cut_ms)} ms" if off else "-"),
@@ -91,6 +91,6 @@ def section(servers: list[RealServer], number: str) -> Section:
             if helped else "No setting passed the rule on any of them: no change worth making.")
     table = Table("real-servers", "Real servers: default against their runtime's best setting",
                   headers=HEADERS, rows=[_row(s) for s in servers], numeric={2, 3, 4},
-                  caption="The best setting is the GC-on mode: with the largest mean cut, whether or not it passes the rule; GC off "
-                          "(disabled) removes all of it, its cost shown as peak RSS.")
+                  caption="The best setting is the GC-on mode with the largest mean cut, whether or not it passes the rule. "
+                          "GC off (disabled) removes all GC dead time; its cost shows in peak RSS.")
     return Section(number=number, key="real-servers", title="Real servers from the registries", items=[text, table])
