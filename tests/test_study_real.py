@@ -36,6 +36,7 @@ def test_a_real_servers_run_gives_its_best_setting_cut_and_memory_cost(tmp_path)
     (row,) = table.rows
     assert row[5] == "freeze" and row[6].startswith("+3") and row[7] == "-10%" and row[-1] == "use freeze"
     assert sec.number == "12" and "real-git (freeze)" in sec.items[0].text
+    assert "real-git, 4 ms" in sec.items[0].text  # the intro stays whatever the rule says
 
 
 def test_a_folder_without_a_real_servers_run_is_one_line(tmp_path):

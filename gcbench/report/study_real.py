@@ -87,8 +87,8 @@ def section(servers: list[RealServer], number: str) -> Section:
             "modes in one run and set against its own default cell (the rule of `gcbench advise`: the 95% bootstrap "
             "CI of the cut excludes zero, the cut is at least 0.1 ms and 10%, peak RSS within +50%). "
             f"The most GC dead time per chain at default: {busiest.scenario}, {fmt_ms(busiest.default.dead_mean_ms)} "
-            f"ms. A setting worth making: {', '.join(f'{s.scenario} ({s.advice.recommended})' for s in helped)}."
-            if helped else "No setting passed the rule on any of them: no change worth making.")
+            "ms. " + (f"A setting worth making: {', '.join(f'{s.scenario} ({s.advice.recommended})' for s in helped)}."
+                      if helped else "No setting passed the rule on any of them: no change worth making."))
     table = Table("real-servers", "Real servers: default against their runtime's best setting",
                   headers=HEADERS, rows=[_row(s) for s in servers], numeric={2, 3, 4},
                   caption="The best setting is the GC-on mode with the largest mean cut, whether or not it passes the rule. "
