@@ -67,6 +67,14 @@ def run_environment(config: RunConfig) -> dict:
     return env
 
 
+def mode_order(modes: list, rep: int) -> list:
+    """The GC modes in the order repetition `rep` measures them: rotated by one each repetition, so that no
+    mode always runs first (or right after start-up, or last) and the machine's drift over a run falls on
+    every mode alike, not on the one compared against (default is listed first)."""
+    k = rep % len(modes) if modes else 0
+    return list(modes[k:]) + list(modes[:k])
+
+
 class Scheduler:
     def __init__(self, config: RunConfig, log: Callable[[str], None] = _log,
                  on_cell: Callable[[dict], None] = lambda cell: None, progress: Progress | None = None, *,
@@ -80,7 +88,7 @@ class Scheduler:
         self.environment = environment
         self.backends = with_meter(config.backends, config.hiccup_us, config.hiccup_floor_us, config.meter_overhead)
         self.cells = [(rep, b, m) for rep in range(config.reps) for b in rep_order(self.backends, rep)
-                      for m in config.modes_for(b.base_backend())]
+                      for m in mode_order(config.modes_for(b.base_backend()), rep)]
         self.own_progress = progress is None  # a sweep passes its own: one estimate over all its cells
         self.progress = Progress(len(self.cells), clock=clock) if progress is None else progress
         self.writer: RunWriter | None = None

@@ -205,7 +205,8 @@ def test_advise_on_the_python_backend_end_to_end(tmp_path):
     proc = run_cli("advise", "-b", "python", "-g", "thresholds:10000,20,20,disabled", "--chains", "6",
                    "--reps", "2", "--calls", "30", "--runs-dir", str(tmp_path / "runs"), "-o", str(out), timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "[6/6] python gc=disabled rep=1" in proc.stderr  # the runner's progress line per cell
+    # the runner's progress line per cell (the last is rep 1's last mode: repetitions rotate the modes)
+    assert "[6/6] python gc=default rep=1" in proc.stderr
     md = out.read_text()
     assert "| thresholds:10000,20,20 |" in md and "| disabled (GC off) |" in md
     assert "**python: " in md  # a headline: a recommendation or "no change worth making"

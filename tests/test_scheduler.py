@@ -155,3 +155,22 @@ def test_gcbench_run_on_a_pipe_prints_the_same_cell_lines_as_before(tmp_path):
     assert re.fullmatch(r"\[1/2\] " + line.format("default") + r" \(about \d+ s left\)", cells[0]), cells
     assert re.fullmatch(r"\[2/2\] " + line.format("disabled"), cells[1]), cells
     assert proc.stderr.splitlines()[0].startswith("gcbench: run folder ")
+
+
+def test_each_repetition_rotates_the_gc_modes_so_none_always_runs_first(tmp_path):
+    """Three modes over three repetitions: each mode runs first once (the old order put default first in every
+    repetition, so drift over a run always fell on the same side of advise's comparison)."""
+    clock, ran = Clock(), []
+
+    def measure(backend, mode, rep, scenario, config, writer, control):
+        ran.append((rep, str(mode)))
+        cell = {"backend": backend.name, "runtime": "fake", "gc_mode": str(mode), "rep": rep, "status": "ok"}
+        return (cell, *frames(backend.name, str(mode), rep))
+
+    modes = [GcMode("default"), GcMode("freeze"), GcMode("disabled")]
+    config = RunConfig(Scenario("fake"), [Fake("a")], modes, tmp_path / "runs", reps=3, run_id="r")
+    Scheduler(config, lambda line: None, lambda c: None, Progress(9, clock=clock, live=False), measure=measure,
+              environment=lambda c: {"pinning": {}}, clock=clock).run()
+    firsts = [m for i, (rep, m) in enumerate(ran) if i % 3 == 0]
+    assert firsts == ["default", "freeze", "disabled"]
+    assert sorted(ran) == sorted((rep, str(m)) for rep in range(3) for m in modes)  # every cell once
