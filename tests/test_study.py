@@ -554,6 +554,7 @@ def test_many_agents_section_measures_amplification_and_calls_delayed(with_study
     md = export(study_document(with_study), "md")
     assert ". Many agents\n" in md and "At 8 agents: amplification python@3.12/default x8 (8 calls delayed" in md
     assert "Many agents: with 8 agents one server pause" in headline_text(with_study)
+    assert "can exceed the agents" not in md  # k delayed by a pause among k agents: nothing to explain
 
 
 def test_think_time_section_says_where_each_runtime_collected(with_study):

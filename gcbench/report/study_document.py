@@ -1142,6 +1142,13 @@ def agents_sentences(study: Study) -> list[str]:
     if len(one):
         out.append("At 1 agent (the main grid's load): amplification " + "; ".join(
             f"{r.backend}/{r.gc_mode} x{fmt_ratio(r.amplification)}" for r in one.itertuples()) + ".")
+    over = c[c["calls_delayed_mean"] > c["agents"]]
+    if len(over):
+        out.append("Calls delayed per pause can exceed the agents (" + "; ".join(
+            f"{r.backend}/{r.gc_mode} {fmt_ratio(r.calls_delayed_mean)} at {int(r.agents)} agents"
+            for r in over.itertuples()) + "): an agent whose answer the server wrote just before the pause reads it "
+            "and sends its next call, which the same pause delays too, so up to two calls per agent overlap one "
+            "pause.")
     return out
 
 
