@@ -149,7 +149,9 @@ def list_builtin() -> list[tuple[str, str]]:
 
 def resolve_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists() or "/" in name_or_path:
+    # a bare name is a path only when such a file exists: a run or sweep folder of the same name in the current
+    # directory (`gcbench sweep claim-check-v2 -o claim-check-v2`, then again from there) is no scenario file
+    if p.suffix == ".toml" or p.is_file() or "/" in name_or_path:
         if not p.is_file():
             raise GcbenchError(f"scenario file not found: {name_or_path}")
         return p

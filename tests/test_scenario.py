@@ -85,3 +85,14 @@ def test_unknown_scenario_backend_and_gc_mode_list_the_valid_ones():
     assert r.exit_code == 2 and "python" in r.output
     r = CliRunner().invoke(main, ["run", "--gc-mode", "sometimes"])
     assert r.exit_code == 2 and "freeze" in r.output
+
+
+def test_a_folder_named_like_a_builtin_scenario_does_not_hide_it(tmp_path, monkeypatch):
+    """A sweep folder `claim-check-v2` in the current directory: the name still means the built-in sweep file
+    (the old code took the folder for a path and said 'scenario file not found')."""
+    from gcbench.scenario import resolve_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()
+    assert load_scenario("default").name == "default"
+    assert resolve_path("default").parent.name == "scenarios"
