@@ -17,6 +17,7 @@ from gcbench.backends.base import CellContext
 from gcbench.chain import run_chains
 from gcbench.gcmode import parse_gc_mode
 from gcbench.scenario import Chain, Scenario, Server
+
 from .conftest import ready_backend
 
 AGENTS = 32

@@ -36,7 +36,10 @@ class RealServer:
         return next((r for r in self.advice.results if r.is_off), None)
 
 
-def build_real(folder: str | Path, rule: Rule = Rule()) -> list[RealServer]:
+DEFAULT_RULE = Rule()  # advise's defaults
+
+
+def build_real(folder: str | Path, rule: Rule = DEFAULT_RULE) -> list[RealServer]:
     """Every run folder under `folder` (or `folder` itself) measured from a real-* scenario, in name order."""
     from gcbench.store import load_run
 
