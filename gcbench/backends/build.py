@@ -62,6 +62,22 @@ def run_tool(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
                           stdin=subprocess.DEVNULL, preexec_fn=procs.die_with_parent())
 
 
+def run_install_step(argv: list[str], what: str, cwd: Path, timeout_s: float) -> str:
+    """run_tool for an install step (pip, npm, venv): its stdout, or one GcbenchError line naming `what` and the
+    tool's own last explanation (pip's "ERROR: ..." lines, not its warnings about index locations)."""
+    try:
+        proc = run_tool(argv, cwd, timeout_s=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise GcbenchError(f"{what} took more than {timeout_s:g} s") from None
+    except OSError as e:
+        raise GcbenchError(f"{what}: cannot run {argv[0]} ({e.strerror or e})") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        detail = [ln for ln in lines if not ln.startswith("WARNING:")][-4:]
+        raise GcbenchError(f"{what} failed (exit code {proc.returncode}): {' | '.join(detail)[:400]}")
+    return proc.stdout
+
+
 def source_hash(sources: Sequence[Path], toolchain_version: str) -> str:
     h = hashlib.sha256(toolchain_version.encode())
     for src in sorted(sources):

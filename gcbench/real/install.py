@@ -13,12 +13,11 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from gcbench.backends.base import Availability
-from gcbench.backends.build import cache_dir, install_into_cache, run_tool
+from gcbench.backends.build import cache_dir, install_into_cache, run_install_step
 from gcbench.errors import GcbenchError
 from gcbench.real import RealServer
 
@@ -77,17 +76,7 @@ def tools_available(server: RealServer) -> Availability:
 
 
 def _run(argv: list[str], what: str, cwd: Path) -> str:
-    try:
-        proc = run_tool(argv, cwd, timeout_s=INSTALL_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise GcbenchError(f"{what} took more than {INSTALL_TIMEOUT_S} s") from None
-    except OSError as e:
-        raise GcbenchError(f"{what}: cannot run {argv[0]} ({e.strerror or e})") from None
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        detail = [ln for ln in lines if not ln.startswith("WARNING:")][-3:]
-        raise GcbenchError(f"{what} failed (exit code {proc.returncode}): {' | '.join(detail)[:400]}")
-    return proc.stdout
+    return run_install_step(argv, what, cwd, INSTALL_TIMEOUT_S)
 
 
 def install(server: RealServer, log) -> Path:

@@ -14,12 +14,10 @@ import importlib.metadata
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 
-from gcbench.backends.build import cache_dir, install_into_cache, run_tool
+from gcbench.backends.build import cache_dir, install_into_cache, run_install_step
 from gcbench.backends.interpreters import Interpreter
-from gcbench.errors import GcbenchError
 
 SDK_DIST = "mcp"
 DONE_MARKER = "gcbench-sdk.json"  # written last: a folder with it is complete
@@ -131,18 +129,7 @@ def read_marker(folder: Path) -> dict | None:
 
 
 def _run(argv: list[str], what: str, cwd: Path) -> str:
-    try:
-        proc = run_tool(argv, cwd, timeout_s=PIP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise GcbenchError(f"{what} took more than {PIP_TIMEOUT_S} s") from None
-    except OSError as e:
-        raise GcbenchError(f"{what}: cannot run {argv[0]} ({e.strerror or e})") from None
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        # pip's own explanation ("ERROR: ...", "... depends on ..."), not its warnings about index locations
-        detail = [ln for ln in lines if not ln.startswith("WARNING:")][-4:]
-        raise GcbenchError(f"{what} failed (exit code {proc.returncode}): {' | '.join(detail)}")
-    return proc.stdout
+    return run_install_step(argv, what, cwd, PIP_TIMEOUT_S)
 
 
 def ensure_env(interpreter: Interpreter, log) -> Path:
